@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.mfed-installed
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test unit integration lint clean
+.PHONY: setup setup-data run test unit integration lint clean
 
 setup: $(STAMP)
 
@@ -18,7 +18,15 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-run: setup
+# The built-in benchmark's real images: Debian's dataset-fashion-mnist (about 31 MB, MIT).
+FASHION_DIR ?= /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+setup-data:
+	@test -f $(FASHION_DIR)/train-images-idx3-ubyte.gz || { \
+	  echo "installing dataset-fashion-mnist (apt-get)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist >/dev/null; }
+
+run: setup setup-data
 	$(BIN)/mfed train $(ARGS)
 
 test: setup

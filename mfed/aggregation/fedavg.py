@@ -1,0 +1,37 @@
+"""FedAvg within each task (McMahan et al., 2017), no cross-task sharing.
+
+Each task group is an independent federation: its clients average their whole model (encoder
+and decoder) weighted by examples. This is the per-task FedAvg baseline, not the "FedAvg" of
+FedHCA2 / FMTL-Bench that averages all tasks' decoders into one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mfed.aggregation.base import Strategy
+from mfed.aggregation.functional import average_updates, group_by_task, select
+from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
+from mfed.types import ClientUpdate, ServerState, task_scope
+
+
+class FedAvgPerTask(Strategy):
+    """One FedAvg federation per task: encoder and decoder averaged within the task group.
+
+    Args:
+        weighting: ``examples`` or ``uniform``.
+    """
+
+    name = "fedavg"
+
+    def init_state(self, model: MultiTaskModel) -> ServerState:
+        """One full model (encoder + the task's decoder) per task."""
+        full = model.state_dict()
+        return {task_scope(t): select(full, [ENCODER_PREFIX, decoder_prefix(t)]) for t in model.tasks}
+
+    def aggregate(self, state: ServerState, updates: Sequence[ClientUpdate]) -> ServerState:
+        """Average each task group's whole model; other tasks keep theirs."""
+        new = dict(state)
+        for task, group in group_by_task(updates).items():
+            new[task_scope(task)] = average_updates(group, [ENCODER_PREFIX, decoder_prefix(task)], self.weighting)
+        return new

@@ -1,0 +1,52 @@
+"""M-Fed (arXiv 2504.09800): encoder averaged over all clients, decoders per task.
+
+Round t, clients k with task tau(k) and n_k examples:
+``theta_g <- sum_k w_k theta_k`` over all participating clients (cross-task knowledge) and
+``phi_g^tau <- sum_{k: tau(k)=tau} w_k phi_k`` per task (intra-task knowledge), with
+``w_k = n_k / sum n_j`` (the project's choice; ``weighting=uniform`` is offered). Clients train
+``L_task + mu/2 ||phi - phi_g^tau||^2``. A task without participants keeps its decoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mfed.aggregation.base import Strategy
+from mfed.aggregation.functional import average_updates, group_by_task, select
+from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
+from mfed.types import ClientUpdate, ServerState, global_scope, task_scope
+
+
+class MFed(Strategy):
+    """Shared encoder over all tasks, per-task decoders, decoder proximal term.
+
+    Args:
+        mu: Strength of the local decoder proximal term (>= 0; 0 turns it off).
+        weighting: ``examples`` or ``uniform``.
+    """
+
+    name = "mfed"
+
+    def __init__(self, mu: float = 0.01, weighting: str = "examples") -> None:
+        super().__init__(weighting)
+        if mu < 0:
+            raise ValueError(f"aggregation.mu must be >= 0, got {mu}")
+        self.prox_mu = float(mu)
+
+    def init_state(self, model: MultiTaskModel) -> ServerState:
+        """Global encoder plus one decoder per task."""
+        full = model.state_dict()
+        state = {global_scope(): select(full, [ENCODER_PREFIX])}
+        for task in model.tasks:
+            state[task_scope(task)] = select(full, [decoder_prefix(task)])
+        return state
+
+    def aggregate(self, state: ServerState, updates: Sequence[ClientUpdate]) -> ServerState:
+        """Encoder over every update; each task's decoder over that task's updates."""
+        if not updates:
+            return state
+        new = dict(state)
+        new[global_scope()] = average_updates(updates, [ENCODER_PREFIX], self.weighting)
+        for task, group in group_by_task(updates).items():
+            new[task_scope(task)] = average_updates(group, [decoder_prefix(task)], self.weighting)
+        return new

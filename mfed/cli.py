@@ -1,0 +1,59 @@
+"""The ``mfed`` console command.
+
+``mfed train [overrides]`` runs a federation; overrides are Hydra's (``key=value``,
+``group=option``), e.g. ``mfed train aggregation=fedavg federation.rounds=5 seed=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from omegaconf import OmegaConf
+
+
+def _train(args: argparse.Namespace) -> int:
+    from hydra.errors import HydraException
+
+    from mfed.config import load_config
+    from mfed.run import run
+
+    try:
+        cfg = load_config(args.overrides)
+    except HydraException as err:
+        print(f"mfed: bad configuration: {err}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(OmegaConf.to_yaml(cfg, resolve=True))
+        return 0
+    try:
+        run(cfg)
+    except ValueError as err:
+        print(f"mfed: {err}", file=sys.stderr)
+        return 2
+    print(f"outputs in {cfg.out_dir}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    p = argparse.ArgumentParser(prog="mfed", description="Multi-task federated learning (M-Fed) on Ray")
+    sub = p.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="run a federation", description=__doc__)
+    train.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. aggregation=local federation.rounds=3")
+    train.add_argument("--print-config", action="store_true", help="print the composed config and exit")
+    train.set_defaults(func=_train)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mfed`` command."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Where clients run: in this process (serial) or one Ray actor per client (ray).
+
+Both backends drive the same :class:`mfed.federation.client.Client`; for the same seed they give
+the same global state (tested). Ray is imported only inside :class:`RayBackend`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from torch.utils.data import Dataset
+
+from mfed.federation.client import Client, ClientConfig
+from mfed.models.multitask import MultiTaskModel
+from mfed.systems.module import OptimizerFactory
+from mfed.tasks.base import Task
+from mfed.types import ClientEvaluation, ClientSpec, ClientUpdate, ServerState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClientSetup:
+    """Everything clients share, picklable: built by the driver, sent once to each client."""
+
+    tasks: dict[str, Task]
+    dataset: Dataset
+    model_factory: Callable[[list[Task]], MultiTaskModel]
+    optimizer: OptimizerFactory
+    config: ClientConfig
+
+    def client_args(self, spec: ClientSpec, dataset: Any = None) -> tuple[Any, ...]:
+        """Constructor arguments of the client ``spec`` (``dataset`` replaces the pool, e.g. by a Ray ref)."""
+        pool = self.dataset if dataset is None else dataset
+        return (spec, self.tasks[spec.task], pool, self.model_factory, self.optimizer, self.config)
+
+
+class Backend(Protocol):
+    """Runs clients' work for the driver."""
+
+    def start(self, specs: Sequence[ClientSpec], setup: ClientSetup) -> None:
+        """Create one client per spec."""
+        ...
+
+    def fit(self, client_ids: Sequence[str], state: ServerState, round_idx: int) -> list[ClientUpdate]:
+        """Train the given clients from ``state``; updates in the order of ``client_ids``."""
+        ...
+
+    def evaluate(self, client_ids: Sequence[str], state: ServerState) -> list[ClientEvaluation]:
+        """Score the given clients' next-round models."""
+        ...
+
+    def shutdown(self) -> None:
+        """Release clients and anything the backend started."""
+        ...
+
+
+class SerialBackend:
+    """All clients in this process, one after another (tests, debugging)."""
+
+    def __init__(self) -> None:
+        self.clients: dict[str, Client] = {}
+
+    def start(self, specs: Sequence[ClientSpec], setup: ClientSetup) -> None:
+        """Build every client here."""
+        self.clients = {s.client_id: Client(*setup.client_args(s)) for s in specs}
+
+    def fit(self, client_ids: Sequence[str], state: ServerState, round_idx: int) -> list[ClientUpdate]:
+        """Train clients one by one."""
+        return [self.clients[c].fit(state, round_idx) for c in client_ids]
+
+    def evaluate(self, client_ids: Sequence[str], state: ServerState) -> list[ClientEvaluation]:
+        """Evaluate clients one by one."""
+        return [self.clients[c].evaluate(state) for c in client_ids]
+
+    def shutdown(self) -> None:
+        """Drop the clients."""
+        self.clients = {}
+
+
+class RayBackend:
+    """One long-lived Ray actor per client; the server state is ``ray.put`` once per call.
+
+    Args:
+        address: Ray address to join; ``None`` joins ``RAY_ADDRESS`` when set, else starts an
+            embedded local Ray with all of this machine's cores.
+        num_cpus_per_client: CPUs each actor requests; ``None`` shares the cluster's CPUs evenly
+            (at most 1 each) so every actor fits at once.
+        num_gpus_per_client: GPUs (may be fractional) each actor requests.
+    """
+
+    def __init__(
+        self, address: str | None = None, num_cpus_per_client: float | None = None, num_gpus_per_client: float = 0.0
+    ) -> None:
+        if num_cpus_per_client is not None and num_cpus_per_client <= 0:
+            raise ValueError(f"backend.num_cpus_per_client must be > 0 or null (auto), got {num_cpus_per_client}")
+        if num_gpus_per_client < 0:
+            raise ValueError(f"backend.num_gpus_per_client must be >= 0, got {num_gpus_per_client}")
+        self.address, self.num_cpus, self.num_gpus = address, num_cpus_per_client, num_gpus_per_client
+        self.actors: dict[str, Any] = {}
+        self._started_ray = False
+
+    def _init_ray(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            return
+        address = self.address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, log_to_driver=True)
+        else:
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
+        self._started_ray = True
+
+    def _cpus_per_client(self, n_clients: int) -> float:
+        import ray
+
+        total = float(ray.cluster_resources().get("CPU", 0.0))
+        if self.num_cpus is None:
+            # Floor to 1/100 so n * share never exceeds the total by rounding.
+            return min(1.0, math.floor(100 * total / n_clients) / 100)
+        if self.num_cpus * n_clients > total + 1e-9:
+            raise ValueError(
+                f"backend.num_cpus_per_client={self.num_cpus} x {n_clients} clients needs "
+                f"{self.num_cpus * n_clients:g} CPUs but the cluster has {total:g}: actors that do "
+                "not fit wait forever; lower it or leave it null (auto)"
+            )
+        return self.num_cpus
+
+    def start(self, specs: Sequence[ClientSpec], setup: ClientSetup) -> None:
+        """Start one actor per client and wait until all are built."""
+        import ray
+
+        self._init_ray()
+        cpus = self._cpus_per_client(len(specs))
+        if cpus <= 0:
+            raise ValueError(f"{len(specs)} clients cannot share a cluster with no CPU")
+        log.info("starting %d client actors (%.2f CPU, %g GPU each)", len(specs), cpus, self.num_gpus)
+        remote_client = ray.remote(Client).options(num_cpus=cpus, num_gpus=self.num_gpus)
+        dataset_ref = ray.put(setup.dataset)  # top-level ObjectRef args reach actors as values
+        self.actors = {}
+        for spec in specs:
+            self.actors[spec.client_id] = remote_client.remote(*setup.client_args(spec, dataset_ref))
+        ray.get([a.__ray_ready__.remote() for a in self.actors.values()])
+
+    def fit(self, client_ids: Sequence[str], state: ServerState, round_idx: int) -> list[ClientUpdate]:
+        """Every actor reads the same ObjectRef of the state and trains concurrently."""
+        import ray
+
+        ref = ray.put(state)
+        return ray.get([self.actors[c].fit.remote(ref, round_idx) for c in client_ids])
+
+    def evaluate(self, client_ids: Sequence[str], state: ServerState) -> list[ClientEvaluation]:
+        """Concurrent evaluation from one ObjectRef of the state."""
+        import ray
+
+        ref = ray.put(state)
+        return ray.get([self.actors[c].evaluate.remote(ref) for c in client_ids])
+
+    def shutdown(self) -> None:
+        """Kill the actors, and Ray itself when this backend started it."""
+        import ray
+
+        for actor in self.actors.values():
+            ray.kill(actor)
+        self.actors = {}
+        if self._started_ray:
+            ray.shutdown()
+            self._started_ray = False
+

@@ -1,0 +1,168 @@
+"""The client: a plain class holding a LightningModule and its data shard.
+
+Ray never appears here: :mod:`mfed.federation.backends` wraps this class in an actor, and the
+serial backend uses it as is, so both run the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from mfed.aggregation.functional import select
+from mfed.federation.trainer import quiet_trainer
+from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
+from mfed.systems.module import OptimizerFactory, TaskSystem
+from mfed.tasks.base import Task
+from mfed.types import (
+    ClientEvaluation, ClientSpec, ClientUpdate, ServerState, State,
+    client_scope, global_scope, state_nbytes, task_scope,
+)  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How a client trains (the same for every client of a run).
+
+    Attributes:
+        local_epochs: Epochs over the shard per round.
+        batch_size: Training and evaluation batch size.
+        prox_mu: Strength of the decoder proximal term (set by the strategy).
+        uploads: Parts sent back: a subset of ``("encoder", "decoder")`` (set by the strategy).
+        torch_threads: Intra-op threads; 1 when several clients share the cores.
+    """
+
+    local_epochs: int = 1
+    batch_size: int = 32
+    prox_mu: float = 0.0
+    uploads: tuple[str, ...] = ("encoder", "decoder")
+    torch_threads: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("local_epochs", "batch_size", "torch_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"federation.{name} must be >= 1, got {getattr(self, name)}")
+        if self.prox_mu < 0:
+            raise ValueError(f"aggregation.mu must be >= 0, got {self.prox_mu}")
+        bad = sorted(set(self.uploads) - {"encoder", "decoder"})
+        if bad:
+            raise ValueError(f"uploads may hold only 'encoder' and 'decoder', got {bad}")
+
+
+def shard(dataset: Dataset, indices: tuple[int, ...], key: str) -> Dataset:
+    """The client's examples: generated once where the dataset can, else a lazy subset."""
+    materialize = getattr(dataset, "materialize", None)
+    if callable(materialize):
+        return materialize(indices, [key])
+    return Subset(dataset, list(indices))
+
+
+def round_seed(seed: int, round_idx: int) -> int:
+    """The seed of one client's work in one round."""
+    return int(np.random.SeedSequence([seed, round_idx]).generate_state(1)[0])
+
+
+class Client:
+    """One participant: its task, its model (encoder + its task's decoder) and its data.
+
+    Args:
+        spec: Id, task, example indices and seed.
+        task: The task object (loss, metrics).
+        dataset: The training pool the indices refer to.
+        model_factory: Builds the initial model for a list of tasks (identical in every process).
+        optimizer: Optimizer factory (a Hydra partial).
+        config: Training settings.
+    """
+
+    def __init__(
+        self,
+        spec: ClientSpec,
+        task: Task,
+        dataset: Dataset,
+        model_factory: Callable[[list[Task]], MultiTaskModel],
+        optimizer: OptimizerFactory,
+        config: ClientConfig,
+    ) -> None:
+        if spec.task != task.name:
+            raise ValueError(f"client {spec.client_id} has task {spec.task!r} but got task object {task.name!r}")
+        torch.set_num_threads(config.torch_threads)
+        self.spec, self.config = spec, config
+        self.system = TaskSystem(model_factory([task]), task, optimizer, prox_mu=config.prox_mu)
+        self.train_data = shard(dataset, spec.train_indices, task.target_key)
+        self.val_data = shard(dataset, spec.val_indices, task.target_key)
+
+    @property
+    def client_id(self) -> str:
+        """The client's id."""
+        return self.spec.client_id
+
+    def load(self, server_state: ServerState) -> int:
+        """Load the scopes of ``server_state`` that concern this client; return bytes loaded."""
+        scopes = (global_scope(), task_scope(self.spec.task), client_scope(self.client_id))
+        payload: State = {}
+        for scope in scopes:
+            payload.update(server_state.get(scope, {}))
+        own = self.system.model.state_dict()
+        for key, value in payload.items():
+            if key not in own:
+                raise ValueError(f"client {self.client_id}: server sent {key!r}, which its model lacks")
+            if value.shape != own[key].shape:
+                raise ValueError(
+                    f"client {self.client_id}: {key} is {tuple(value.shape)} on the server but "
+                    f"{tuple(own[key].shape)} locally: encoder/decoder configs differ"
+                )
+        self.system.model.load_state_dict(payload, strict=False)
+        prefix = decoder_prefix(self.spec.task)
+        reference = {k[len(prefix) :]: v for k, v in payload.items() if k.startswith(prefix)}
+        named = dict(self.system.decoder.named_parameters())
+        self.system.set_decoder_reference({k: v for k, v in reference.items() if k in named})
+        return state_nbytes(payload)
+
+    def fit(self, server_state: ServerState, round_idx: int) -> ClientUpdate:
+        """Load the global state, train ``local_epochs`` and return the trained tensors."""
+        bytes_down = self.load(server_state)
+        seed = round_seed(self.spec.seed, round_idx)
+        torch.manual_seed(seed)
+        loader = DataLoader(
+            self.train_data,
+            batch_size=self.config.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        quiet_trainer(self.config.local_epochs).fit(self.system, loader)
+        prefixes = {"encoder": ENCODER_PREFIX, "decoder": decoder_prefix(self.spec.task)}
+        trained = select(self.system.model.state_dict(), [prefixes[p] for p in self.config.uploads])
+        return ClientUpdate(
+            client_id=self.client_id,
+            task=self.spec.task,
+            num_examples=len(self.train_data),  # type: ignore[arg-type]
+            state={k: v.detach().clone() for k, v in trained.items()},
+            metrics=self.system.train_epoch_means(),
+            bytes_down=bytes_down,
+        )
+
+    def evaluate(self, server_state: ServerState) -> ClientEvaluation:
+        """Score the model this client would train next round on its validation split."""
+        self.load(server_state)
+        loader = DataLoader(self.val_data, batch_size=self.config.batch_size)
+        quiet_trainer().validate(self.system, loader, verbose=False)
+        metrics = {name: float(m.compute()) for name, m in self.system.val_metrics.items()}
+        return ClientEvaluation(
+            client_id=self.client_id,
+            task=self.spec.task,
+            num_examples=len(self.val_data),  # type: ignore[arg-type]
+            metrics=metrics,
+            metric_states=self.system.metric_states(),
+        )
+
+    def model_state(self) -> dict[str, Any]:
+        """The client's current full model state (for checkpoints of personal models)."""
+        return {k: v.detach().clone() for k, v in self.system.model.state_dict().items()}

@@ -1,0 +1,134 @@
+"""The round loop: sample, send, train, aggregate, evaluate, log, repeat."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from mfed.aggregation.base import Strategy
+from mfed.federation.backends import Backend, ClientSetup
+from mfed.federation.summary import eval_row, train_row
+from mfed.models.multitask import MultiTaskModel
+from mfed.tasks.base import Task
+from mfed.types import ClientSpec, ServerState
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, float]
+
+
+class RunCallback(Protocol):
+    """Something that watches the run: console, history file, W&B, checkpoints."""
+
+    def on_start(self, driver: Driver) -> None:
+        """Called once before the clients start."""
+        ...
+
+    def on_round_end(self, driver: Driver, row: Row) -> None:
+        """Called after every round with that round's metrics."""
+        ...
+
+    def on_end(self, driver: Driver) -> None:
+        """Called once after the last round (also after a failure)."""
+        ...
+
+
+def sample_clients(client_ids: Sequence[str], fraction: float, seed: int, round_idx: int) -> list[str]:
+    """Clients taking part in ``round_idx``: ``max(1, round(fraction * n))`` of them, seeded.
+
+    The result keeps the order of ``client_ids``.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"federation.fraction must lie in (0, 1], got {fraction}")
+    n = len(client_ids)
+    m = max(1, round(fraction * n))
+    if m >= n:
+        return list(client_ids)
+    chosen = np.random.default_rng([seed, round_idx]).choice(n, size=m, replace=False)
+    return [client_ids[i] for i in sorted(chosen)]
+
+
+@dataclass
+class Driver:
+    """Runs a federation of ``specs`` with ``strategy`` on ``backend``.
+
+    Attributes:
+        strategy: The aggregation strategy.
+        backend: Where clients run.
+        tasks: Task objects by name.
+        specs: One spec per client.
+        setup: What every client is built from.
+        model: The initial full model (every task's decoder), source of the initial state.
+        rounds: Number of rounds (>= 1).
+        fraction: Share of clients sampled per round, in (0, 1].
+        eval_every: Evaluate every this many rounds (and after the last).
+        seed: Run seed (client sampling).
+        callbacks: Watchers of the run.
+    """
+
+    strategy: Strategy
+    backend: Backend
+    tasks: Mapping[str, Task]
+    specs: Sequence[ClientSpec]
+    setup: ClientSetup
+    model: MultiTaskModel
+    rounds: int
+    fraction: float = 1.0
+    eval_every: int = 1
+    seed: int = 0
+    callbacks: Sequence[RunCallback] = ()
+    history: list[Row] = field(default_factory=list)
+    state: ServerState = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise ValueError(f"federation.rounds must be >= 1, got {self.rounds}")
+        if self.eval_every < 1:
+            raise ValueError(f"federation.eval_every must be >= 1, got {self.eval_every}")
+        sample_clients(["x"], self.fraction, 0, 0)  # validates fraction now, not in round 1
+        if not self.specs:
+            raise ValueError("a federation needs at least one client")
+        unknown = sorted({s.task for s in self.specs} - set(self.tasks))
+        if unknown:
+            raise ValueError(f"clients have tasks {unknown} with no task config; tasks: {sorted(self.tasks)}")
+
+    @property
+    def client_ids(self) -> list[str]:
+        """Every client's id, in spec order."""
+        return [s.client_id for s in self.specs]
+
+    def run(self) -> list[Row]:
+        """Run every round and return the history (one row per round)."""
+        self.state = self.strategy.init_state(self.model)
+        try:
+            for cb in self.callbacks:
+                cb.on_start(self)
+            self.backend.start(self.specs, self.setup)
+            for round_idx in range(1, self.rounds + 1):
+                row = self.run_round(round_idx)
+                self.history.append(row)
+                for cb in self.callbacks:
+                    cb.on_round_end(self, row)
+        finally:
+            self.backend.shutdown()
+            for cb in self.callbacks:
+                cb.on_end(self)
+        return self.history
+
+    def run_round(self, round_idx: int) -> Row:
+        """One round: train the sampled clients, aggregate, maybe evaluate everyone."""
+        start = time.perf_counter()
+        sampled = sample_clients(self.client_ids, self.fraction, self.seed, round_idx)
+        updates = self.backend.fit(sampled, self.state, round_idx)
+        self.state = self.strategy.aggregate(self.state, updates)
+        row: Row = {"round": float(round_idx), **train_row(updates)}
+        if round_idx % self.eval_every == 0 or round_idx == self.rounds:
+            row.update(eval_row(self.tasks, self.backend.evaluate(self.client_ids, self.state)))
+        row["time/round_s"] = time.perf_counter() - start
+        return row

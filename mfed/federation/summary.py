@@ -1,0 +1,54 @@
+"""Turn one round's client messages into the flat metric row the loggers write.
+
+Keys use slashes so W&B groups panels: ``round``, ``train/<task>/loss``,
+``val/<task>/<metric>``, ``client/<id>/...``, ``comm/bytes_up``, ``comm/bytes_down``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from mfed.aggregation.functional import group_by_task
+from mfed.tasks.base import Task
+from mfed.types import ClientEvaluation, ClientUpdate, state_nbytes
+
+
+def merge_evaluations(task: Task, evaluations: Sequence[ClientEvaluation]) -> dict[str, float]:
+    """Task metrics over the union of the clients' validation data (metric states merged exactly)."""
+    metrics = task.metrics()
+    for evaluation in evaluations:
+        for name, metric in metrics.items():
+            metric.merge_state(dict(evaluation.metric_states[name]))
+    return {name: float(metric.compute()) for name, metric in metrics.items()}
+
+
+def train_row(updates: Sequence[ClientUpdate]) -> dict[str, float]:
+    """Per-task example-weighted training losses, per-client losses and bytes moved."""
+    row: dict[str, float] = {}
+    for task, group in group_by_task(updates).items():
+        total = sum(u.num_examples for u in group)
+        for key in group[0].metrics:
+            row[f"train/{task}/{key}"] = sum(u.metrics[key] * u.num_examples for u in group) / total
+    for u in updates:
+        row[f"client/{u.client_id}/train_loss"] = u.metrics.get("loss", float("nan"))
+    row["comm/bytes_up"] = float(sum(state_nbytes(u.state) for u in updates))
+    row["comm/bytes_down"] = float(sum(u.bytes_down for u in updates))
+    row["comm/clients"] = float(len(updates))
+    return row
+
+
+def eval_row(tasks: Mapping[str, Task], evaluations: Sequence[ClientEvaluation]) -> dict[str, float]:
+    """Per-task merged validation metrics and per-client ones."""
+    row: dict[str, float] = {}
+    for task_name, group in group_by_task(evaluations).items():  # type: ignore[arg-type]
+        for metric, value in merge_evaluations(tasks[task_name], group).items():
+            row[f"val/{task_name}/{metric}"] = value
+    for e in evaluations:
+        for metric, value in e.metrics.items():
+            row[f"client/{e.client_id}/{metric}"] = value
+    return row
+
+
+def headline_key(task: Task) -> str:
+    """History key of a task's headline metric, e.g. ``val/semseg/mIoU``."""
+    return f"val/{task.name}/{task.headline}"

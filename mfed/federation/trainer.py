@@ -1,0 +1,39 @@
+"""A quiet Lightning Trainer for short local fits (no banners, logs or checkpoints)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import lightning.pytorch as pl
+
+_NOISY_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.pytorch.accelerators.cuda",
+    "lightning.fabric.utilities.seed",
+)
+
+
+def silence_lightning() -> None:
+    """Mute Lightning's per-fit info lines and its small-data warnings, once per process."""
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*number of training batches.*")
+    warnings.filterwarnings("ignore", message=r".*GPU available but not used.*")
+
+
+def quiet_trainer(max_epochs: int = 1) -> pl.Trainer:
+    """A CPU Trainer that writes nothing and prints nothing."""
+    silence_lightning()
+    return pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=max_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )

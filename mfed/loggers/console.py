@@ -1,0 +1,90 @@
+"""Console progress (rounds done, time per round, ETA) and the final per-task table, with rich."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mfed.tasks.base import Task
+
+if TYPE_CHECKING:
+    from mfed.federation.driver import Driver, Row
+
+
+def first_and_last(history: Sequence[Mapping[str, float]], key: str) -> tuple[Mapping[str, float], Mapping[str, float]] | None:
+    """The first and last rows that hold ``key`` (evaluation may skip rounds)."""
+    rows = [r for r in history if r.get(key) is not None]
+    return (rows[0], rows[-1]) if rows else None
+
+
+def results_table(tasks: Mapping[str, Task], history: Sequence[Mapping[str, float]]) -> Table:
+    """Per task and metric: value at the first evaluation, at the last, and the change."""
+    table = Table(title="Per-task validation metrics")
+    for column in ("task", "metric", "first eval", "final", "change"):
+        table.add_column(column, justify="left" if column in ("task", "metric") else "right")
+    for task in tasks.values():
+        for metric, higher in task.higher_is_better.items():
+            pair = first_and_last(history, f"val/{task.name}/{metric}")
+            if pair is None:
+                continue
+            first, last = pair
+            a, b = first[f"val/{task.name}/{metric}"], last[f"val/{task.name}/{metric}"]
+            better = (b > a) == higher and b != a
+            arrow = "↑" if higher else "↓"
+            change = f"[{'green' if better else 'red'}]{b - a:+.3f}[/]"
+            table.add_row(
+                task.name, f"{metric} {arrow}", f"{a:.3f} (r{int(first['round'])})", f"{b:.3f} (r{int(last['round'])})", change
+            )
+    return table
+
+
+def round_line(tasks: Mapping[str, Task], row: Mapping[str, float], rounds: int) -> str:
+    """One line per round: headline metric and training loss of every task."""
+    parts = [f"round {int(row['round'])}/{rounds} {row.get('time/round_s', math.nan):5.1f}s"]
+    for task in tasks.values():
+        loss = row.get(f"train/{task.name}/loss")
+        metric = row.get(f"val/{task.name}/{task.headline}")
+        text = f"{task.name}: loss {loss:.4f}" if loss is not None else f"{task.name}: -"
+        if metric is not None:
+            text += f" {task.headline} {metric:.3f}"
+        parts.append(text)
+    return " | ".join(parts)
+
+
+class ConsoleReporter:
+    """Shows a progress bar with ETA, a line per round and, at the end, the results table."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console()
+        self.progress: Progress | None = None
+        self.task_id: int | None = None
+
+    def on_start(self, driver: Driver) -> None:
+        """Print the run's set-up and start the progress bar."""
+        info = ", ".join(f"{k}={v}" for k, v in driver.info.items())
+        self.console.print(f"[bold]mfed[/] {info}")
+        self.console.print(f"starting {len(driver.specs)} clients: {', '.join(driver.client_ids)}")
+        self.progress = Progress(
+            TextColumn("[bold blue]rounds"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=self.console,
+        )  # fmt: skip
+        self.progress.start()
+        self.task_id = self.progress.add_task("rounds", total=driver.rounds)
+
+    def on_round_end(self, driver: Driver, row: Row) -> None:
+        """Advance the bar and print the round's line."""
+        self.console.print(round_line(driver.tasks, row, driver.rounds))
+        if self.progress is not None and self.task_id is not None:
+            self.progress.advance(self.task_id)  # type: ignore[arg-type]
+
+    def on_end(self, driver: Driver) -> None:
+        """Stop the bar and print the table."""
+        if self.progress is not None:
+            self.progress.stop()
+        if driver.history:
+            self.console.print(results_table(driver.tasks, driver.history))

@@ -1,0 +1,79 @@
+"""The driver's W&B run: per-task curves against ``round``, config and final summary.
+
+Only the driver writes to W&B. ``WANDB_MODE`` decides online/offline/disabled; when it is unset
+the run is offline (no account needed; ``wandb sync <out_dir>/wandb/offline-run-*`` uploads it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mfed.federation.driver import Driver, Row
+
+MODES = ("online", "offline", "disabled")
+
+
+class WandbCallback:
+    """Logs each round's row to a W&B run whose x-axis is ``round``.
+
+    Args:
+        out_dir: The run's output directory; W&B files go to ``<out_dir>/wandb``.
+        project: W&B project.
+        entity: W&B entity (team or user); ``None`` for the default.
+        name: Run name.
+        group: Run group (e.g. the task mix, or a sweep).
+        tags: Run tags.
+        config: The resolved run config.
+        mode: ``online``, ``offline`` or ``disabled``; ``None`` reads ``WANDB_MODE``, else offline.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        project: str = "mfed",
+        entity: str | None = None,
+        name: str | None = None,
+        group: str | None = None,
+        tags: Sequence[str] = (),
+        config: Mapping[str, Any] | None = None,
+        mode: str | None = None,
+    ) -> None:
+        mode = mode or os.environ.get("WANDB_MODE") or "offline"
+        if mode not in MODES:
+            raise ValueError(f"logger.mode (or WANDB_MODE) must be one of {MODES}, got {mode!r}")
+        self.out_dir, self.project, self.entity = Path(out_dir), project, entity
+        self.name, self.group, self.tags, self.mode = name, group, list(tags), mode
+        self.config = dict(config or {})
+        self.run: Any = None
+
+    def on_start(self, driver: Driver) -> None:
+        """Open the run and make ``round`` the step metric of every key."""
+        import wandb
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(
+            project=self.project, entity=self.entity, name=self.name, group=self.group,
+            tags=self.tags, config=self.config, dir=str(self.out_dir), mode=self.mode,
+        )  # fmt: skip
+        self.run.define_metric("round")
+        self.run.define_metric("*", step_metric="round")
+
+    def on_round_end(self, driver: Driver, row: Row) -> None:
+        """Log the round's row."""
+        if self.run is not None:
+            self.run.log(dict(row))
+
+    def on_end(self, driver: Driver) -> None:
+        """Write the final per-task metrics to the summary and close the run."""
+        if self.run is None:
+            return
+        final = {}
+        for row in driver.history:
+            final.update({f"final/{k[4:]}": v for k, v in row.items() if k.startswith("val/")})
+        self.run.summary.update(final)
+        self.run.finish()
+        self.run = None

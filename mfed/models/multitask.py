@@ -1,0 +1,108 @@
+"""MultiTaskModel: one shared encoder + one decoder per task.
+
+Parameter names are the contract with aggregation: ``encoder.*`` is shared by every client,
+``decoders.<task>.*`` by the clients of that task.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from mfed.tasks.base import Task
+
+ENCODER_PREFIX = "encoder."
+
+
+def decoder_prefix(task: str) -> str:
+    """Return the state-dict prefix of ``task``'s decoder."""
+    return f"decoders.{task}."
+
+
+class MultiTaskModel(nn.Module):
+    """A shared encoder with a ``nn.ModuleDict`` of decoders keyed by task name.
+
+    Args:
+        encoder: Maps ``(B, C, H, W)`` images to features.
+        decoders: ``{task: decoder}``; a decoder maps ``(features, (H, W))`` to a prediction.
+    """
+
+    def __init__(self, encoder: nn.Module, decoders: Mapping[str, nn.Module]) -> None:
+        super().__init__()
+        if not decoders:
+            raise ValueError("MultiTaskModel needs at least one decoder, got none")
+        self.encoder = encoder
+        self.decoders = nn.ModuleDict(dict(decoders))
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """Names of the tasks this model has a decoder for."""
+        return tuple(self.decoders.keys())
+
+    def forward(self, x: Tensor, task: str) -> Tensor:
+        """(B, C, H, W) image -> ``task``'s raw prediction at the same resolution."""
+        if task not in self.decoders:
+            raise KeyError(f"model has no decoder for task {task!r}; it has {list(self.tasks)}")
+        return self.decoders[task](self.encoder(x), x.shape[-2:])
+
+
+def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
+    # Each component is initialised from its own seed, so every process that builds the same
+    # component (driver, any client) gets bit-identical weights without sending them.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def component_seed(seed: int, component: str) -> int:
+    """A stable per-component seed (independent of Python's hash randomisation)."""
+    return (seed * 1_000_003 + zlib.crc32(component.encode())) % (2**31)
+
+
+def build_model(
+    encoder: Callable[[], nn.Module],
+    decoder: Callable[..., nn.Module],
+    tasks: Iterable[Task],
+    seed: int,
+) -> MultiTaskModel:
+    """Build an encoder and one decoder per task, each deterministically initialised.
+
+    Args:
+        encoder: Zero-argument factory (a Hydra partial) returning the encoder; it must expose
+            ``out_channels``.
+        decoder: Factory taking ``in_channels`` and ``out_channels``.
+        tasks: The tasks to give a decoder.
+        seed: Run seed.
+    """
+    enc = _seeded(component_seed(seed, "encoder"), encoder)
+    in_channels = getattr(enc, "out_channels", None)
+    if not isinstance(in_channels, int):
+        raise ValueError(f"encoder {type(enc).__name__} must expose an integer out_channels")
+    decoders = {
+        t.name: _seeded(
+            component_seed(seed, f"decoder:{t.name}"),
+            lambda t=t: decoder(in_channels=in_channels, out_channels=t.out_channels),
+        )
+        for t in tasks
+    }
+    return MultiTaskModel(enc, decoders)
+
+
+class ModelFactory:
+    """Picklable ``tasks -> MultiTaskModel`` builder: the same weights in every process.
+
+    Args:
+        encoder: Zero-argument encoder factory (Hydra partial).
+        decoder: Decoder factory taking ``in_channels`` and ``out_channels`` (Hydra partial).
+        seed: Run seed.
+    """
+
+    def __init__(self, encoder: Callable[[], nn.Module], decoder: Callable[..., nn.Module], seed: int) -> None:
+        self.encoder, self.decoder, self.seed = encoder, decoder, seed
+
+    def __call__(self, tasks: Iterable[Task]) -> MultiTaskModel:
+        """Build the model with one decoder per task in ``tasks``."""
+        return build_model(self.encoder, self.decoder, tasks, self.seed)

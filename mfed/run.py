@@ -1,0 +1,125 @@
+"""Config to objects and the whole run: ``build(cfg)`` returns a ready Driver, ``run(cfg)`` runs it.
+
+Every object comes from a Hydra ``_target_``; this module only wires them and checks, before any
+client starts, that the pieces fit together.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mfed.aggregation.base import Strategy
+from mfed.federation.backends import ClientSetup
+from mfed.federation.checkpointing import Checkpointer
+from mfed.federation.client import ClientConfig
+from mfed.federation.driver import Driver, RunCallback
+from mfed.loggers.console import ConsoleReporter
+from mfed.loggers.history import HistoryWriter
+from mfed.models.multitask import ModelFactory
+from mfed.tasks.base import Task
+from mfed.types import ClientSpec
+
+log = logging.getLogger(__name__)
+
+
+def build_tasks(cfg: DictConfig) -> dict[str, Task]:
+    """Instantiate ``cfg.tasks``; each entry's key must equal its task's name."""
+    if not cfg.get("tasks"):
+        raise ValueError("no tasks configured: pick a task_mix=<name> or add +task@tasks.<name>=<name>")
+    tasks: dict[str, Task] = {}
+    for key, task_cfg in cfg.tasks.items():
+        task = instantiate(task_cfg)
+        if not isinstance(task, Task):
+            raise ValueError(f"tasks.{key} must build a mfed.tasks.Task, got {type(task).__name__}")
+        if task.name != key:
+            raise ValueError(f"tasks.{key} builds a task named {task.name!r}: set tasks.{key}.name={key}")
+        tasks[str(key)] = task
+    return tasks
+
+
+def build_specs(cfg: DictConfig, tasks: Mapping[str, Task], pool_size: int) -> list[ClientSpec]:
+    """Partition the pool over ``clients_per_task`` clients of every task; split each into train/val."""
+    from mfed.data.partition import train_val_split
+
+    per_task = int(cfg.federation.clients_per_task)
+    if per_task < 1:
+        raise ValueError(f"federation.clients_per_task must be >= 1, got {per_task}")
+    n_clients = per_task * len(tasks)
+    need = int(cfg.data.min_per_client)
+    if n_clients * need > pool_size:
+        raise ValueError(
+            f"{n_clients} clients ({per_task} per task x {len(tasks)} tasks) need at least {need} "
+            f"examples each but the data pool has {pool_size}: raise the pool size (data.pool.length) "
+            "or lower federation.clients_per_task"
+        )
+    seed = int(cfg.seed)
+    partition: Callable[..., Sequence[np.ndarray]] = instantiate(cfg.data.partition)
+    shards = partition(num_samples=pool_size, num_clients=n_clients, seed=seed, min_per_client=need)
+    specs = []
+    for k, (task, i) in enumerate((t, i) for t in tasks for i in range(per_task)):
+        train, val = train_val_split(shards[k], float(cfg.data.val_fraction), seed=seed + k)
+        specs.append(ClientSpec(f"{task}-{i}", task, tuple(map(int, train)), tuple(map(int, val)), seed * 10_007 + k))
+    return specs
+
+
+def run_name(cfg: DictConfig, strategy: Strategy) -> str:
+    """A readable run name: strategy, task mix, seed."""
+    return f"{strategy.name}-{cfg.get('mix_name', 'custom')}-s{cfg.seed}"
+
+
+def build_callbacks(cfg: DictConfig, strategy: Strategy) -> list[RunCallback]:
+    """Console, history.json, checkpoint and (unless ``logger=none``) W&B."""
+    out_dir = Path(cfg.out_dir)
+    callbacks: list[RunCallback] = [ConsoleReporter(), HistoryWriter(out_dir), Checkpointer(out_dir)]
+    if cfg.get("logger") is not None:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        assert isinstance(resolved, dict)
+        callbacks.append(
+            instantiate(
+                cfg.logger, out_dir=out_dir, name=run_name(cfg, strategy),
+                group=cfg.get("mix_name", "custom"), config=resolved,
+            )  # fmt: skip
+        )
+    return callbacks
+
+
+def build(cfg: DictConfig) -> Driver:
+    """Build every object of a run from ``cfg`` and check that they fit; start nothing."""
+    tasks = build_tasks(cfg)
+    strategy: Strategy = instantiate(cfg.aggregation)
+    pool = instantiate(cfg.data.pool)
+    specs = build_specs(cfg, tasks, len(pool))
+    model_factory = ModelFactory(instantiate(cfg.model.encoder), instantiate(cfg.model.decoder), int(cfg.seed))
+    model = model_factory(list(tasks.values()))  # builds every decoder once: bad model configs fail here
+    fed = cfg.federation
+    config = ClientConfig(
+        local_epochs=int(fed.local_epochs), batch_size=int(fed.batch_size), prox_mu=strategy.prox_mu,
+        uploads=strategy.uploads, torch_threads=int(fed.torch_threads),
+    )  # fmt: skip
+    setup = ClientSetup(dict(tasks), pool, model_factory, instantiate(cfg.optimizer), config)
+    driver = Driver(
+        strategy=strategy, backend=instantiate(cfg.backend), tasks=tasks, specs=specs, setup=setup,
+        model=model, rounds=int(fed.rounds), fraction=float(fed.fraction), eval_every=int(fed.eval_every),
+        seed=int(cfg.seed), callbacks=build_callbacks(cfg, strategy),
+    )  # fmt: skip
+    driver.info = {
+        "strategy": repr(strategy), "tasks": list(tasks), "clients": len(specs),
+        "rounds": driver.rounds, "out_dir": str(cfg.out_dir),
+    }  # fmt: skip
+    return driver
+
+
+def run(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Build and run; write the resolved config to ``<out_dir>/config.yaml``; return the history."""
+    driver = build(cfg)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+    return driver.run()

@@ -1,0 +1,108 @@
+"""Messages exchanged between the driver and the clients: small frozen dataclasses.
+
+A state is a flat ``dict[str, Tensor]`` keyed by parameter name. Names are the contract between
+model and aggregation: shared parameters live under ``encoder.``, task parameters under
+``decoders.<task>.`` (see :mod:`mfed.models.multitask`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+State = dict[str, Tensor]
+"""A flat parameter/buffer dictionary, as returned by ``nn.Module.state_dict()``."""
+
+ServerState = dict[str, State]
+"""The server's state, by scope: ``"global"``, ``"task:<name>"`` or ``"client:<id>"``.
+
+A client loads the scopes that concern it (global, then its task's, then its own), restricted to
+the keys its model has. A strategy decides which scopes it keeps.
+"""
+
+
+def global_scope() -> str:
+    """Return the scope every client loads."""
+    return "global"
+
+
+def task_scope(task: str) -> str:
+    """Return the scope the clients of ``task`` load."""
+    return f"task:{task}"
+
+
+def client_scope(client_id: str) -> str:
+    """Return the scope only ``client_id`` loads."""
+    return f"client:{client_id}"
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """Who a client is and which examples it holds.
+
+    Attributes:
+        client_id: Unique id, e.g. ``"semseg-0"``.
+        task: Name of the client's task.
+        train_indices: Indices into the training pool of the dataset.
+        val_indices: Indices into the training pool held out for the client's validation.
+        seed: Seed from which every random choice of the client derives.
+    """
+
+    client_id: str
+    task: str
+    train_indices: tuple[int, ...]
+    val_indices: tuple[int, ...]
+    seed: int
+
+    @property
+    def num_train(self) -> int:
+        """Number of training examples."""
+        return len(self.train_indices)
+
+
+@dataclass(frozen=True)
+class ClientUpdate:
+    """What a client returns after local training.
+
+    Attributes:
+        client_id: The client's id.
+        task: The client's task.
+        num_examples: Training examples seen per epoch (the aggregation weight).
+        state: The trained tensors the strategy asked for (never optimizer state or data).
+        metrics: Scalar training metrics, e.g. ``{"loss": ..., "task_loss": ..., "reg": ...}``.
+        bytes_down: Bytes of server state the client loaded before training.
+    """
+
+    client_id: str
+    task: str
+    num_examples: int
+    state: State
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    bytes_down: int = 0
+
+
+@dataclass(frozen=True)
+class ClientEvaluation:
+    """What a client returns after scoring the model it would train next round.
+
+    Attributes:
+        client_id: The client's id.
+        task: The client's task.
+        num_examples: Validation examples scored.
+        metrics: Scalar metrics computed on the client's own validation split.
+        metric_states: ``{metric_name: metric_state}`` so the driver can merge clients exactly.
+    """
+
+    client_id: str
+    task: str
+    num_examples: int
+    metrics: Mapping[str, float]
+    metric_states: Mapping[str, Mapping[str, Any]]
+
+
+def state_nbytes(state: Mapping[str, Tensor]) -> int:
+    """Return the bytes the tensors of ``state`` occupy (what crosses the network)."""
+    return sum(t.numel() * t.element_size() for t in state.values())

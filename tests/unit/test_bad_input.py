@@ -1,0 +1,51 @@
+"""Bad input fails with a message naming the field and the allowed values, before any client starts."""
+
+import pytest
+from hydra.errors import HydraException
+
+from mfed.cli import main
+from mfed.config import load_config
+from mfed.run import build
+
+
+class NoStartBackend:
+    """Fails the test if anything tries to start clients."""
+
+    def start(self, specs, setup):
+        raise AssertionError("clients started despite bad input")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("federation.rounds=0", "federation.rounds must be >= 1, got 0"),
+        ("aggregation.mu=-0.5", "aggregation.mu must be >= 0, got -0.5"),
+        ("federation.fraction=0", r"federation.fraction must lie in \(0, 1\], got 0"),
+        ("federation.fraction=1.5", r"federation.fraction must lie in \(0, 1\], got 1.5"),
+        ("federation.clients_per_task=40", r"raise the pool size \(data.pool.length\) or lower federation.clients_per_task"),
+        ("federation.clients_per_task=0", "federation.clients_per_task must be >= 1, got 0"),
+        ("federation.local_epochs=0", "federation.local_epochs must be >= 1, got 0"),
+        ("aggregation.weighting=median", "weighting must be one of"),
+        ("tasks.semseg.name=seg", "tasks.semseg builds a task named 'seg': set tasks.semseg.name=semseg"),
+        ("model.encoder.norm=layer", "norm must be one of"),
+    ],
+)
+def test_bad_values_fail_in_build(tiny_cfg, override, message):
+    with pytest.raises(ValueError, match=message):
+        build(tiny_cfg(override))
+
+
+def test_unknown_task_names_the_available_ones(tmp_path):
+    with pytest.raises(HydraException, match=r"(?s)task/segmentation.*Available options.*semseg"):
+        load_config(["+task@tasks.segmentation=segmentation", f"out_dir={tmp_path}"])
+
+
+def test_cli_reports_bad_input_without_a_traceback(capsys, tmp_path):
+    code = main(["train", "federation.rounds=0", "backend=serial", "logger=none", f"out_dir={tmp_path}"])
+    assert code == 2
+    assert "federation.rounds must be >= 1" in capsys.readouterr().err
+
+
+def test_no_tasks_is_an_error(tiny_cfg):
+    with pytest.raises(ValueError, match="no tasks configured"):
+        build(tiny_cfg("~tasks"))
