@@ -36,9 +36,8 @@ def read_png(path: Path) -> np.ndarray:
 def read_grey(path: Path) -> np.ndarray:
     """Read an image as ``(H, W)`` uint8 grey levels (RGB inputs are converted by luminance)."""
     with Image.open(path) as img:
-        if img.mode != "L":
-            img = img.convert("L")
-        return np.asarray(img, dtype=np.uint8)
+        grey = img if img.mode == "L" else img.convert("L")
+        return np.asarray(grey, dtype=np.uint8)
 
 
 def read_npy(path: Path) -> np.ndarray:
@@ -133,7 +132,7 @@ def check_size(size: Sequence[int] | None) -> tuple[int, int] | None:
     out = tuple(int(s) for s in size)
     if len(out) != 2 or min(out) < 1:
         raise ValueError(f"size must be (H, W) with positive ints or None, got {size!r}")
-    return out  # type: ignore[return-value]
+    return out[0], out[1]
 
 
 def merge_folders(defaults: Mapping[str, str], folders: Mapping[str, str] | None) -> dict[str, str]:

@@ -68,6 +68,7 @@ def shift_nyud_labels(raw: np.ndarray, source: str = "segmentation") -> np.ndarr
     Raises:
         ValueError: on values above 40, e.g. a copy that is already shifted (255 = void), which
             the shift would silently corrupt.
+
     """
     raw = np.asarray(raw)
     if raw.ndim != 2:
@@ -124,6 +125,7 @@ class NYUDv2(Dataset[dict[str, torch.Tensor]]):
         tasks: subset of :attr:`TASKS` to return next to ``"image"``.
         size: optional ``(H, W)`` every sample is resized to, so that batches stack.
         folders: overrides of :data:`DEFAULT_FOLDERS` (paths relative to ``root``).
+
     """
 
     TASKS: tuple[str, ...] = TASKS

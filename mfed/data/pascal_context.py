@@ -7,14 +7,9 @@ FedHCA2; summarised in PROTOCOL.md section 3. 4,998 train / 5,105 val images, id
 
 Derived here, not stored on disk:
 
-* **edges** from ``pascal-context/trainval/<id>.mat`` (``LabelMap``, 459 Context classes): the
-  reference loaders take ``cv2.Laplacian`` (3x3 kernel ``[[0,1,0],[1,-4,1],[0,1,0]]``, mirrored
-  border) of the label map, mark non-zero responses, and thin them with
-  ``skimage.morphology.thin``. We take the same Laplacian (:func:`scipy.ndimage.laplace`,
-  ``mode="mirror"``), mark non-zero responses, and thin the two-pixel band that marks every
-  boundary by keeping only the pixels whose label differs from their right or lower neighbour,
-  i.e. the top/left side of each boundary. Where ``thin`` would keep the other side, our edge
-  sits one pixel away, well inside the odsF match tolerance. Nothing is cached.
+* **edges** from ``pascal-context/trainval/<id>.mat`` (``LabelMap``, 459 Context classes) by
+  :func:`mfed.data.edges.label_boundaries`: the reference loaders' Laplacian rule, thinned to
+  one pixel (see that module for how it differs from ``skimage.morphology.thin``).
 * **parts** from ``human_parts/<id>.mat`` (a PASCAL-Part ``anno`` struct, Chen et al. 2014):
   person objects (``class_ind == 15``) that carry parts are painted, part by part, into the six
   groups of :data:`HUMAN_PART_GROUPS`; all other pixels are 0 (background). Images without any
@@ -31,9 +26,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch.utils.data import Dataset
 
+from mfed.data.edges import label_boundaries
 from mfed.data.image_io import (
     check_root,
     check_shapes,
@@ -96,26 +91,6 @@ _LOCATIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def context_edges(label_map: np.ndarray) -> np.ndarray:
-    """Return ``(H, W)`` bool one-pixel-thick edges of a label map (see the module docstring).
-
-    Args:
-        label_map: ``(H, W)`` integer labels (PASCAL-Context ``LabelMap``).
-
-    Returns:
-        True where the Laplacian of the labels is non-zero and the label differs from the right
-        or lower neighbour.
-    """
-    labels = np.asarray(label_map).astype(np.int64)  # signed: uint16 would wrap in the Laplacian
-    if labels.ndim != 2:
-        raise ValueError(f"label_map must be (H, W), got shape {labels.shape}")
-    support = ndimage.laplace(labels, mode="mirror") != 0
-    one_side = np.zeros(labels.shape, dtype=bool)
-    one_side[:, :-1] |= labels[:, :-1] != labels[:, 1:]
-    one_side[:-1, :] |= labels[:-1, :] != labels[1:, :]
-    return support & one_side
-
-
 def _first(value: Any) -> Any:
     # loadmat wraps every struct field in (at least) a 1x1 array.
     return np.asarray(value).ravel()[0]
@@ -136,6 +111,7 @@ def merge_human_parts(anno: Any, shape: tuple[int, ...], source: str = "anno") -
 
     Returns:
         int64 ``(H, W)``: 0 background, 1-6 part groups, or all 255 when no person has parts.
+
     """
     objects = np.asarray(_first(anno)["objects"]).ravel()
     target: np.ndarray | None = None
@@ -190,6 +166,7 @@ class PascalContextMT(Dataset[dict[str, torch.Tensor]]):
         folders: overrides of :data:`DEFAULT_FOLDERS` (paths relative to ``root``).
         normals_valid_classes: Context ``LabelMap`` ids on which normals are valid; default:
             read from ``<class_json>/{context,nyu}_classes.json`` when present, else all pixels.
+
     """
 
     TASKS: tuple[str, ...] = TASKS
@@ -282,9 +259,9 @@ class PascalContextMT(Dataset[dict[str, torch.Tensor]]):
             elif task == "saliency":
                 grey = read_grey(paths["saliency"]).astype(np.float32) / 255.0
                 arrays[task] = (grey > 0.5).astype(np.float32)
-            elif task == "edges":
-                arrays[task] = context_edges(label_map).astype(np.float32)
-            else:
+            elif task == "edges" and label_map is not None:
+                arrays[task] = label_boundaries(label_map).astype(np.float32)
+            elif task == "normals":
                 arrays[task] = self._normals(read_rgb(paths["normals"]), label_map, shape)
         check_shapes(sample_id, arrays)
         return arrays
