@@ -30,7 +30,7 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     try:
         run(cfg)
-    except ValueError as err:
+    except (ValueError, FileNotFoundError, HydraException) as err:
         print(f"mfed: {err}", file=sys.stderr)
         return 2
     print(f"outputs in {cfg.out_dir}")

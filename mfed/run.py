@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mfed.aggregation.base import Strategy
@@ -27,6 +28,19 @@ from mfed.tasks.base import Task
 from mfed.types import ClientSpec
 
 log = logging.getLogger(__name__)
+
+
+def instantiate(node: Any, **kwargs: Any) -> Any:
+    """Hydra's instantiate, re-raising a constructor's ValueError/FileNotFoundError as itself.
+
+    Our constructors name the config field and the fix; Hydra's wrapper would bury that message.
+    """
+    try:
+        return hydra_instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ValueError | FileNotFoundError):
+            raise err.__cause__ from None
+        raise
 
 
 def build_tasks(cfg: DictConfig) -> dict[str, Task]:

@@ -6,6 +6,7 @@ Keys use slashes so W&B groups panels: ``round``, ``train/<task>/loss``,
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 from mfed.aggregation.functional import group_by_task
@@ -19,7 +20,10 @@ def merge_evaluations(task: Task, evaluations: Sequence[ClientEvaluation]) -> di
     for evaluation in evaluations:
         for name, metric in metrics.items():
             metric.merge_state(dict(evaluation.metric_states[name]))
-    return {name: float(metric.compute()) for name, metric in metrics.items()}
+    with warnings.catch_warnings():
+        # merge_state does not count as an update, so torchmetrics would warn on compute.
+        warnings.filterwarnings("ignore", message=r".*was called before the ``update`` method.*")
+        return {name: float(metric.compute()) for name, metric in metrics.items()}
 
 
 def train_row(updates: Sequence[ClientUpdate]) -> dict[str, float]:

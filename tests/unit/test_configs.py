@@ -13,9 +13,9 @@ OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((config_dir() / g).glob("
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_config_option_instantiates(group, option, tmp_path: Path):
-    override = f"+task@tasks.{option}={option}" if group == "task" else f"{group}={option}"
+    override = f"+task@probe={option}" if group == "task" else f"{group}={option}"
     cfg = load_config([override, f"out_dir={tmp_path}"])
-    node = cfg.tasks[option] if group == "task" else cfg.get(group)
+    node = cfg.probe if group == "task" else cfg.get(group)
     if node is None:  # e.g. logger=none
         return
     targets = [node] if "_target_" in node else [v for v in node.values() if hasattr(v, "get") and "_target_" in v]
