@@ -37,6 +37,19 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_preview(args: argparse.Namespace) -> int:
+    from mfed.config import load_config
+    from mfed.data.preview import preview_grid
+    from mfed.run import instantiate
+
+    cfg = load_config(args.overrides)
+    pool = instantiate(cfg.data.pool)
+    keys = [k for k in getattr(pool, "tasks", cfg.tasks.keys())]
+    path = preview_grid(pool, range(min(args.n, len(pool))), keys, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     p = argparse.ArgumentParser(prog="mfed", description="Multi-task federated learning (M-Fed) on Ray")
@@ -45,6 +58,12 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. aggregation=local federation.rounds=3")
     train.add_argument("--print-config", action="store_true", help="print the composed config and exit")
     train.set_defaults(func=_train)
+    data = sub.add_parser("data", help="look at the data").add_subparsers(dest="data_command", required=True)
+    preview = data.add_parser("preview", help="write a PNG of a few samples beside every task's target")
+    preview.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data=fashion_scenes")
+    preview.add_argument("--n", type=int, default=6, help="samples to show (default 6)")
+    preview.add_argument("--out", default="outputs/data_preview.png", help="PNG path")
+    preview.set_defaults(func=_data_preview)
     return p
 
 
