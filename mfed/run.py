@@ -117,7 +117,8 @@ def build(cfg: DictConfig) -> Driver:
         local_epochs=int(fed.local_epochs), batch_size=int(fed.batch_size), prox_mu=strategy.prox_mu,
         uploads=strategy.uploads, torch_threads=int(fed.torch_threads),
     )  # fmt: skip
-    setup = ClientSetup(dict(tasks), pool, model_factory, instantiate(cfg.optimizer), config)
+    test = instantiate(cfg.data.test) if cfg.data.get("test") is not None else None
+    setup = ClientSetup(dict(tasks), pool, model_factory, instantiate(cfg.optimizer), config, test)
     driver = Driver(
         strategy=strategy, backend=instantiate(cfg.backend), tasks=tasks, specs=specs, setup=setup,
         model=model, rounds=int(fed.rounds), fraction=float(fed.fraction), eval_every=int(fed.eval_every),

@@ -13,6 +13,7 @@ from mfed.config import load_config
 TINY = (
     "data.pool.size=32",
     "data.pool.length=48",
+    "data.test.length=6",
     "data.min_per_client=4",
     "data.val_fraction=0.25",
     "model.encoder.widths=[8,16]",

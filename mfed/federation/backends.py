@@ -33,11 +33,15 @@ class ClientSetup:
     model_factory: Callable[[list[Task]], MultiTaskModel]
     optimizer: OptimizerFactory
     config: ClientConfig
+    test_dataset: Dataset | None = None
 
-    def client_args(self, spec: ClientSpec, dataset: Any = None) -> tuple[Any, ...]:
-        """Constructor arguments of the client ``spec`` (``dataset`` replaces the pool, e.g. by a Ray ref)."""
-        pool = self.dataset if dataset is None else dataset
-        return (spec, self.tasks[spec.task], pool, self.model_factory, self.optimizer, self.config)
+    def client_args(self, spec: ClientSpec, datasets: tuple[Any, Any] | None = None) -> tuple[Any, ...]:
+        """Constructor arguments of the client ``spec``.
+
+        ``datasets`` replaces ``(dataset, test_dataset)``, e.g. by Ray ObjectRefs.
+        """
+        pool, test = datasets if datasets is not None else (self.dataset, self.test_dataset)
+        return (spec, self.tasks[spec.task], pool, self.model_factory, self.optimizer, self.config, test)
 
 
 class Backend(Protocol):
@@ -51,8 +55,8 @@ class Backend(Protocol):
         """Train the given clients from ``state``; updates in the order of ``client_ids``."""
         ...
 
-    def evaluate(self, client_ids: Sequence[str], state: ServerState) -> list[ClientEvaluation]:
-        """Score the given clients' next-round models."""
+    def evaluate(self, client_ids: Sequence[str], state: ServerState, split: str = "val") -> list[ClientEvaluation]:
+        """Score the given clients' next-round models on ``split``."""
         ...
 
     def shutdown(self) -> None:
@@ -74,9 +78,9 @@ class SerialBackend:
         """Train clients one by one."""
         return [self.clients[c].fit(state, round_idx) for c in client_ids]
 
-    def evaluate(self, client_ids: Sequence[str], state: ServerState) -> list[ClientEvaluation]:
+    def evaluate(self, client_ids: Sequence[str], state: ServerState, split: str = "val") -> list[ClientEvaluation]:
         """Evaluate clients one by one."""
-        return [self.clients[c].evaluate(state) for c in client_ids]
+        return [self.clients[c].evaluate(state, split) for c in client_ids]
 
     def shutdown(self) -> None:
         """Drop the clients."""
@@ -142,10 +146,9 @@ class RayBackend:
             raise ValueError(f"{len(specs)} clients cannot share a cluster with no CPU")
         log.info("starting %d client actors (%.2f CPU, %g GPU each)", len(specs), cpus, self.num_gpus)
         remote_client = ray.remote(Client).options(num_cpus=cpus, num_gpus=self.num_gpus)
-        dataset_ref = ray.put(setup.dataset)  # top-level ObjectRef args reach actors as values
-        self.actors = {}
-        for spec in specs:
-            self.actors[spec.client_id] = remote_client.remote(*setup.client_args(spec, dataset_ref))
+        # Each dataset enters the object store once; top-level ObjectRef args reach actors as values.
+        refs = (ray.put(setup.dataset), ray.put(setup.test_dataset))
+        self.actors = {s.client_id: remote_client.remote(*setup.client_args(s, refs)) for s in specs}
         ray.get([a.__ray_ready__.remote() for a in self.actors.values()])
 
     def fit(self, client_ids: Sequence[str], state: ServerState, round_idx: int) -> list[ClientUpdate]:
@@ -155,12 +158,12 @@ class RayBackend:
         ref = ray.put(state)
         return ray.get([self.actors[c].fit.remote(ref, round_idx) for c in client_ids])
 
-    def evaluate(self, client_ids: Sequence[str], state: ServerState) -> list[ClientEvaluation]:
+    def evaluate(self, client_ids: Sequence[str], state: ServerState, split: str = "val") -> list[ClientEvaluation]:
         """Concurrent evaluation from one ObjectRef of the state."""
         import ray
 
         ref = ray.put(state)
-        return ray.get([self.actors[c].evaluate.remote(ref) for c in client_ids])
+        return ray.get([self.actors[c].evaluate.remote(ref, split) for c in client_ids])
 
     def shutdown(self) -> None:
         """Kill the actors, and Ray itself when this backend started it."""

@@ -80,6 +80,7 @@ class Client:
         model_factory: Builds the initial model for a list of tasks (identical in every process).
         optimizer: Optimizer factory (a Hydra partial).
         config: Training settings.
+        test_dataset: The global test set (every client of a task scores all of it), if any.
     """
 
     def __init__(
@@ -90,6 +91,7 @@ class Client:
         model_factory: Callable[[list[Task]], MultiTaskModel],
         optimizer: OptimizerFactory,
         config: ClientConfig,
+        test_dataset: Dataset | None = None,
     ) -> None:
         if spec.task != task.name:
             raise ValueError(f"client {spec.client_id} has task {spec.task!r} but got task object {task.name!r}")
@@ -98,6 +100,9 @@ class Client:
         self.system = TaskSystem(model_factory([task]), task, optimizer, prox_mu=config.prox_mu)
         self.train_data = shard(dataset, spec.train_indices, task.target_key)
         self.val_data = shard(dataset, spec.val_indices, task.target_key)
+        self.test_data = None
+        if test_dataset is not None:
+            self.test_data = shard(test_dataset, tuple(range(len(test_dataset))), task.target_key)  # type: ignore[arg-type]
 
     @property
     def client_id(self) -> str:
@@ -149,16 +154,19 @@ class Client:
             bytes_down=bytes_down,
         )
 
-    def evaluate(self, server_state: ServerState) -> ClientEvaluation:
-        """Score the model this client would train next round on its validation split."""
+    def evaluate(self, server_state: ServerState, split: str = "val") -> ClientEvaluation:
+        """Score the model this client would train next round on ``split`` (``val`` or ``test``)."""
+        data = {"val": self.val_data, "test": self.test_data}.get(split)
+        if data is None:
+            raise ValueError(f"client {self.client_id} has no {split!r} data (splits: val, and test when configured)")
         self.load(server_state)
-        loader = DataLoader(self.val_data, batch_size=self.config.batch_size)
+        loader = DataLoader(data, batch_size=self.config.batch_size)
         quiet_trainer().validate(self.system, loader, verbose=False)
         metrics = {name: float(m.compute()) for name, m in self.system.val_metrics.items()}
         return ClientEvaluation(
             client_id=self.client_id,
             task=self.spec.task,
-            num_examples=len(self.val_data),  # type: ignore[arg-type]
+            num_examples=len(data),  # type: ignore[arg-type]
             metrics=metrics,
             metric_states=self.system.metric_states(),
         )

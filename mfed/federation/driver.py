@@ -12,7 +12,7 @@ import numpy as np
 
 from mfed.aggregation.base import Strategy
 from mfed.federation.backends import Backend, ClientSetup
-from mfed.federation.summary import eval_row, train_row
+from mfed.federation.summary import eval_row, test_row, train_row
 from mfed.models.multitask import MultiTaskModel
 from mfed.tasks.base import Task
 from mfed.types import ClientSpec, ServerState
@@ -66,7 +66,8 @@ class Driver:
         model: The initial full model (every task's decoder), source of the initial state.
         rounds: Number of rounds (>= 1).
         fraction: Share of clients sampled per round, in (0, 1].
-        eval_every: Evaluate every this many rounds (and after the last).
+        eval_every: Evaluate on the clients' validation splits every this many rounds (and after
+            the last); the global test set, when configured, is scored after the last round.
         seed: Run seed (client sampling).
         callbacks: Watchers of the run.
     """
@@ -130,5 +131,7 @@ class Driver:
         row: Row = {"round": float(round_idx), **train_row(updates)}
         if round_idx % self.eval_every == 0 or round_idx == self.rounds:
             row.update(eval_row(self.tasks, self.backend.evaluate(self.client_ids, self.state)))
+        if round_idx == self.rounds and self.setup.test_dataset is not None:
+            row.update(test_row(self.backend.evaluate(self.client_ids, self.state, split="test")))
         row["time/round_s"] = time.perf_counter() - start
         return row

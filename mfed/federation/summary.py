@@ -56,3 +56,19 @@ def eval_row(tasks: Mapping[str, Task], evaluations: Sequence[ClientEvaluation])
 def headline_key(task: Task) -> str:
     """History key of a task's headline metric, e.g. ``val/semseg/mIoU``."""
     return f"val/{task.name}/{task.headline}"
+
+
+def test_row(evaluations: Sequence[ClientEvaluation]) -> dict[str, float]:
+    """Global test set: each client's metrics and, per task, their mean over the task's clients.
+
+    Every client of a task scores the whole test set (the FedHCA2 / FMTL-Bench protocol), so the
+    task's figure is the mean of its clients' figures.
+    """
+    row: dict[str, float] = {}
+    for task_name, group in group_by_task(evaluations).items():  # type: ignore[arg-type]
+        for metric in group[0].metrics:
+            row[f"test/{task_name}/{metric}"] = sum(e.metrics[metric] for e in group) / len(group)
+    for e in evaluations:
+        for metric, value in e.metrics.items():
+            row[f"client/{e.client_id}/test_{metric}"] = value
+    return row

@@ -22,6 +22,11 @@ def test_round_loop_on_the_serial_backend_trains_aggregates_and_logs(tiny_cfg):
             assert key in row, key
         assert row["comm/bytes_up"] > 0 and row["comm/bytes_down"] > 0
     assert set(driver.state) == {"global", "task:semseg", "task:depth"}
+    # the global test set is scored once, after the last round, by every client
+    assert "test/semseg/mIoU" not in history[0]
+    last = history[-1]
+    per_client = [last["client/semseg-0/test_mIoU"], last["client/semseg-1/test_mIoU"]]
+    assert last["test/semseg/mIoU"] == pytest.approx(sum(per_client) / 2)
     assert not torch.equal(driver.state["global"]["encoder.stages.0.0.0.weight"], initial["global"]["encoder.stages.0.0.0.weight"])
 
 
