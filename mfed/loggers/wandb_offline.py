@@ -1,14 +1,12 @@
 """Reader for W&B offline run files (``wandb/offline-run-*/run-<id>.wandb``).
 
-wandb 0.31 ships no Python reader for these files, yet tests and report tooling need to assert
-what a run logged without uploading it. The format (checked against files written by 0.31):
-
-- a 7-byte header ``<4sHB``: magic ``b":W&B"``, ident ``0xBEE1``, version ``0``;
-- then a LevelDB log: 32 KiB blocks counted from the start of the file, each holding records with
-  a ``<IHB`` header (crc32, length, type FULL=1/FIRST=2/MIDDLE=3/LAST=4); a record too big for its
-  block is split into FIRST/MIDDLE.../LAST fragments; a block's last < 7 bytes are padding. The
-  crc is ``crc32(payload, crc32(bytes([type])))``, unmasked (unlike LevelDB proper);
-- each reassembled payload is a ``wandb.proto.wandb_internal_pb2.Record``.
+wandb 0.31 ships no Python reader for them, yet tests and report tooling must assert what a run
+logged without uploading it. Format, as checked on files written by wandb 0.31: a 7-byte header
+``<4sHB`` (``b":W&B"``, ``0xBEE1``, version 0), then a LevelDB log of 32 KiB blocks counted from
+the file start. Each record has a ``<IHB`` header (crc32, length, type FULL/FIRST/MIDDLE/LAST);
+records too big for their block are split into fragments; a block's last < 7 bytes are padding.
+The crc is ``crc32(payload, crc32(bytes([type])))`` with no LevelDB masking. Each reassembled
+payload is a ``wandb.proto.wandb_internal_pb2.Record``.
 """
 
 from __future__ import annotations
@@ -19,10 +17,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
-
-if TYPE_CHECKING:
-    from wandb.proto.wandb_internal_pb2 import Record
+from typing import Any, BinaryIO
 
 _FILE_HEADER = struct.Struct("<4sHB")
 _MAGIC, _IDENT, _VERSION = b":W&B", 0xBEE1, 0
@@ -38,11 +33,12 @@ class OfflineRun:
     Attributes:
         run_id: The run's id.
         project: W&B project.
-        group: Run group; ``''`` when none was set.
-        name: Display name; ``''`` when none was set.
+        group: Run group, ``''`` when unset.
+        name: Display name, ``''`` when unset.
         history: One dict per ``run.log`` row (including ``_step``, ``_runtime``, ``_timestamp``).
         summary: The final summary: summary updates (and removals) merged in order.
         config: The final config: config updates merged in order (includes W&B's ``_wandb``).
+
     """
 
     run_id: str
@@ -62,24 +58,27 @@ def find_offline_runs(root: str | Path) -> list[Path]:
 
     Returns:
         The ``run-*.wandb`` files found recursively, sorted.
+
     """
     return sorted(Path(root).rglob("run-*.wandb"))
 
 
-def iter_records(path: str | Path) -> Iterator[Record]:
-    """Yield the protobuf records of a run file in the order they were written.
+def iter_records(path: str | Path) -> Iterator[Any]:
+    """Yield the ``wandb_internal_pb2.Record`` messages of a run file in written order.
 
     Args:
         path: A ``run-<id>.wandb`` file.
 
     Raises:
         ValueError: If the file is not a W&B run file, or a record is corrupt or truncated.
+
     """
     from wandb.proto import wandb_internal_pb2  # lazy: importing wandb costs ~0.5 s
 
+    pb: Any = wandb_internal_pb2  # its messages come from a star import that mypy cannot see
     path = Path(path)
     for offset, payload in _iter_payloads(path):
-        record = wandb_internal_pb2.Record()
+        record = pb.Record()
         try:
             record.ParseFromString(payload)
         except Exception as err:  # protobuf's DecodeError; the crc passed, so the writer erred
@@ -88,10 +87,7 @@ def iter_records(path: str | Path) -> Iterator[Record]:
 
 
 def read_run_file(path: str | Path) -> OfflineRun:
-    """Decode an offline run file into its history, summary, config and run metadata.
-
-    Call ``wandb.teardown()`` in the writing process first: ``run.finish()`` returns before the
-    file is flushed.
+    """Decode an offline run file (call ``wandb.teardown()`` first: ``finish()`` does not flush).
 
     Args:
         path: A ``run-<id>.wandb`` file.
@@ -101,6 +97,7 @@ def read_run_file(path: str | Path) -> OfflineRun:
 
     Raises:
         ValueError: If the file is not a W&B run file, or a record is corrupt or truncated.
+
     """
     meta = {"run_id": "", "project": "", "group": "", "name": ""}
     history: list[dict[str, Any]] = []
@@ -178,9 +175,7 @@ def _read_fragment(
 
 
 def _check_header(path: Path, head: bytes) -> None:
-    if len(head) < _FILE_HEADER.size:
-        raise ValueError(f"{path} is not a W&B run file (only {len(head)} bytes)")
-    magic, ident, version = _FILE_HEADER.unpack(head)
+    magic, ident, version = _FILE_HEADER.unpack(head.ljust(_FILE_HEADER.size, b"\0"))
     if magic != _MAGIC or ident != _IDENT:
         raise ValueError(f"{path} is not a W&B run file (header {head!r})")
     if version != _VERSION:
