@@ -14,8 +14,8 @@ setup: $(STAMP)
 # torch goes in first and pinned: anything that pulls an unpinned torch fetches a CUDA build.
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install -qq torch==2.13.0
+	$(BIN)/python -m pip install -qq -e '.[dev]'
 	touch $@
 
 # The built-in benchmark's real images: Debian's dataset-fashion-mnist (about 31 MB, MIT).
