@@ -50,6 +50,18 @@ def _data_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from mfed.loggers.report import write_report
+
+    try:
+        path = write_report(args.out_dir)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"mfed: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} and {path.parent / 'curves.png'}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     p = argparse.ArgumentParser(prog="mfed", description="Multi-task federated learning (M-Fed) on Ray")
@@ -64,6 +76,9 @@ def parser() -> argparse.ArgumentParser:
     preview.add_argument("--n", type=int, default=6, help="samples to show (default 6)")
     preview.add_argument("--out", default="outputs/data_preview.png", help="PNG path")
     preview.set_defaults(func=_data_preview)
+    report = sub.add_parser("report", help="render a run's curves (PNG) and report.md from history.json")
+    report.add_argument("out_dir", help="the run's output directory")
+    report.set_defaults(func=_report)
     return p
 
 
