@@ -58,10 +58,11 @@ def build_tasks(cfg: DictConfig) -> dict[str, Task]:
     return tasks
 
 
-def build_specs(cfg: DictConfig, tasks: Mapping[str, Task], pool_size: int) -> list[ClientSpec]:
+def build_specs(cfg: DictConfig, tasks: Mapping[str, Task], pool: Any) -> list[ClientSpec]:
     """Partition the pool over ``clients_per_task`` clients of every task; split each into train/val."""
     from mfed.data.partition import train_val_split
 
+    pool_size = len(pool)
     per_task = int(cfg.federation.clients_per_task)
     if per_task < 1:
         raise ValueError(f"federation.clients_per_task must be >= 1, got {per_task}")
@@ -75,7 +76,7 @@ def build_specs(cfg: DictConfig, tasks: Mapping[str, Task], pool_size: int) -> l
         )
     seed = int(cfg.seed)
     partition: Callable[..., Sequence[np.ndarray]] = instantiate(cfg.data.partition)
-    shards = partition(num_samples=pool_size, num_clients=n_clients, seed=seed, min_per_client=need)
+    shards = partition(pool, num_clients=n_clients, seed=seed, min_per_client=need)
     specs = []
     for k, (task, i) in enumerate((t, i) for t in tasks for i in range(per_task)):
         train, val = train_val_split(shards[k], float(cfg.data.val_fraction), seed=seed + k)
@@ -109,7 +110,7 @@ def build(cfg: DictConfig) -> Driver:
     tasks = build_tasks(cfg)
     strategy: Strategy = instantiate(cfg.aggregation)
     pool = instantiate(cfg.data.pool)
-    specs = build_specs(cfg, tasks, len(pool))
+    specs = build_specs(cfg, tasks, pool)
     model_factory = ModelFactory(instantiate(cfg.model.encoder), instantiate(cfg.model.decoder), int(cfg.seed))
     model = model_factory(list(tasks.values()))  # builds every decoder once: bad model configs fail here
     fed = cfg.federation

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import gzip
+import struct
+
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 from omegaconf import DictConfig
 
 from mfed.config import load_config
 
 TINY = (
+    "data=shapes",
     "data.pool.size=32",
     "data.pool.length=48",
     "data.test.length=6",
@@ -33,3 +38,26 @@ def tiny_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return load_config([*base, f"out_dir={tmp_path / 'run'}", *overrides])
 
     return make
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` (uint8) as a gzipped IDX file, the format Fashion-MNIST ships in."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="session")
+def fashion_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Fashion-MNIST in the real file format: 20 train and 10 test 28x28 items."""
+    from mfed.data.fashion import FILES
+
+    root = tmp_path_factory.mktemp("fashion")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 20), ("test", 10)):
+        images = np.zeros((n, 28, 28), np.uint8)
+        images[:, 6:22, 8:20] = rng.integers(60, 255, (n, 16, 12))  # a 16x12 item, background 0
+        images_file, labels_file = FILES[split]
+        write_idx(root / images_file, images)
+        write_idx(root / labels_file, np.arange(n) % 10)
+    return root

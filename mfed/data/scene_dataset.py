@@ -64,6 +64,14 @@ class SceneDataset(Dataset[dict[str, torch.Tensor]]):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {k: torch.from_numpy(v) for k, v in self.scene(index).items()}
 
+    def labels(self) -> np.ndarray:
+        """One class per scene: the item class covering the most pixels (for label-skew sharding)."""
+        dominant = np.empty(self.length, np.int64)
+        for i in range(self.length):
+            counts = np.bincount(self.scene(i)["semseg"].ravel(), minlength=self.num_classes + 1)[1:]
+            dominant[i] = int(np.argmax(counts))
+        return dominant
+
     def materialize(self, indices: Sequence[int], keys: Sequence[str]) -> TensorDictDataset:
         """Generate the scenes of ``indices`` once and keep only ``image`` and ``keys``."""
         unknown = sorted(set(keys) - set(self.tasks))
