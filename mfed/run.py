@@ -99,7 +99,8 @@ def build_callbacks(cfg: DictConfig, strategy: Strategy) -> list[RunCallback]:
         callbacks.append(
             instantiate(
                 cfg.logger, out_dir=out_dir, name=run_name(cfg, strategy),
-                group=cfg.get("mix_name", "custom"), config=resolved,
+                group=cfg.get("mix_name", "custom"), run_config=resolved,
+                _recursive_=False,  # the resolved config holds _target_ nodes: log them, don't build them
             )  # fmt: skip
         )
     return callbacks

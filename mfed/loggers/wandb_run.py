@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from omegaconf import DictConfig, OmegaConf
+
 if TYPE_CHECKING:
     from mfed.federation.driver import Driver, Row
 
@@ -27,7 +29,7 @@ class WandbCallback:
         name: Run name.
         group: Run group (e.g. the task mix, or a sweep).
         tags: Run tags.
-        config: The resolved run config.
+        run_config: The resolved run config.
         mode: ``online``, ``offline`` or ``disabled``; ``None`` reads ``WANDB_MODE``, else offline.
     """
 
@@ -39,7 +41,7 @@ class WandbCallback:
         name: str | None = None,
         group: str | None = None,
         tags: Sequence[str] = (),
-        config: Mapping[str, Any] | None = None,
+        run_config: Mapping[str, Any] | None = None,
         mode: str | None = None,
     ) -> None:
         mode = mode or os.environ.get("WANDB_MODE") or "offline"
@@ -47,7 +49,8 @@ class WandbCallback:
             raise ValueError(f"logger.mode (or WANDB_MODE) must be one of {MODES}, got {mode!r}")
         self.out_dir, self.project, self.entity = Path(out_dir), project, entity
         self.name, self.group, self.tags, self.mode = name, group, list(tags), mode
-        self.config = dict(config or {})
+        plain = OmegaConf.to_container(run_config, resolve=True) if isinstance(run_config, DictConfig) else run_config
+        self.config = dict(plain or {})
         self.run: Any = None
 
     def on_start(self, driver: Driver) -> None:
