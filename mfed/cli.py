@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -33,7 +34,9 @@ def _train(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, HydraException) as err:
         print(f"mfed: {err}", file=sys.stderr)
         return 2
-    print(f"outputs in {cfg.out_dir}")
+    print(f"outputs in {cfg.out_dir}: config.yaml, history.json, checkpoint.pt")
+    for run_dir in sorted(Path(cfg.out_dir).glob("wandb/offline-run-*")):
+        print(f"W&B offline run: {run_dir} (upload later with: wandb sync {run_dir})")
     return 0
 
 

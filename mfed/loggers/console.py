@@ -24,8 +24,8 @@ def first_and_last(history: Sequence[Mapping[str, float]], key: str) -> tuple[Ma
 
 def results_table(tasks: Mapping[str, Task], history: Sequence[Mapping[str, float]]) -> Table:
     """Per task and metric: value at the first evaluation, at the last, and the change."""
-    table = Table(title="Per-task validation metrics")
-    for column in ("task", "metric", "first eval", "final", "change"):
+    table = Table(title="Per-task metrics (val: merged over the task's clients; test: mean over them)")
+    for column in ("task", "metric", "val first", "val final", "change", "test"):
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     for task in tasks.values():
         for metric, higher in task.higher_is_better.items():
@@ -37,9 +37,11 @@ def results_table(tasks: Mapping[str, Task], history: Sequence[Mapping[str, floa
             better = (b > a) == higher and b != a
             arrow = "↑" if higher else "↓"
             change = f"[{'green' if better else 'red'}]{b - a:+.3f}[/]"
+            test = history[-1].get(f"test/{task.name}/{metric}")
             table.add_row(
-                task.name, f"{metric} {arrow}", f"{a:.3f} (r{int(first['round'])})", f"{b:.3f} (r{int(last['round'])})", change
-            )
+                task.name, f"{metric} {arrow}", f"{a:.3f} (r{int(first['round'])})",
+                f"{b:.3f} (r{int(last['round'])})", change, "-" if test is None else f"{test:.3f}",
+            )  # fmt: skip
     return table
 
 
@@ -67,8 +69,8 @@ class ConsoleReporter:
     def on_start(self, driver: Driver) -> None:
         """Print the run's set-up and start the progress bar."""
         info = ", ".join(f"{k}={v}" for k, v in driver.info.items())
-        self.console.print(f"[bold]mfed[/] {info}")
-        self.console.print(f"starting {len(driver.specs)} clients: {', '.join(driver.client_ids)}")
+        self.console.print(f"[bold]mfed[/] {info}", soft_wrap=True)
+        self.console.print(f"starting {len(driver.specs)} clients: {', '.join(driver.client_ids)}", soft_wrap=True)
         self.progress = Progress(
             TextColumn("[bold blue]rounds"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=self.console,
@@ -78,7 +80,7 @@ class ConsoleReporter:
 
     def on_round_end(self, driver: Driver, row: Row) -> None:
         """Advance the bar and print the round's line."""
-        self.console.print(round_line(driver.tasks, row, driver.rounds))
+        self.console.print(round_line(driver.tasks, row, driver.rounds), soft_wrap=True)
         if self.progress is not None and self.task_id is not None:
             self.progress.advance(self.task_id)  # type: ignore[arg-type]
 

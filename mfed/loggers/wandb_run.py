@@ -61,6 +61,7 @@ class WandbCallback:
         self.run = wandb.init(
             project=self.project, entity=self.entity, name=self.name, group=self.group,
             tags=self.tags, config=self.config, dir=str(self.out_dir), mode=self.mode,
+            settings=wandb.Settings(quiet=True),  # the console reporter already shows the run
         )  # fmt: skip
         self.run.define_metric("round")
         self.run.define_metric("*", step_metric="round")

@@ -17,8 +17,13 @@ from mfed.tasks.base import Task
 class Depth(Task):
     """Per-pixel depth regression (one output channel, metres or scene units).
 
+    The decoder predicts ``depth - offset``: with ``offset`` near the data's typical depth, a
+    freshly initialised decoder (output near 0) starts at a sensible depth instead of spending
+    its first hundreds of steps growing a bias.
+
     Args:
         name: Task name (default ``depth``).
+        offset: Added to the decoder's output (scene units / metres).
         loss_weight: Multiplies the loss.
     """
 
@@ -26,15 +31,20 @@ class Depth(Task):
     headline = "rmse"
     higher_is_better = {"rmse": False, "abs_rel": False}
 
-    def __init__(self, name: str = "depth", loss_weight: float = 1.0) -> None:
+    def __init__(self, name: str = "depth", offset: float = 0.0, loss_weight: float = 1.0) -> None:
         super().__init__(name, loss_weight)
+        self.offset = float(offset)
+
+    def activate(self, output: Tensor) -> Tensor:
+        """Depth: the decoder output plus the offset."""
+        return output + self.offset
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:  # (B, 1, H, W) both
         """Mean absolute error over pixels with a valid (positive) depth."""
         valid = target > 0
         if not bool(valid.any()):
             return output.sum() * 0.0  # keeps the graph; a batch with no valid pixel adds nothing
-        return torch.abs(output[valid] - target[valid]).mean()
+        return torch.abs(self.activate(output)[valid] - target[valid]).mean()
 
     def metrics(self) -> dict[str, Metric]:
         """Pooled RMSE and absolute relative error over valid pixels."""
