@@ -71,7 +71,7 @@ def build_specs(cfg: DictConfig, tasks: Mapping[str, Task], pool: Any) -> list[C
     if n_clients * need > pool_size:
         raise ValueError(
             f"{n_clients} clients ({per_task} per task x {len(tasks)} tasks) need at least {need} "
-            f"examples each but the data pool has {pool_size}: raise the pool size (data.pool.length) "
+            f"examples each but the data pool has {pool_size}: raise the pool size (data.pool.length for generated scenes) "
             "or lower federation.clients_per_task"
         )
     seed = int(cfg.seed)

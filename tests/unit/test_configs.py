@@ -10,16 +10,30 @@ from mfed.config import config_dir, load_config
 from mfed.data.fashion import ENV_VAR as FASHION_ENV
 
 NODES = {"task": "probe", "partition": "data.partition"}  # where an option lands when not at <group>
+MIXES = {"pascal_context": "task_mix=pascal_like", "nyud": "task_mix=nyud_like"}  # tasks each dataset offers
+
+
+@pytest.fixture(scope="module")
+def benchmark_roots(tmp_path_factory):
+    from tests.unit.data.fixtures_benchmarks import write_nyud, write_pascal_mt
+
+    pascal, nyud = tmp_path_factory.mktemp("pascal"), tmp_path_factory.mktemp("nyud")
+    write_pascal_mt(pascal)
+    write_nyud(nyud)
+    return {"MFED_PASCAL_ROOT": pascal, "MFED_NYUD_ROOT": nyud}
 
 GROUPS = sorted(p.name for p in config_dir().iterdir() if p.is_dir())
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((config_dir() / g).glob("*.yaml"))]
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_every_config_option_instantiates(group, option, tmp_path: Path, fashion_root, monkeypatch):
+def test_every_config_option_instantiates(group, option, tmp_path: Path, fashion_root, benchmark_roots, monkeypatch):
     monkeypatch.setenv(FASHION_ENV, str(fashion_root))
+    for name, root in benchmark_roots.items():
+        monkeypatch.setenv(name, str(root))
     override = f"+task@probe={option}" if group == "task" else f"{group}={option}"
-    cfg = load_config([override, f"out_dir={tmp_path}"])
+    mix = [MIXES[option]] if group == "data" and option in MIXES else []
+    cfg = load_config([override, *mix, f"out_dir={tmp_path}"])
     node = OmegaConf.select(cfg, NODES.get(group, group))
     if node is None:  # e.g. logger=none
         return
