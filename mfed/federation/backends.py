@@ -96,11 +96,24 @@ class RayBackend:
         num_cpus_per_client: CPUs each actor requests; ``None`` shares the cluster's CPUs evenly
             (at most 1 each) so every actor fits at once.
         num_gpus_per_client: GPUs (may be fractional) each actor requests.
+        placement: ``pack`` (Ray's default: fill nodes) or ``spread`` (clients across nodes, as
+            real participants would be).
     """
 
+    # None keeps Ray's default, which also keeps actors inside an enclosing placement group (a
+    # Ray Tune trial's); "SPREAD" places them across nodes.
+    PLACEMENTS = {"pack": None, "spread": "SPREAD"}
+
     def __init__(
-        self, address: str | None = None, num_cpus_per_client: float | None = None, num_gpus_per_client: float = 0.0
+        self,
+        address: str | None = None,
+        num_cpus_per_client: float | None = None,
+        num_gpus_per_client: float = 0.0,
+        placement: str = "pack",
     ) -> None:
+        if placement not in self.PLACEMENTS:
+            raise ValueError(f"backend.placement must be one of {tuple(self.PLACEMENTS)}, got {placement!r}")
+        self.placement = placement
         if num_cpus_per_client is not None and num_cpus_per_client <= 0:
             raise ValueError(f"backend.num_cpus_per_client must be > 0 or null (auto), got {num_cpus_per_client}")
         if num_gpus_per_client < 0:
@@ -145,7 +158,9 @@ class RayBackend:
         if cpus <= 0:
             raise ValueError(f"{len(specs)} clients cannot share a cluster with no CPU")
         log.info("starting %d client actors (%.2f CPU, %g GPU each)", len(specs), cpus, self.num_gpus)
-        remote_client = ray.remote(Client).options(num_cpus=cpus, num_gpus=self.num_gpus)
+        remote_client = ray.remote(Client).options(
+            num_cpus=cpus, num_gpus=self.num_gpus, scheduling_strategy=self.PLACEMENTS[self.placement]
+        )
         # Each dataset enters the object store once; top-level ObjectRef args reach actors as values.
         refs = (ray.put(setup.dataset), ray.put(setup.test_dataset))
         self.actors = {s.client_id: remote_client.remote(*setup.client_args(s, refs)) for s in specs}

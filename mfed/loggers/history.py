@@ -32,7 +32,9 @@ def read_history(out_dir: str | Path) -> list[dict[str, float]]:
 
 
 class HistoryWriter:
-    """Writes ``<out_dir>/history.json`` (a list of per-round rows) after every round."""
+    """Writes ``<out_dir>/history.json`` (a list of per-round rows) after every round, and at the
+    end ``summary.json``: the last row plus each task's headline metric and directions (what a
+    sweep needs to rank runs and compute the multi-task delta)."""
 
     def __init__(self, out_dir: str | Path) -> None:
         self.path = Path(out_dir) / "history.json"
@@ -46,4 +48,12 @@ class HistoryWriter:
         write_json([{k: _jsonable(v) for k, v in r.items()} for r in driver.history], self.path)
 
     def on_end(self, driver: Driver) -> None:
-        """Nothing left to write."""
+        """Write summary.json when at least one round finished."""
+        if not driver.history:
+            return
+        tasks = {
+            t.name: {"headline": t.headline, "higher_is_better": dict(t.higher_is_better)} for t in driver.tasks.values()
+        }
+        final = {k: _jsonable(v) for k, v in driver.history[-1].items()}
+        summary = {"rounds": len(driver.history), "tasks": tasks, "clients": driver.client_ids, "final": final}
+        write_json(summary, self.path.with_name("summary.json"))
