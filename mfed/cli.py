@@ -53,6 +53,27 @@ def _data_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from mfed.config import load_config
+    from mfed.sweep import run_sweep
+
+    try:
+        cfg = load_config(args.overrides)
+        if cfg.get("sweep") is None:
+            print("mfed: pick a sweep: mfed sweep sweep=<name> (configs/sweep/)", file=sys.stderr)
+            return 2
+        base = [o for o in args.overrides if not o.startswith(("sweep=", "out_dir="))]
+        rows = run_sweep(cfg.sweep, base, cfg.out_dir)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"mfed: {err}", file=sys.stderr)
+        return 2
+    for i, row in enumerate(rows, 1):
+        dm = row.get("delta_m")
+        print(f"{i:2d}. {row['trial']}: " + (row.get("error") or f"delta_m {'-' if dm is None else f'{dm:+.2f}%'}"))
+    print(f"sweep results in {cfg.out_dir}: sweep.md, sweep.json, sweep.png")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from mfed.loggers.report import write_report
 
@@ -79,6 +100,9 @@ def parser() -> argparse.ArgumentParser:
     preview.add_argument("--n", type=int, default=6, help="samples to show (default 6)")
     preview.add_argument("--out", default="outputs/data_preview.png", help="PNG path")
     preview.set_defaults(func=_data_preview)
+    sweep = sub.add_parser("sweep", help="run a grid of federations on Ray Tune (configs/sweep/)")
+    sweep.add_argument("overrides", nargs="*", help="sweep=<name> plus overrides for every trial")
+    sweep.set_defaults(func=_sweep)
     report = sub.add_parser("report", help="render a run's curves (PNG) and report.md from history.json")
     report.add_argument("out_dir", help="the run's output directory")
     report.set_defaults(func=_report)

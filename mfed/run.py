@@ -85,8 +85,8 @@ def build_specs(cfg: DictConfig, tasks: Mapping[str, Task], pool: Any) -> list[C
 
 
 def run_name(cfg: DictConfig, strategy: Strategy) -> str:
-    """A readable run name: strategy, task mix, seed."""
-    return f"{strategy.name}-{cfg.get('mix_name', 'custom')}-s{cfg.seed}"
+    """``cfg.name``, else a readable one: strategy, task mix, seed."""
+    return cfg.get("name") or f"{strategy.name}-{cfg.get('mix_name', 'custom')}-s{cfg.seed}"
 
 
 def build_callbacks(cfg: DictConfig, strategy: Strategy) -> list[RunCallback]:
@@ -99,7 +99,7 @@ def build_callbacks(cfg: DictConfig, strategy: Strategy) -> list[RunCallback]:
         callbacks.append(
             instantiate(
                 cfg.logger, out_dir=out_dir, name=run_name(cfg, strategy),
-                group=cfg.get("mix_name", "custom"), run_config=resolved,
+                group=cfg.get("group") or cfg.get("mix_name", "custom"), run_config=resolved,
                 _recursive_=False,  # the resolved config holds _target_ nodes: log them, don't build them
             )  # fmt: skip
         )

@@ -1,0 +1,121 @@
+"""A sweep's results: every trial's final per-task metrics and multi-task delta, ranked.
+
+Writes ``sweep.json`` (machine-readable), ``sweep.md`` (a ranked table) and ``sweep.png`` (one
+panel per task: each trial's headline test metric). Delta_m of a trial is computed per client
+against the same client of the Local run with otherwise equal settings, then averaged over
+clients (the federated multi-task convention); it is null where no such reference ran.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mfed.metrics.delta import delta_m
+
+if TYPE_CHECKING:
+    from mfed.sweep import Trial
+
+
+def _key(overrides: Sequence[str], reference: str = "local") -> tuple[str, ...]:
+    rest = [o for o in overrides if not o.startswith("aggregation=")]
+    return tuple(sorted([*rest, f"aggregation={reference}"]))
+
+
+def client_delta(summary: Mapping[str, Any], reference: Mapping[str, Any]) -> float | None:
+    """Mean over clients of each client's delta_m on its task's headline test metric."""
+    deltas = []
+    for cid in summary["clients"]:
+        task = cid.rsplit("-", 1)[0]
+        headline = summary["tasks"][task]["headline"]
+        key = f"client/{cid}/test_{headline}"
+        value, ref = summary["final"].get(key), reference["final"].get(key)
+        if value is None or ref is None or ref == 0:
+            return None
+        lower = not summary["tasks"][task]["higher_is_better"][headline]
+        deltas.append(delta_m({headline: value}, {headline: ref}, {headline: lower}))
+    return sum(deltas) / len(deltas) if deltas else None
+
+
+def collect(trials: Sequence[Trial], sweep_dir: Path, errors: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One row per trial from its summary.json, with delta_m, ranked best first."""
+    summaries: dict[str, dict[str, Any]] = {}
+    for t in trials:
+        path = sweep_dir / t.name / "summary.json"
+        if path.exists():
+            summaries[t.name] = json.loads(path.read_text())
+    by_key = {tuple(sorted(t.overrides)): t.name for t in trials}
+    rows = []
+    for t in trials:
+        summary = summaries.get(t.name)
+        row: dict[str, Any] = {"trial": t.name, "overrides": list(t.overrides), "reference": t.reference}
+        if summary is None:
+            row["error"] = errors.get(t.name, "no summary.json: the run did not finish")
+        else:
+            ref_name = by_key.get(_key(t.overrides))
+            ref = summaries.get(ref_name) if ref_name else None
+            row["delta_m"] = client_delta(summary, ref) if ref is not None else None
+            row["test"] = {
+                task: summary["final"].get(f"test/{task}/{info['headline']}") for task, info in summary["tasks"].items()
+            }
+            row["headline"] = {task: info["headline"] for task, info in summary["tasks"].items()}
+            row["final"] = summary["final"]
+        rows.append(row)
+    rows.sort(key=lambda r: (r.get("delta_m") is None, -(r.get("delta_m") or 0.0), r["trial"]))
+    return rows
+
+
+def markdown(rows: Sequence[Mapping[str, Any]], name: str) -> str:
+    """The ranked table."""
+    tasks = sorted({task for r in rows for task in r.get("test", {})})
+    heads = {task: next(r["headline"][task] for r in rows if task in r.get("headline", {})) for task in tasks}
+    lines = [
+        f"# Sweep {name}",
+        "",
+        "Test-set headline metric per task (mean over the task's clients) and delta_m against Local "
+        "(per client, then averaged; positive = better than Local).",
+        "",
+        "| rank | trial | delta_m % | " + " | ".join(f"{t} {heads[t]}" for t in tasks) + " |",
+        "|---:|---|---:|" + "---:|" * len(tasks),
+    ]
+    for i, r in enumerate(rows, 1):
+        if "error" in r:
+            lines.append(f"| {i} | {r['trial']} | failed: {r['error'][:80]} |" + " |" * len(tasks))
+            continue
+        dm = "-" if r["delta_m"] is None else f"{r['delta_m']:+.2f}"
+        cells = [("-" if r["test"].get(t) is None else f"{r['test'][t]:.3f}") for t in tasks]
+        lines.append(f"| {i} | {r['trial']} | {dm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n![per-task comparison](sweep.png)\n"
+
+
+def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """One panel per task: a bar per trial that has the task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if "test" in r]
+    tasks = sorted({task for r in done for task in r["test"]})
+    if not tasks:
+        return
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        have = [r for r in done if r["test"].get(task) is not None]
+        ax.barh([r["trial"] for r in have], [r["test"][task] for r in have], color="tab:blue")
+        ax.set_title(f"test/{task}/{have[0]['headline'][task]}" if have else task, fontsize=10)
+        ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_sweep_outputs(rows: Sequence[Mapping[str, Any]], sweep_dir: Path, name: str) -> None:
+    """sweep.json, sweep.md and sweep.png in ``sweep_dir``."""
+    clean = json.loads(json.dumps(rows, default=lambda v: None if isinstance(v, float) and not math.isfinite(v) else v))
+    (sweep_dir / "sweep.json").write_text(json.dumps(clean, indent=1))
+    (sweep_dir / "sweep.md").write_text(markdown(rows, name))
+    plot(rows, sweep_dir / "sweep.png")

@@ -1,0 +1,145 @@
+"""Sweeps: a grid of full federated runs scheduled on the Ray cluster by Ray Tune.
+
+The grid (``configs/sweep/<name>.yaml``) maps Hydra override keys to values; each trial is the
+base overrides plus one combination. Every trial is validated (``build``) before any starts.
+Each trial runs in its own Tune placement group: one small bundle for the trial's driver and one
+per client, so client actors of concurrent trials never wait on each other's CPUs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mfed.config import load_config
+from mfed.run import build, run
+
+log = logging.getLogger(__name__)
+
+DRIVER_CPU = 0.01  # a trial's driver mostly waits on its clients
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One run of the sweep: its name, its overrides and the number of clients it starts."""
+
+    name: str
+    overrides: tuple[str, ...]
+    clients: int
+    reference: bool = False  # added as the delta_m reference
+
+
+def expand_grid(grid: Mapping[str, Sequence[Any] | Any]) -> list[tuple[str, ...]]:
+    """Cartesian product of ``{key: values}`` as override tuples (a scalar is one value)."""
+    if not grid:
+        raise ValueError("sweep.grid is empty: give at least one key with values, e.g. task_mix: [default, seg_depth]")
+    axes = []
+    for key, values in grid.items():
+        values = list(values) if isinstance(values, Sequence) and not isinstance(values, str) else [values]
+        if not values:
+            raise ValueError(f"sweep.grid.{key} has no values")
+        axes.append([f"{key}={v}" for v in values])
+    return list(itertools.product(*axes))
+
+
+def _without(overrides: Sequence[str], key: str) -> tuple[str, ...]:
+    return tuple(o for o in overrides if o.split("=", 1)[0] != key)
+
+
+def plan_trials(sweep: DictConfig, base: Sequence[str]) -> list[Trial]:
+    """The sweep's trials, plus the reference runs that delta_m needs; each validated by ``build``."""
+    combos = expand_grid(OmegaConf.to_container(sweep.grid, resolve=True))  # type: ignore[arg-type]
+    n_grid = len(combos)
+    reference = sweep.get("reference")
+    if reference is not None:
+        have = {tuple(sorted(c)) for c in combos}
+        for combo in list(combos):
+            ref = tuple(sorted((*_without(combo, "aggregation"), f"aggregation={reference}")))
+            if ref not in have:
+                have.add(ref)
+                combos.append(ref)
+    trials = []
+    for i, combo in enumerate(combos):
+        cfg = load_config([*base, *combo, "out_dir=unused", "logger=none"])
+        driver = build(cfg)  # bad input fails here, before any trial starts
+        name = "_".join(o.replace("=", "-").replace("/", "-") for o in combo)
+        trials.append(Trial(name, tuple(combo), len(driver.specs), reference=i >= n_grid))
+    return trials
+
+
+def cpus_per_client(trials: Sequence[Trial], total_cpus: float, max_concurrent: int) -> float:
+    """The CPU share that lets ``max_concurrent`` of the largest trials run at once (floored to 1/100)."""
+    if max_concurrent < 1:
+        raise ValueError(f"sweep.max_concurrent must be >= 1, got {max_concurrent}")
+    per_trial = total_cpus / min(max_concurrent, len(trials))
+    share = math.floor(100 * (per_trial - DRIVER_CPU) / max(t.clients for t in trials)) / 100
+    if share <= 0:
+        raise ValueError(
+            f"{total_cpus:g} CPUs cannot hold {max_concurrent} trials of up to {max(t.clients for t in trials)} "
+            "clients: lower sweep.max_concurrent"
+        )
+    return min(1.0, share)
+
+
+def run_trial(config: dict[str, Any], plans: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """Ray Tune function trainable: one federated run; returns its final metrics."""
+    cfg = load_config(plans[config["trial"]])
+    history = run(cfg)
+    final = {k: v for k, v in history[-1].items() if k.startswith(("val/", "test/")) and v == v}
+    return {**final, "out_dir": str(cfg.out_dir)}
+
+
+def trial_overrides(trial: Trial, base: Sequence[str], sweep_dir: Path, group: str, cpus: float) -> list[str]:
+    """Everything a trial's config needs: base, its grid values, where and how it runs."""
+    return [
+        *base, *trial.overrides, f"out_dir={sweep_dir / trial.name}", f"name={trial.name}", f"group={group}",
+        "backend=ray", f"backend.num_cpus_per_client={cpus}", "backend.placement=pack",
+    ]  # fmt: skip
+
+
+def run_sweep(sweep: DictConfig, base: Sequence[str], sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """Plan, validate, run every trial with Ray Tune, and write sweep.json, sweep.md, sweep.png."""
+    import ray
+    from ray import tune
+
+    from mfed.loggers.sweep_report import collect, write_sweep_outputs
+
+    sweep_dir = Path(sweep_dir).resolve()
+    trials = plan_trials(sweep, base)
+    if not ray.is_initialized():
+        ray.init(address=None if _address() else "local", include_dashboard=False)
+    cpus = cpus_per_client(trials, float(ray.cluster_resources().get("CPU", 0)), int(sweep.max_concurrent))
+    log.info("sweep %s: %d trials, %.2f CPU per client", sweep.name, len(trials), cpus)
+    by_name = {t.name: t for t in trials}
+
+    def resources(config: dict[str, Any]) -> Any:
+        clients = by_name[config["trial"]].clients
+        return tune.PlacementGroupFactory([{"CPU": DRIVER_CPU}] + [{"CPU": cpus}] * clients)
+
+    plans = {t.name: trial_overrides(t, base, sweep_dir, str(sweep.name), cpus) for t in trials}
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(run_trial, plans=plans), resources),
+        param_space={"trial": tune.grid_search(list(plans))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=int(sweep.max_concurrent)),
+        run_config=tune.RunConfig(name=str(sweep.name), storage_path=str(sweep_dir / "tune"), verbose=1),
+    )
+    results = tuner.fit()
+    errors = {r.config["trial"]: str(r.error) for r in results if r.error is not None}
+    rows = collect(trials, sweep_dir, errors)
+    write_sweep_outputs(rows, sweep_dir, str(sweep.name))
+    (sweep_dir / "trials.json").write_text(json.dumps([t.__dict__ for t in trials], indent=1, default=list))
+    return rows
+
+
+def _address() -> str | None:
+    import os
+
+    return os.environ.get("RAY_ADDRESS")

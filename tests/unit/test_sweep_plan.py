@@ -1,0 +1,33 @@
+import pytest
+from omegaconf import OmegaConf
+
+from mfed.sweep import Trial, cpus_per_client, expand_grid, plan_trials
+from tests.conftest import TINY
+
+
+def test_expand_grid_is_the_cartesian_product():
+    combos = expand_grid({"task_mix": ["a", "b"], "aggregation": ["mfed", "fedavg"], "seed": 3})
+    assert len(combos) == 4 and ("task_mix=b", "aggregation=fedavg", "seed=3") in combos
+    with pytest.raises(ValueError, match="sweep.grid is empty"):
+        expand_grid({})
+    with pytest.raises(ValueError, match="sweep.grid.seed has no values"):
+        expand_grid({"seed": []})
+
+
+def test_plan_adds_the_local_references_and_validates_every_trial():
+    sweep = OmegaConf.create({"grid": {"aggregation": ["mfed", "fedavg"], "task_mix": ["seg_depth"]}, "reference": "local"})
+    trials = plan_trials(sweep, list(TINY))
+    assert [t.reference for t in trials] == [False, False, True]
+    assert trials[-1].overrides == ("aggregation=local", "task_mix=seg_depth")
+    assert all(t.clients == 4 for t in trials)  # 2 tasks x 2 clients
+    bad = OmegaConf.create({"grid": {"federation.rounds": [0]}, "reference": None})
+    with pytest.raises(ValueError, match="federation.rounds must be >= 1"):
+        plan_trials(bad, list(TINY))
+
+
+def test_cpu_share_fits_the_concurrent_trials():
+    trials = [Trial("a", (), 6), Trial("b", (), 4)]
+    share = cpus_per_client(trials, total_cpus=2.0, max_concurrent=2)
+    assert share == 0.16 and 2 * (0.01 + 6 * share) <= 2.0
+    with pytest.raises(ValueError, match="lower sweep.max_concurrent"):
+        cpus_per_client([Trial("a", (), 300)], total_cpus=2.0, max_concurrent=2)
