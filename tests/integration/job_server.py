@@ -1,0 +1,33 @@
+"""A Ray head with a job server on 127.0.0.1, in this process; ends when stdin closes.
+
+Run as a subprocess by the job-submission test: prints ``DASHBOARD http://127.0.0.1:<port>``
+once the job server answers, then waits. ``ray.shutdown()`` ends every process it started, so
+no ``ray stop`` (which would kill every Ray process on the machine) is needed.
+"""
+
+import sys
+import time
+import urllib.request
+
+import ray
+
+
+def main() -> None:
+    ctx = ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=0)
+    url = f"http://{ctx.dashboard_url}"
+    deadline = time.time() + 60
+    while True:  # the job server may need a few seconds after init
+        try:
+            urllib.request.urlopen(f"{url}/api/version", timeout=2)
+            break
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+    print(f"DASHBOARD {url}", flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
