@@ -56,7 +56,7 @@ def _without(overrides: Sequence[str], key: str) -> tuple[str, ...]:
 
 def plan_trials(sweep: DictConfig, base: Sequence[str]) -> list[Trial]:
     """The sweep's trials, plus the reference runs that delta_m needs; each validated by ``build``."""
-    combos = expand_grid(OmegaConf.to_container(sweep.grid, resolve=True))  # type: ignore[arg-type]
+    combos = expand_grid(OmegaConf.to_container(sweep.get("grid") or {}, resolve=True))  # type: ignore[arg-type]
     n_grid = len(combos)
     reference = sweep.get("reference")
     if reference is not None:
