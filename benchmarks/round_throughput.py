@@ -16,7 +16,9 @@ from mfed.run import build
 
 def measure(backend: str, rounds: int, overrides: list[str]) -> tuple[float, list[float]]:
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config([f"backend={backend}", "logger=none", f"federation.rounds={rounds}", f"out_dir={tmp}", *overrides])
+        cfg = load_config(
+            [f"backend={backend}", "logger=none", f"federation.rounds={rounds}", f"out_dir={tmp}", *overrides]
+        )
         driver = build(cfg)
         driver.callbacks = []  # quiet
         start = time.perf_counter()

@@ -71,8 +71,8 @@ def build_specs(cfg: DictConfig, tasks: Mapping[str, Task], pool: Any) -> list[C
     if n_clients * need > pool_size:
         raise ValueError(
             f"{n_clients} clients ({per_task} per task x {len(tasks)} tasks) need at least {need} "
-            f"examples each but the data pool has {pool_size}: raise the pool size (data.pool.length for generated scenes) "
-            "or lower federation.clients_per_task"
+            f"examples each but the data pool has {pool_size}: raise the pool size "
+            "(data.pool.length for generated scenes) or lower federation.clients_per_task"
         )
     seed = int(cfg.seed)
     partition: Callable[..., Sequence[np.ndarray]] = instantiate(cfg.data.partition)
@@ -98,8 +98,11 @@ def build_callbacks(cfg: DictConfig, strategy: Strategy) -> list[RunCallback]:
         assert isinstance(resolved, dict)
         callbacks.append(
             instantiate(
-                cfg.logger, out_dir=out_dir, name=run_name(cfg, strategy),
-                group=cfg.get("group") or cfg.get("mix_name", "custom"), run_config=resolved,
+                cfg.logger,
+                out_dir=out_dir,
+                name=run_name(cfg, strategy),
+                group=cfg.get("group") or cfg.get("mix_name", "custom"),
+                run_config=resolved,
                 _recursive_=False,  # the resolved config holds _target_ nodes: log them, don't build them
             )  # fmt: skip
         )

@@ -132,7 +132,10 @@ def run_sweep(sweep: DictConfig, base: Sequence[str], sweep_dir: str | Path) -> 
         run_config=tune.RunConfig(name=str(sweep.name), storage_path=str(sweep_dir / "tune"), verbose=1),
     )
     results = tuner.fit()
-    errors = {r.config["trial"]: str(r.error) for r in results if r.error is not None}
+    errors = {}
+    for i in range(len(results)):
+        if results[i].error is not None:
+            errors[(results[i].config or {})["trial"]] = str(results[i].error)
     rows = collect(trials, sweep_dir, errors)
     write_sweep_outputs(rows, sweep_dir, str(sweep.name))
     (sweep_dir / "trials.json").write_text(json.dumps([t.__dict__ for t in trials], indent=1, default=list))

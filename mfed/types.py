@@ -49,6 +49,7 @@ class ClientSpec:
         train_indices: Indices into the training pool of the dataset.
         val_indices: Indices into the training pool held out for the client's validation.
         seed: Seed from which every random choice of the client derives.
+
     """
 
     client_id: str
@@ -74,6 +75,7 @@ class ClientUpdate:
         state: The trained tensors the strategy asked for (never optimizer state or data).
         metrics: Scalar training metrics, e.g. ``{"loss": ..., "task_loss": ..., "reg": ...}``.
         bytes_down: Bytes of server state the client loaded before training.
+
     """
 
     client_id: str
@@ -94,6 +96,7 @@ class ClientEvaluation:
         num_examples: Validation examples scored.
         metrics: Scalar metrics computed on the client's own validation split.
         metric_states: ``{metric_name: metric_state}`` so the driver can merge clients exactly.
+
     """
 
     client_id: str

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import struct
-
 from collections.abc import Callable, Sequence
 from pathlib import Path
 

@@ -26,6 +26,7 @@ class Strategy(ABC):
     Attributes:
         uploads: Which parts a client sends back: a subset of ``("encoder", "decoder")``.
         prox_mu: Strength of the client's decoder proximal term (0 = off).
+
     """
 
     name: str = "strategy"

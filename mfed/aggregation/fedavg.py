@@ -20,6 +20,7 @@ class FedAvgPerTask(Strategy):
 
     Args:
         weighting: ``examples`` or ``uniform``.
+
     """
 
     name = "fedavg"

@@ -8,6 +8,7 @@ rounded to the nearest integer, in their own dtype, so that a counter stays a pl
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol, TypeVar
 
 import torch
 from torch import Tensor
@@ -62,6 +63,7 @@ def weighted_average(
 
     Returns:
         The averaged state; each tensor keeps its dtype (integers are rounded, see module doc).
+
     """
     if len(states) != len(weights):
         raise ValueError(f"got {len(states)} states but {len(weights)} weights")
@@ -98,9 +100,17 @@ def average_updates(updates: Sequence[ClientUpdate], prefixes: Iterable[str], we
     )
 
 
-def group_by_task(updates: Iterable[ClientUpdate]) -> dict[str, list[ClientUpdate]]:
-    """Updates grouped by task, in first-seen order."""
-    groups: dict[str, list[ClientUpdate]] = {}
+class _HasTask(Protocol):
+    @property
+    def task(self) -> str: ...
+
+
+T = TypeVar("T", bound=_HasTask)
+
+
+def group_by_task(updates: Iterable[T]) -> dict[str, list[T]]:
+    """Messages (updates, evaluations) grouped by task, in first-seen order."""
+    groups: dict[str, list[T]] = {}
     for update in updates:
         groups.setdefault(update.task, []).append(update)
     return groups

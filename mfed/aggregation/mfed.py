@@ -23,6 +23,7 @@ class MFed(Strategy):
     Args:
         mu: Strength of the local decoder proximal term (>= 0; 0 turns it off).
         weighting: ``examples`` or ``uniform``.
+
     """
 
     name = "mfed"

@@ -30,7 +30,13 @@ FILES = {
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 SILHOUETTE_THRESHOLD = 20
-_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4")}
+_IDX_TYPES: dict[int, np.dtype[Any]] = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+}
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -68,6 +74,7 @@ class FashionMNISTItems:
     Args:
         root: Folder with the IDX files; ``None`` uses ``$MFED_FASHION_MNIST`` or Debian's path.
         crop: Crop each item to its silhouette's bounding box (tighter placement).
+
     """
 
     num_classes = len(CLASS_NAMES)

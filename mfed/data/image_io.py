@@ -206,9 +206,7 @@ def resize_normals(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out * valid
 
 
-def resize_sample(
-    sample: Mapping[str, torch.Tensor], size: tuple[int, int]
-) -> dict[str, torch.Tensor]:
+def resize_sample(sample: Mapping[str, torch.Tensor], size: tuple[int, int]) -> dict[str, torch.Tensor]:
     """Resize every entry of a sample: bilinear image, re-normalised normals, nearest the rest."""
     out: dict[str, torch.Tensor] = {}
     for name, t in sample.items():

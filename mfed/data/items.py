@@ -20,6 +20,7 @@ class Item:
         mask: ``(h, w)`` bool silhouette.
         texture: ``(h, w)`` float32 albedo in [0, 1].
         label: Class index in ``[0, num_classes)``.
+
     """
 
     mask: np.ndarray
@@ -74,6 +75,7 @@ class ShapeItems:
     Args:
         min_size: Smallest item side in pixels.
         max_size: Largest item side in pixels.
+
     """
 
     num_classes = len(SHAPES)

@@ -56,6 +56,7 @@ def dirichlet_partition(
         seed: Seed.
         min_per_client: Smallest acceptable client.
         max_retries: Draws before giving up.
+
     """
     labels = np.asarray(labels)
     if labels.ndim != 1:

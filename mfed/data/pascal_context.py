@@ -70,9 +70,7 @@ DEFAULT_FOLDERS: dict[str, str] = {
 # pascal_part.json, "6 parts" variant): 1 head, 2 torso, 3 upper arms, 4 lower arms (with
 # hands), 5 upper legs, 6 lower legs (with feet). 0 is background.
 HUMAN_PART_GROUPS: dict[str, int] = {
-    **dict.fromkeys(
-        ("hair", "head", "lear", "rear", "leye", "reye", "lebrow", "rebrow", "nose", "mouth"), 1
-    ),
+    **dict.fromkeys(("hair", "head", "lear", "rear", "leye", "reye", "lebrow", "rebrow", "nose", "mouth"), 1),
     **dict.fromkeys(("torso", "neck"), 2),
     **dict.fromkeys(("luarm", "ruarm"), 3),
     **dict.fromkeys(("llarm", "rlarm", "lhand", "rhand"), 4),
@@ -266,9 +264,7 @@ class PascalContextMT(Dataset[dict[str, torch.Tensor]]):
         check_shapes(sample_id, arrays)
         return arrays
 
-    def _normals(
-        self, rgb: np.ndarray, label_map: np.ndarray | None, shape: tuple[int, ...]
-    ) -> np.ndarray:
+    def _normals(self, rgb: np.ndarray, label_map: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
         normals = decode_normals_rgb(rgb)
         if self._normal_classes is not None and label_map is not None and rgb.shape[:2] == shape:
             valid = np.isin(label_map, list(self._normal_classes))

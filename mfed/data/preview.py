@@ -39,6 +39,7 @@ def preview_grid(dataset: Dataset, indices: Sequence[int], keys: Sequence[str], 
         indices: Which samples to show.
         keys: Target names to show, in column order.
         path: PNG file to write.
+
     """
     import matplotlib
 
@@ -48,7 +49,9 @@ def preview_grid(dataset: Dataset, indices: Sequence[int], keys: Sequence[str], 
     samples = [dataset[int(i)] for i in indices]
     dense = [k for k in keys if samples[0][k].ndim >= 2]
     names = getattr(getattr(dataset, "items", None), "class_names", None)
-    fig, axes = plt.subplots(len(samples), 1 + len(dense), figsize=(1.8 * (1 + len(dense)), 1.9 * len(samples)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(samples), 1 + len(dense), figsize=(1.8 * (1 + len(dense)), 1.9 * len(samples)), squeeze=False
+    )
     for row, (index, sample) in enumerate(zip(indices, samples, strict=True)):
         for col, key in enumerate(["image", *dense]):
             array, style = _panel(key, sample[key])

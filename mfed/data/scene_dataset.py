@@ -26,6 +26,7 @@ class SceneDataset(Dataset[dict[str, torch.Tensor]]):
         size: Side of the square scene in pixels.
         max_items: At most this many items per scene (at least one).
         seed: Scene seed; (seed, split, index) fixes a scene.
+
     """
 
     def __init__(

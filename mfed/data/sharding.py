@@ -30,6 +30,7 @@ class Dirichlet:
 
     Args:
         alpha: Concentration; small = skewed, large = close to IID.
+
     """
 
     def __init__(self, alpha: float = 0.5) -> None:
@@ -53,6 +54,7 @@ class QuantitySkew:
 
     Args:
         alpha: Concentration; small = very unequal sizes.
+
     """
 
     def __init__(self, alpha: float = 1.0) -> None:

@@ -98,6 +98,7 @@ class RayBackend:
         num_gpus_per_client: GPUs (may be fractional) each actor requests.
         placement: ``pack`` (Ray's default: fill nodes) or ``spread`` (clients across nodes, as
             real participants would be).
+
     """
 
     # None keeps Ray's default, which also keeps actors inside an enclosing placement group (a
@@ -190,4 +191,3 @@ class RayBackend:
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False
-

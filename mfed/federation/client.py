@@ -21,8 +21,15 @@ from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
 from mfed.systems.module import OptimizerFactory, TaskSystem
 from mfed.tasks.base import Task
 from mfed.types import (
-    ClientEvaluation, ClientSpec, ClientUpdate, ServerState, State,
-    client_scope, global_scope, state_nbytes, task_scope,
+    ClientEvaluation,
+    ClientSpec,
+    ClientUpdate,
+    ServerState,
+    State,
+    client_scope,
+    global_scope,
+    state_nbytes,
+    task_scope,
 )  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -38,6 +45,7 @@ class ClientConfig:
         prox_mu: Strength of the decoder proximal term (set by the strategy).
         uploads: Parts sent back: a subset of ``("encoder", "decoder")`` (set by the strategy).
         torch_threads: Intra-op threads; 1 when several clients share the cores.
+
     """
 
     local_epochs: int = 1
@@ -81,6 +89,7 @@ class Client:
         optimizer: Optimizer factory (a Hydra partial).
         config: Training settings.
         test_dataset: The global test set (every client of a task scores all of it), if any.
+
     """
 
     def __init__(

@@ -70,6 +70,7 @@ class Driver:
             the last); the global test set, when configured, is scored after the last round.
         seed: Run seed (client sampling).
         callbacks: Watchers of the run.
+
     """
 
     strategy: Strategy

@@ -44,7 +44,7 @@ def train_row(updates: Sequence[ClientUpdate]) -> dict[str, float]:
 def eval_row(tasks: Mapping[str, Task], evaluations: Sequence[ClientEvaluation]) -> dict[str, float]:
     """Per-task merged validation metrics and per-client ones."""
     row: dict[str, float] = {}
-    for task_name, group in group_by_task(evaluations).items():  # type: ignore[arg-type]
+    for task_name, group in group_by_task(evaluations).items():
         for metric, value in merge_evaluations(tasks[task_name], group).items():
             row[f"val/{task_name}/{metric}"] = value
     for e in evaluations:
@@ -65,7 +65,7 @@ def test_row(evaluations: Sequence[ClientEvaluation]) -> dict[str, float]:
     task's figure is the mean of its clients' figures.
     """
     row: dict[str, float] = {}
-    for task_name, group in group_by_task(evaluations).items():  # type: ignore[arg-type]
+    for task_name, group in group_by_task(evaluations).items():
         for metric in group[0].metrics:
             row[f"test/{task_name}/{metric}"] = sum(e.metrics[metric] for e in group) / len(group)
     for e in evaluations:

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from mfed.federation.driver import Driver, Row
 
 
-def first_and_last(history: Sequence[Mapping[str, float]], key: str) -> tuple[Mapping[str, float], Mapping[str, float]] | None:
+def first_and_last(
+    history: Sequence[Mapping[str, float]], key: str
+) -> tuple[Mapping[str, float], Mapping[str, float]] | None:
     """The first and last rows that hold ``key`` (evaluation may skip rounds)."""
     rows = [r for r in history if r.get(key) is not None]
     return (rows[0], rows[-1]) if rows else None

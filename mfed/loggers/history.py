@@ -32,9 +32,11 @@ def read_history(out_dir: str | Path) -> list[dict[str, float]]:
 
 
 class HistoryWriter:
-    """Writes ``<out_dir>/history.json`` (a list of per-round rows) after every round, and at the
-    end ``summary.json``: the last row plus each task's headline metric and directions (what a
-    sweep needs to rank runs and compute the multi-task delta)."""
+    """Writes ``history.json`` after every round and ``summary.json`` at the end.
+
+    ``history.json`` is a list of per-round rows. ``summary.json`` holds the last row plus each
+    task's headline metric and directions (what a sweep needs to rank runs and compute Δm).
+    """
 
     def __init__(self, out_dir: str | Path) -> None:
         self.path = Path(out_dir) / "history.json"
@@ -52,7 +54,8 @@ class HistoryWriter:
         if not driver.history:
             return
         tasks = {
-            t.name: {"headline": t.headline, "higher_is_better": dict(t.higher_is_better)} for t in driver.tasks.values()
+            t.name: {"headline": t.headline, "higher_is_better": dict(t.higher_is_better)}
+            for t in driver.tasks.values()
         }
         final = {k: _jsonable(v) for k, v in driver.history[-1].items()}
         summary = {"rounds": len(driver.history), "tasks": tasks, "clients": driver.client_ids, "final": final}

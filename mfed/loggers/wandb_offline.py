@@ -107,8 +107,7 @@ def read_run_file(path: str | Path) -> OfflineRun:
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run = record.run
-            meta = {"run_id": run.run_id, "project": run.project, "group": run.run_group,
-                    "name": run.display_name}
+            meta = {"run_id": run.run_id, "project": run.project, "group": run.run_group, "name": run.display_name}
             _merge(config, run.config)
             _merge(summary, run.summary)
         elif kind == "config":
@@ -153,9 +152,7 @@ def _iter_payloads(path: Path) -> Iterator[tuple[int, bytes]]:
             raise ValueError(f"{path}: truncated record at offset {start} (file ends mid-record)")
 
 
-def _read_fragment(
-    path: Path, f: BinaryIO, offset: int, room: int
-) -> tuple[int, int | None, bytes]:
+def _read_fragment(path: Path, f: BinaryIO, offset: int, room: int) -> tuple[int, int | None, bytes]:
     """Read one fragment at ``offset``; ``kind`` is ``None`` at a clean end of file."""
     head = f.read(_RECORD_HEADER.size)
     if not head:
@@ -164,8 +161,7 @@ def _read_fragment(
         raise ValueError(f"{path}: truncated record header at offset {offset}")
     crc, length, kind = _RECORD_HEADER.unpack(head)
     if kind not in (_FULL, _FIRST, _MIDDLE, _LAST) or length > room - _RECORD_HEADER.size:
-        raise ValueError(f"{path}: corrupt record header at offset {offset} "
-                         f"(type {kind}, length {length})")
+        raise ValueError(f"{path}: corrupt record header at offset {offset} (type {kind}, length {length})")
     payload = f.read(length)
     if len(payload) < length:
         raise ValueError(f"{path}: truncated record at offset {offset}")

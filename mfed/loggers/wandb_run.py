@@ -31,6 +31,7 @@ class WandbCallback:
         tags: Run tags.
         run_config: The resolved run config.
         mode: ``online``, ``offline`` or ``disabled``; ``None`` reads ``WANDB_MODE``, else offline.
+
     """
 
     def __init__(
@@ -50,7 +51,7 @@ class WandbCallback:
         self.out_dir, self.project, self.entity = Path(out_dir), project, entity
         self.name, self.group, self.tags, self.mode = name, group, list(tags), mode
         plain = OmegaConf.to_container(run_config, resolve=True) if isinstance(run_config, DictConfig) else run_config
-        self.config = dict(plain or {})
+        self.config: dict[str, Any] = {str(k): v for k, v in plain.items()} if isinstance(plain, Mapping) else {}
         self.run: Any = None
 
     def on_start(self, driver: Driver) -> None:
@@ -60,7 +61,7 @@ class WandbCallback:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(
             project=self.project, entity=self.entity, name=self.name, group=self.group,
-            tags=self.tags, config=self.config, dir=str(self.out_dir), mode=self.mode,
+            tags=self.tags, config=self.config, dir=str(self.out_dir), mode=self.mode,  # type: ignore[arg-type]
             settings=wandb.Settings(quiet=True),  # the console reporter already shows the run
         )  # fmt: skip
         self.run.define_metric("round")

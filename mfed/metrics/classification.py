@@ -15,6 +15,7 @@ class MultilabelMAP(MultilabelAveragePrecision):
 
     Args:
         num_labels: Number of labels (>= 1).
+
     """
 
     def __init__(self, num_labels: int) -> None:
@@ -28,6 +29,6 @@ class MultilabelMAP(MultilabelAveragePrecision):
             raise ValueError(f"preds shape {tuple(preds.shape)} does not match target shape {tuple(target.shape)}")
         super().update(preds, target.long())
 
-    def compute(self) -> Tensor:
+    def compute(self) -> Tensor:  # type: ignore[override]  # one tensor, not a PR curve
         """Macro mAP x100."""
         return super().compute() * 100

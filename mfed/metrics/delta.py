@@ -17,6 +17,7 @@ def delta_m(scores: Mapping[str, float], reference: Mapping[str, float], lower_i
         scores: Metric values of the method, by name.
         reference: The reference's values, by the same names.
         lower_is_better: Direction of each metric, by the same names.
+
     """
     keys, ref_keys, dir_keys = set(scores), set(reference), set(lower_is_better)
     if not keys or keys != ref_keys or keys != dir_keys:

@@ -52,10 +52,12 @@ class EdgeODSF(Metric):
     Args:
         thresholds: Number of thresholds in linspace(0.01, 0.99) (99 by default) or the values.
         tolerance: Match distance in pixels (>= 0).
+
     """
 
     full_state_update = False
     higher_is_better = True
+    thresholds: Tensor
     counts: Tensor
 
     def __init__(self, thresholds: int | Sequence[float] = 99, tolerance: int = 1) -> None:

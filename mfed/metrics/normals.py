@@ -45,7 +45,9 @@ class NormalsAngularError(Metric):
 
     def within(self) -> dict[str, float]:
         """Percentage of valid pixels within each angle of :data:`WITHIN`."""
-        return {f"{w:g}": float(c) * 100 / max(int(self.count), 1) for w, c in zip(WITHIN, self.within_counts, strict=True)}
+        return {
+            f"{w:g}": float(c) * 100 / max(int(self.count), 1) for w, c in zip(WITHIN, self.within_counts, strict=True)
+        }
 
     def compute(self) -> Tensor:
         """Mean angle in degrees."""

@@ -22,7 +22,10 @@ from torchmetrics import Metric
 from mfed.metrics._util import as_maps
 
 CONVENTIONS = ("dataset", "per_image")
-_DEFAULT_THRESHOLDS = {"dataset": torch.arange(1, 20, dtype=torch.float64) * 0.05, "per_image": torch.linspace(0.2, 0.9, 15, dtype=torch.float64)}
+_DEFAULT_THRESHOLDS = {
+    "dataset": torch.arange(1, 20, dtype=torch.float64) * 0.05,
+    "per_image": torch.linspace(0.2, 0.9, 15, dtype=torch.float64),
+}
 
 
 class SaliencyMaxF(Metric):
@@ -32,20 +35,28 @@ class SaliencyMaxF(Metric):
         thresholds: Threshold values; ``None`` takes the convention's grid.
         beta2: beta^2 of the F-measure (0.3 emphasises precision, as in the saliency literature).
         convention: ``dataset`` or ``per_image``.
+
     """
 
     full_state_update = False
     higher_is_better = True
+    thresholds: Tensor
     sums: Tensor
     images: Tensor
 
-    def __init__(self, thresholds: Sequence[float] | None = None, beta2: float = 0.3, convention: str = "dataset") -> None:
+    def __init__(
+        self, thresholds: Sequence[float] | None = None, beta2: float = 0.3, convention: str = "dataset"
+    ) -> None:
         super().__init__()
         if convention not in CONVENTIONS:
             raise ValueError(f"saliency convention must be one of {CONVENTIONS}, got {convention!r}")
         if beta2 <= 0:
             raise ValueError(f"beta2 must be > 0, got {beta2}")
-        grid = _DEFAULT_THRESHOLDS[convention] if thresholds is None else torch.tensor(list(thresholds), dtype=torch.float64)
+        grid = (
+            _DEFAULT_THRESHOLDS[convention]
+            if thresholds is None
+            else torch.tensor(list(thresholds), dtype=torch.float64)
+        )
         self.convention, self.beta2 = convention, float(beta2)
         self.register_buffer("thresholds", grid, persistent=False)
         # dataset: rows TP, predicted positives, gt positives; per_image: rows sum P, sum R, unused

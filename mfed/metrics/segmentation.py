@@ -19,6 +19,7 @@ class MeanIoU(Metric):
     Args:
         num_classes: Number of classes (>= 2).
         ignore_index: Target label that is skipped.
+
     """
 
     full_state_update = False

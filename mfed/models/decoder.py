@@ -16,6 +16,7 @@ class ConvDecoder(nn.Module):
         out_channels: Channels of the prediction (set by the task).
         hidden: Channels of the decoder's conv blocks.
         norm: ``batch``, ``group`` or ``none``.
+
     """
 
     def __init__(self, in_channels: int, out_channels: int, hidden: int = 32, norm: str = "batch"):

@@ -16,6 +16,7 @@ class ConvEncoder(nn.Module):
         in_channels: Channels of the input image.
         widths: Output channels of each stage; ``len(widths) - 1`` downsamplings.
         norm: ``batch``, ``group`` or ``none`` (see :func:`mfed.models.layers.norm_layer`).
+
     """
 
     def __init__(self, in_channels: int = 1, widths: Sequence[int] = (16, 32, 64), norm: str = "batch"):

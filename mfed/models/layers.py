@@ -15,6 +15,7 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
             ``group`` (GroupNorm with up to 8 groups: no buffers, robust to per-client statistics)
             or ``none``.
         channels: Number of channels.
+
     """
     if kind == "batch":
         return nn.BatchNorm2d(channels)

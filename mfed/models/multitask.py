@@ -6,6 +6,7 @@ Parameter names are the contract with aggregation: ``encoder.*`` is shared by ev
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 
@@ -28,6 +29,7 @@ class MultiTaskModel(nn.Module):
     Args:
         encoder: Maps ``(B, C, H, W)`` images to features.
         decoders: ``{task: decoder}``; a decoder maps ``(features, (H, W))`` to a prediction.
+
     """
 
     def __init__(self, encoder: nn.Module, decoders: Mapping[str, nn.Module]) -> None:
@@ -76,6 +78,7 @@ def build_model(
         decoder: Factory taking ``in_channels`` and ``out_channels``.
         tasks: The tasks to give a decoder.
         seed: Run seed.
+
     """
     enc = _seeded(component_seed(seed, "encoder"), encoder)
     in_channels = getattr(enc, "out_channels", None)
@@ -84,7 +87,7 @@ def build_model(
     decoders = {
         t.name: _seeded(
             component_seed(seed, f"decoder:{t.name}"),
-            lambda t=t: decoder(in_channels=in_channels, out_channels=t.out_channels),
+            functools.partial(decoder, in_channels=in_channels, out_channels=t.out_channels),
         )
         for t in tasks
     }
@@ -98,6 +101,7 @@ class ModelFactory:
         encoder: Zero-argument encoder factory (Hydra partial).
         decoder: Decoder factory taking ``in_channels`` and ``out_channels`` (Hydra partial).
         seed: Run seed.
+
     """
 
     def __init__(self, encoder: Callable[[], nn.Module], decoder: Callable[..., nn.Module], seed: int) -> None:

@@ -29,6 +29,7 @@ class TaskSystem(pl.LightningModule):
         task: The task to train.
         optimizer: Factory taking the parameters (a Hydra partial of a torch optimizer).
         prox_mu: Strength of the decoder proximal term.
+
     """
 
     def __init__(self, model: MultiTaskModel, task: Task, optimizer: OptimizerFactory, prox_mu: float = 0.0):
@@ -38,13 +39,14 @@ class TaskSystem(pl.LightningModule):
         if prox_mu < 0:
             raise ValueError(f"aggregation.mu must be >= 0, got {prox_mu}")
         self.model, self.task, self.optimizer_factory, self.prox_mu = model, task, optimizer, prox_mu
-        self.val_metrics = MetricCollection(task.metrics(), compute_groups=False)
+        metrics: dict[str, Metric | MetricCollection] = dict(task.metrics())
+        self.val_metrics = MetricCollection(metrics, compute_groups=False)
         self._reference: dict[str, Tensor] = {}
         self._epoch_sums: dict[str, float] = {}
 
     @property
     def decoder(self) -> torch.nn.Module:
-        """This task's decoder."""
+        """The decoder of this system's task."""
         return self.model.decoders[self.task.name]
 
     def set_decoder_reference(self, state: Mapping[str, Tensor]) -> None:

@@ -15,7 +15,9 @@ import torch
 from torch import Tensor, nn
 
 
-def proximal_term(named_params: Iterable[tuple[str, nn.Parameter]], reference: Mapping[str, Tensor], mu: float) -> Tensor:
+def proximal_term(
+    named_params: Iterable[tuple[str, nn.Parameter]], reference: Mapping[str, Tensor], mu: float
+) -> Tensor:
     """Return ``mu/2 * sum ||p - reference[name]||^2`` over ``named_params``.
 
     Args:
@@ -25,6 +27,7 @@ def proximal_term(named_params: Iterable[tuple[str, nn.Parameter]], reference: M
 
     Raises:
         KeyError: A parameter has no reference tensor.
+
     """
     if mu < 0:
         raise ValueError(f"mu must be >= 0, got {mu}")

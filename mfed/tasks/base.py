@@ -23,6 +23,7 @@ class Task(ABC):
     Args:
         name: The task's name; also the key of its target in a dataset sample.
         loss_weight: Multiplies the task loss (the field weights tasks, e.g. edges x50).
+
     """
 
     out_channels: int

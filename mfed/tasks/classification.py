@@ -22,6 +22,7 @@ class MultiLabelClassification(Task):
         name: Task name (default ``classification``).
         num_labels: Number of classes.
         loss_weight: Multiplies the loss.
+
     """
 
     headline = "mAP"

@@ -25,6 +25,7 @@ class Depth(Task):
         name: Task name (default ``depth``).
         offset: Added to the decoder's output (scene units / metres).
         loss_weight: Multiplies the loss.
+
     """
 
     out_channels = 1

@@ -24,6 +24,7 @@ class Edges(Task):
         pos_weight: Weight of edge pixels in the BCE; non-edge pixels get ``1 - pos_weight``.
         tolerance: Match tolerance of the F-measure in pixels.
         loss_weight: Multiplies the loss.
+
     """
 
     out_channels = 1
@@ -54,5 +55,5 @@ class Edges(Task):
         return torch.sigmoid(output)
 
     def metrics(self) -> dict[str, Metric]:
-        """odsF (approximation) over the set."""
+        """OdsF (approximation) over the set."""
         return {"odsF": EdgeODSF(tolerance=self.tolerance)}

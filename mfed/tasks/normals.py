@@ -20,6 +20,7 @@ class Normals(Task):
     Args:
         name: Task name (default ``normals``).
         loss_weight: Multiplies the loss (x10 in the PASCAL and NYUD protocols).
+
     """
 
     out_channels = 3

@@ -15,6 +15,7 @@ class PartSegmentation(SemanticSegmentation):
         name: Task name (default ``parts``).
         num_classes: Parts + background (3 for FashionScenes, 7 for PASCAL's human parts).
         loss_weight: Multiplies the loss.
+
     """
 
     def __init__(self, name: str = "parts", num_classes: int = 3, loss_weight: float = 2.0) -> None:

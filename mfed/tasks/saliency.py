@@ -23,6 +23,7 @@ class Saliency(Task):
         convention: maxF convention, ``dataset`` or ``per_image``.
         pos_weight: Weight of foreground pixels; ``None`` balances per batch.
         loss_weight: Multiplies the loss (x5 in the PASCAL protocol).
+
     """
 
     out_channels = 1
@@ -30,7 +31,11 @@ class Saliency(Task):
     higher_is_better = {"maxF": True}
 
     def __init__(
-        self, name: str = "saliency", convention: str = "dataset", pos_weight: float | None = None, loss_weight: float = 5.0
+        self,
+        name: str = "saliency",
+        convention: str = "dataset",
+        pos_weight: float | None = None,
+        loss_weight: float = 5.0,
     ) -> None:
         super().__init__(name, loss_weight)
         if pos_weight is not None and not 0.0 < pos_weight < 1.0:
@@ -47,5 +52,5 @@ class Saliency(Task):
         return torch.sigmoid(output)
 
     def metrics(self) -> dict[str, Metric]:
-        """maxF over the set."""
+        """MaxF over the set."""
         return {"maxF": SaliencyMaxF(convention=self.convention)}

@@ -23,6 +23,7 @@ class SemanticSegmentation(Task):
         name: Task name (default ``semseg``).
         num_classes: Number of classes including background.
         loss_weight: Multiplies the loss.
+
     """
 
     headline = "mIoU"
@@ -40,5 +41,5 @@ class SemanticSegmentation(Task):
         return F.cross_entropy(output, target, ignore_index=IGNORE_INDEX)
 
     def metrics(self) -> dict[str, Metric]:
-        """mIoU over the set."""
+        """MIoU over the set."""
         return {"mIoU": MeanIoU(num_classes=self.num_classes, ignore_index=IGNORE_INDEX)}

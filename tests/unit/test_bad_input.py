@@ -22,7 +22,10 @@ class NoStartBackend:
         ("aggregation.mu=-0.5", "aggregation.mu must be >= 0, got -0.5"),
         ("federation.fraction=0", r"federation.fraction must lie in \(0, 1\], got 0"),
         ("federation.fraction=1.5", r"federation.fraction must lie in \(0, 1\], got 1.5"),
-        ("federation.clients_per_task=40", r"raise the pool size \(data.pool.length for generated scenes\) or lower federation.clients_per_task"),
+        (
+            "federation.clients_per_task=40",
+            r"raise the pool size \(data.pool.length for generated scenes\) or lower federation.clients_per_task",
+        ),
         ("federation.clients_per_task=0", "federation.clients_per_task must be >= 1, got 0"),
         ("federation.local_epochs=0", "federation.local_epochs must be >= 1, got 0"),
         ("aggregation.weighting=median", "weighting must be one of"),

@@ -22,6 +22,7 @@ def benchmark_roots(tmp_path_factory):
     write_nyud(nyud)
     return {"MFED_PASCAL_ROOT": pascal, "MFED_NYUD_ROOT": nyud}
 
+
 GROUPS = sorted(p.name for p in config_dir().iterdir() if p.is_dir())
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((config_dir() / g).glob("*.yaml"))]
 
@@ -44,4 +45,15 @@ def test_every_config_option_instantiates(group, option, tmp_path: Path, fashion
 
 
 def test_every_group_has_options():
-    assert {"task", "task_mix", "model", "aggregation", "data", "partition", "federation", "backend", "optimizer", "logger"} <= set(GROUPS)
+    assert {
+        "task",
+        "task_mix",
+        "model",
+        "aggregation",
+        "data",
+        "partition",
+        "federation",
+        "backend",
+        "optimizer",
+        "logger",
+    } <= set(GROUPS)

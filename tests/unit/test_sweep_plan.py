@@ -15,7 +15,9 @@ def test_expand_grid_is_the_cartesian_product():
 
 
 def test_plan_adds_the_local_references_and_validates_every_trial():
-    sweep = OmegaConf.create({"grid": {"aggregation": ["mfed", "fedavg"], "task_mix": ["seg_depth"]}, "reference": "local"})
+    sweep = OmegaConf.create(
+        {"grid": {"aggregation": ["mfed", "fedavg"], "task_mix": ["seg_depth"]}, "reference": "local"}
+    )
     trials = plan_trials(sweep, list(TINY))
     assert [t.reference for t in trials] == [False, False, True]
     assert trials[-1].overrides == ("aggregation=local", "task_mix=seg_depth")

@@ -104,9 +104,7 @@ def write_anno(path: Path, imname: str, objects: list[dict]) -> None:
     rows = []
     for obj in objects:
         parts = obj.get("parts") or {}
-        part_arr = (
-            _struct(("part_name", "mask"), list(parts.items())) if parts else np.zeros((0, 0))
-        )
+        part_arr = _struct(("part_name", "mask"), list(parts.items())) if parts else np.zeros((0, 0))
         rows.append((obj["class"], np.array([[obj["class_ind"]]], np.uint8), obj["mask"], part_arr))
     objects_arr = _struct(("class", "class_ind", "mask", "parts"), rows)
     anno = np.empty((1, 1), dtype=[("imname", "O"), ("objects", "O")])

@@ -4,7 +4,6 @@ import torch
 from scipy import ndimage
 
 from mfed.data.edges import label_boundaries
-
 from mfed.data.pascal_context import (
     HUMAN_PART_GROUPS,
     TASKS,

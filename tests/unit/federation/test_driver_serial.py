@@ -27,7 +27,9 @@ def test_round_loop_on_the_serial_backend_trains_aggregates_and_logs(tiny_cfg):
     last = history[-1]
     per_client = [last["client/semseg-0/test_mIoU"], last["client/semseg-1/test_mIoU"]]
     assert last["test/semseg/mIoU"] == pytest.approx(sum(per_client) / 2)
-    assert not torch.equal(driver.state["global"]["encoder.stages.0.0.0.weight"], initial["global"]["encoder.stages.0.0.0.weight"])
+    assert not torch.equal(
+        driver.state["global"]["encoder.stages.0.0.0.weight"], initial["global"]["encoder.stages.0.0.0.weight"]
+    )
 
 
 def test_aggregated_encoder_is_the_weighted_mean_of_the_clients_updates(tiny_cfg):

@@ -7,7 +7,8 @@ from mfed.cli import main
 from mfed.loggers.report import summary_lines, task_metrics, write_report
 
 HISTORY = [
-    {"round": 1, "val/seg/mIoU": 10.0, "val/depth/rmse": 3.0, "client/seg-0/mIoU": 9.0, "train/seg/loss": 2.0, "comm/bytes_up": 2**20},
+    {"round": 1, "val/seg/mIoU": 10.0, "val/depth/rmse": 3.0, "client/seg-0/mIoU": 9.0, "train/seg/loss": 2.0,
+     "comm/bytes_up": 2**20},
     {"round": 2, "train/seg/loss": 1.5, "comm/bytes_up": 2**20},
     {"round": 3, "val/seg/mIoU": 25.5, "val/depth/rmse": 2.0, "client/seg-0/mIoU": 24.0, "train/seg/loss": 1.0,
      "comm/bytes_up": 2**20, "test/seg/mIoU": 24.25},

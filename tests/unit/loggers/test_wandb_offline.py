@@ -19,9 +19,7 @@ from mfed.loggers.wandb_offline import find_offline_runs, iter_records, read_run
 pytest.importorskip("wandb")
 
 CONFIG = {"lr": 0.1, "tasks": ["a", "b"]}
-ROWS = [
-    {"round": r, "val/semseg/mIoU": 0.1 * r, "train/depth/loss": 1.0 / (r + 1)} for r in range(5)
-]
+ROWS = [{"round": r, "val/semseg/mIoU": 0.1 * r, "train/depth/loss": 1.0 / (r + 1)} for r in range(5)]
 BIG_STRING = "x" * 70_000  # the run record alone spans three 32 KiB blocks
 BIG_ROWS = [{"i": i, "s": f"{i:04d}" + "y" * 200} for i in range(400)]
 BLOCK = 32 * 1024
@@ -31,8 +29,13 @@ def _write_offline_run(wandb_dir: Path, body: str) -> Path:
     """Run ``body`` after ``import wandb`` in a fresh offline process; return its run file."""
     script = wandb_dir / "make_run.py"  # a file: the big run's source exceeds the argv limit
     script.write_text(f"import wandb\n{textwrap.dedent(body)}\nrun.finish()\nwandb.teardown()\n")
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(wandb_dir),
-           "WANDB_SILENT": "true", "WANDB_CONSOLE": "off"}
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(wandb_dir),
+        "WANDB_SILENT": "true",
+        "WANDB_CONSOLE": "off",
+    }
     subprocess.run([sys.executable, str(script)], env=env, check=True, timeout=120)
     (path,) = find_offline_runs(wandb_dir)
     return path
@@ -40,23 +43,29 @@ def _write_offline_run(wandb_dir: Path, body: str) -> Path:
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _write_offline_run(tmp_path_factory.mktemp("small"), f"""
+    return _write_offline_run(
+        tmp_path_factory.mktemp("small"),
+        f"""
         run = wandb.init(project="mfed-test", group="mix-ab", name="fedavg-1", config={CONFIG!r})
         run.define_metric("round")
         run.define_metric("*", step_metric="round")
         for row in {ROWS!r}:
             run.log(row)
         run.summary["best/val/semseg/mIoU"] = 0.4
-        """)
+        """,
+    )
 
 
 @pytest.fixture(scope="module")
 def big_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _write_offline_run(tmp_path_factory.mktemp("big"), f"""
+    return _write_offline_run(
+        tmp_path_factory.mktemp("big"),
+        f"""
         run = wandb.init(project="mfed-test", config={{"big": {BIG_STRING!r}}})
         for row in {BIG_ROWS!r}:
             run.log(row)
-        """)
+        """,
+    )
 
 
 def _user_keys(row: dict) -> dict:

@@ -7,7 +7,14 @@ import torch
 from scipy import ndimage
 
 from mfed.metrics import (
-    DepthAbsRel, DepthRMSE, EdgeODSF, MeanIoU, MultilabelMAP, NormalsAngularError, SaliencyMaxF, delta_m,
+    DepthAbsRel,
+    DepthRMSE,
+    EdgeODSF,
+    MeanIoU,
+    MultilabelMAP,
+    NormalsAngularError,
+    SaliencyMaxF,
+    delta_m,
 )  # fmt: skip
 
 GEN = torch.Generator().manual_seed(0)
@@ -143,7 +150,10 @@ def test_normals_mean_angle_against_arccos():
     g = target.permute(0, 2, 3, 1).reshape(-1, 3).double().numpy()
     p = preds.permute(0, 2, 3, 1).reshape(-1, 3).double().numpy()
     valid = np.linalg.norm(g, axis=1) > 0
-    g, p = g[valid] / np.linalg.norm(g[valid], axis=1, keepdims=True), p[valid] / np.linalg.norm(p[valid], axis=1, keepdims=True)
+    g, p = (
+        g[valid] / np.linalg.norm(g[valid], axis=1, keepdims=True),
+        p[valid] / np.linalg.norm(p[valid], axis=1, keepdims=True),
+    )
     angles = np.degrees(np.arccos(np.clip(np.sum(g * p, axis=1), -1, 1)))
     assert value == pytest.approx(angles.mean(), rel=1e-5)
     metric = NormalsAngularError()
@@ -158,7 +168,9 @@ def test_multilabel_map_against_sklearn():
     target[0] = 1  # every label has a positive
     preds = (target * 0.3 + rand(5, 4) * 0.7).clamp(0, 1)
     value = merged_equals_whole(lambda: MultilabelMAP(num_labels=4), preds, target)
-    assert value == pytest.approx(100 * average_precision_score(target.numpy(), preds.numpy(), average="macro"), rel=1e-5)
+    assert value == pytest.approx(
+        100 * average_precision_score(target.numpy(), preds.numpy(), average="macro"), rel=1e-5
+    )
 
 
 def test_delta_m_hand_computed():
