@@ -18,25 +18,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
+from mfed.data.folder_dataset import FolderDataset
 from mfed.data.image_io import (
-    check_root,
     check_shapes,
-    check_size,
-    check_split,
-    check_tasks,
     decode_normals_rgb,
-    find_file,
-    merge_folders,
-    missing_files_error,
-    read_id_list,
     read_npy,
     read_png,
     read_rgb,
-    resize_sample,
-    to_tensors,
 )
 
 TASKS: tuple[str, ...] = ("semseg", "depth", "normals", "edges")
@@ -116,7 +105,7 @@ def read_edges(path: Path) -> np.ndarray:
     return (_squeeze_map(arr, str(path)) > 0.5).astype(np.float32)
 
 
-class NYUDv2(Dataset[dict[str, torch.Tensor]]):
+class NYUDv2(FolderDataset):
     """NYUD-v2 multi-task dataset read from a local copy; never downloads.
 
     Args:
@@ -128,7 +117,9 @@ class NYUDv2(Dataset[dict[str, torch.Tensor]]):
 
     """
 
+    NAME = "NYUD-v2"
     TASKS: tuple[str, ...] = TASKS
+    DEFAULT_FOLDERS = DEFAULT_FOLDERS
 
     def __init__(
         self,
@@ -138,48 +129,19 @@ class NYUDv2(Dataset[dict[str, torch.Tensor]]):
         size: tuple[int, int] | None = None,
         folders: Mapping[str, str] | None = None,
     ) -> None:
-        self.root = check_root("NYUD-v2", root)
-        self.split = check_split(split)
-        self.tasks = check_tasks(tasks, TASKS)
-        self.size = check_size(size)
-        self.folders = merge_folders(DEFAULT_FOLDERS, folders)
-        self._ids = read_id_list(self.root / self.folders["splits"] / f"{split}.txt")
-        self._paths = self._locate_all()
+        super().__init__(root, split, tasks, size, folders)
+        self._paths = self.locate_all()
 
-    @property
-    def ids(self) -> tuple[str, ...]:
-        """Image ids of this split, in file order."""
-        return tuple(self._ids)
+    def kinds(self) -> list[str]:
+        """The image and one file per task."""
+        return ["images", *self.tasks]
 
-    def __len__(self) -> int:
-        return len(self._ids)
+    def locations(self, kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """One folder per kind, with the extensions that copies use."""
+        return (kind,), _EXTENSIONS[kind]
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        sample = to_tensors(self._load(index))
-        return resize_sample(sample, self.size) if self.size else sample
-
-    def __repr__(self) -> str:
-        return f"NYUDv2(split={self.split!r}, n={len(self)}, tasks={self.tasks})"
-
-    def _locate_all(self) -> list[dict[str, Path]]:
-        found: list[dict[str, Path]] = []
-        missing: list[str] = []
-        for sample_id in self._ids:
-            paths: dict[str, Path] = {}
-            for kind in ("images", *self.tasks):
-                exts = _EXTENSIONS[kind]
-                path = find_file(self.root / self.folders[kind], sample_id, exts)
-                if path is None:
-                    tried = " or ".join(f"{self.folders[kind]}/{sample_id}.{e}" for e in exts)
-                    missing.append(f"{kind} for {sample_id!r}: {tried}")
-                else:
-                    paths[kind] = path
-            found.append(paths)
-        if missing:
-            raise missing_files_error("NYUD-v2", self.root, missing)
-        return found
-
-    def _load(self, index: int) -> dict[str, np.ndarray]:
+    def load(self, index: int) -> dict[str, np.ndarray]:
+        """Decode one sample (NYUD label shift, depth, normals, edges)."""
         sample_id, paths = self._ids[index], self._paths[index]
         arrays = {"image": read_rgb(paths["images"])}
         for task in self.tasks:

@@ -25,27 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from mfed.data.edges import label_boundaries
+from mfed.data.folder_dataset import FolderDataset
 from mfed.data.image_io import (
-    check_root,
     check_shapes,
-    check_size,
-    check_split,
-    check_tasks,
     decode_normals_rgb,
-    find_file,
-    merge_folders,
-    missing_files_error,
     read_grey,
-    read_id_list,
     read_mat,
     read_png,
     read_rgb,
-    resize_sample,
-    to_tensors,
 )
 
 logger = logging.getLogger(__name__)
@@ -153,7 +142,7 @@ def normals_classes_from_json(folder: Path) -> frozenset[int] | None:
     return frozenset(int(context[n]) for n in names)
 
 
-class PascalContextMT(Dataset[dict[str, torch.Tensor]]):
+class PascalContextMT(FolderDataset):
     """PASCAL-Context multi-task dataset read from a local copy; never downloads.
 
     Args:
@@ -167,7 +156,9 @@ class PascalContextMT(Dataset[dict[str, torch.Tensor]]):
 
     """
 
+    NAME = "PASCAL-Context MT"
     TASKS: tuple[str, ...] = TASKS
+    DEFAULT_FOLDERS = DEFAULT_FOLDERS
 
     def __init__(
         self,
@@ -178,29 +169,9 @@ class PascalContextMT(Dataset[dict[str, torch.Tensor]]):
         folders: Mapping[str, str] | None = None,
         normals_valid_classes: Iterable[int] | None = None,
     ) -> None:
-        self.root = check_root("PASCAL-Context MT", root)
-        self.split = check_split(split)
-        self.tasks = check_tasks(tasks, TASKS)
-        self.size = check_size(size)
-        self.folders = merge_folders(DEFAULT_FOLDERS, folders)
-        self._ids = read_id_list(self.root / self.folders["splits"] / f"{split}.txt")
+        super().__init__(root, split, tasks, size, folders)
         self._normal_classes = self._normals_classes(normals_valid_classes)
-        self._paths = self._locate_all()
-
-    @property
-    def ids(self) -> tuple[str, ...]:
-        """Image ids of this split, in file order."""
-        return tuple(self._ids)
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        sample = to_tensors(self._load(index))
-        return resize_sample(sample, self.size) if self.size else sample
-
-    def __repr__(self) -> str:
-        return f"PascalContextMT(split={self.split!r}, n={len(self)}, tasks={self.tasks})"
+        self._paths = self.locate_all()
 
     def _normals_classes(self, given: Iterable[int] | None) -> frozenset[int] | None:
         if "normals" not in self.tasks:
@@ -216,32 +187,19 @@ class PascalContextMT(Dataset[dict[str, torch.Tensor]]):
             )
         return classes
 
-    def _kinds(self) -> list[str]:
+    def kinds(self) -> list[str]:
+        """The image, each task's file, and the Context label map when edges or normals need it."""
         kinds = ["image", *(t for t in self.tasks if t != "edges")]
         if "edges" in self.tasks or self._normal_classes is not None:
             kinds.append("context")
         return kinds
 
-    def _locate_all(self) -> list[dict[str, Path]]:
-        found: list[dict[str, Path]] = []
-        missing: list[str] = []
-        for sample_id in self._ids:
-            paths: dict[str, Path] = {}
-            for kind in self._kinds():
-                keys, exts = _LOCATIONS[kind]
-                hits = [find_file(self.root / self.folders[k], sample_id, exts) for k in keys]
-                path = next((p for p in hits if p is not None), None)
-                if path is None:
-                    tried = [f"{self.folders[k]}/{sample_id}.{e}" for k in keys for e in exts]
-                    missing.append(f"{kind} for {sample_id!r}: " + " or ".join(tried))
-                else:
-                    paths[kind] = path
-            found.append(paths)
-        if missing:
-            raise missing_files_error("PASCAL-Context MT", self.root, missing)
-        return found
+    def locations(self, kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Folders (tried in order, e.g. semseg's VOC12 then pascal-context) and extensions."""
+        return _LOCATIONS[kind]
 
-    def _load(self, index: int) -> dict[str, np.ndarray]:
+    def load(self, index: int) -> dict[str, np.ndarray]:
+        """Decode one sample (edges and parts derived, see the module docstring)."""
         sample_id, paths = self._ids[index], self._paths[index]
         arrays = {"image": read_rgb(paths["image"])}
         label_map = read_mat(paths["context"], "LabelMap") if "context" in paths else None

@@ -7,16 +7,13 @@ tolerance; it approximates, and is not, the MATLAB SEISM protocol (see :class:`E
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
 from torchmetrics import Metric
 
 from mfed.metrics import EdgeODSF
-from mfed.tasks.base import Task
-from mfed.tasks.losses import balanced_bce
+from mfed.tasks.losses import BinaryMapTask
 
 
-class Edges(Task):
+class Edges(BinaryMapTask):
     """Binary boundary map (one output channel, logits).
 
     Args:
@@ -27,7 +24,6 @@ class Edges(Task):
 
     """
 
-    out_channels = 1
     headline = "odsF"
     higher_is_better = {"odsF": True}
 
@@ -38,21 +34,10 @@ class Edges(Task):
         tolerance: int = 1,
         loss_weight: float = 1.0,
     ) -> None:
-        super().__init__(name, loss_weight)
-        if not 0.0 < pos_weight < 1.0:
-            raise ValueError(f"tasks.{name}.pos_weight must lie in (0, 1), got {pos_weight}")
+        super().__init__(name, pos_weight, loss_weight)
         if tolerance < 0:
             raise ValueError(f"tasks.{name}.tolerance must be >= 0 pixels, got {tolerance}")
-        self.pos_weight = float(pos_weight)
         self.tolerance = int(tolerance)
-
-    def loss(self, output: Tensor, target: Tensor) -> Tensor:  # (B, 1, H, W) both
-        """Class-balanced binary cross-entropy on logits."""
-        return balanced_bce(output, target, self.pos_weight)
-
-    def activate(self, output: Tensor) -> Tensor:
-        """Edge probabilities."""
-        return torch.sigmoid(output)
 
     def metrics(self) -> dict[str, Metric]:
         """OdsF (approximation) over the set."""

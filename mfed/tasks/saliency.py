@@ -6,16 +6,13 @@ F_beta with beta^2 = 0.3); MTL-PyTorch's per-image convention is ``convention=pe
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
 from torchmetrics import Metric
 
 from mfed.metrics import SaliencyMaxF
-from mfed.tasks.base import Task
-from mfed.tasks.losses import balanced_bce
+from mfed.tasks.losses import BinaryMapTask
 
 
-class Saliency(Task):
+class Saliency(BinaryMapTask):
     """Binary foreground map (one output channel, logits).
 
     Args:
@@ -26,7 +23,6 @@ class Saliency(Task):
 
     """
 
-    out_channels = 1
     headline = "maxF"
     higher_is_better = {"maxF": True}
 
@@ -37,19 +33,9 @@ class Saliency(Task):
         pos_weight: float | None = None,
         loss_weight: float = 5.0,
     ) -> None:
-        super().__init__(name, loss_weight)
-        if pos_weight is not None and not 0.0 < pos_weight < 1.0:
-            raise ValueError(f"tasks.{name}.pos_weight must lie in (0, 1) or be null, got {pos_weight}")
-        self.convention, self.pos_weight = convention, pos_weight
+        super().__init__(name, pos_weight, loss_weight)
+        self.convention = convention
         self.metrics()  # validates the convention now
-
-    def loss(self, output: Tensor, target: Tensor) -> Tensor:  # (B, 1, H, W) both
-        """Balanced binary cross-entropy on logits."""
-        return balanced_bce(output, target, self.pos_weight)
-
-    def activate(self, output: Tensor) -> Tensor:
-        """Foreground probabilities."""
-        return torch.sigmoid(output)
 
     def metrics(self) -> dict[str, Metric]:
         """MaxF over the set."""
