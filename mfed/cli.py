@@ -34,7 +34,7 @@ def _train(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, HydraException) as err:
         print(f"mfed: {err}", file=sys.stderr)
         return 2
-    print(f"outputs in {cfg.out_dir}: config.yaml, history.json, checkpoint.pt")
+    print(f"outputs in {cfg.out_dir}: config.yaml, history.json, summary.json, checkpoint.pt")
     for run_dir in sorted(Path(cfg.out_dir).glob("wandb/offline-run-*")):
         print(f"W&B offline run: {run_dir} (upload later with: wandb sync {run_dir})")
     return 0
@@ -67,10 +67,10 @@ def _sweep(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"mfed: {err}", file=sys.stderr)
         return 2
-    for i, row in enumerate(rows, 1):
-        dm = row.get("delta_m")
-        print(f"{i:2d}. {row['trial']}: " + (row.get("error") or f"delta_m {'-' if dm is None else f'{dm:+.2f}%'}"))
-    print(f"sweep results in {cfg.out_dir}: sweep.md, sweep.json, sweep.png")
+    from mfed.loggers.sweep_report import markdown
+
+    print(markdown(rows, str(cfg.sweep.name)).split("\n![")[0])
+    print(f"sweep results in {cfg.out_dir}: sweep.md, sweep.json, sweep.png, one run directory per trial")
     return 0
 
 
