@@ -6,7 +6,6 @@ client starts, that the pieces fit together.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,6 @@ from mfed.loggers.history import HistoryWriter
 from mfed.models.multitask import ModelFactory
 from mfed.tasks.base import Task
 from mfed.types import ClientSpec
-
-log = logging.getLogger(__name__)
 
 
 def instantiate(node: Any, **kwargs: Any) -> Any:

@@ -6,7 +6,6 @@ serial backend uses it as is, so both run the same code.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,8 +30,6 @@ from mfed.types import (
     state_nbytes,
     task_scope,
 )  # fmt: skip
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

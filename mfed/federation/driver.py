@@ -135,4 +135,5 @@ class Driver:
         if round_idx == self.rounds and self.setup.test_dataset is not None:
             row.update(test_row(self.backend.evaluate(self.client_ids, self.state, split="test")))
         row["time/round_s"] = time.perf_counter() - start
+        log.info("round %d/%d: %d clients trained in %.1fs", round_idx, self.rounds, len(updates), row["time/round_s"])
         return row
