@@ -50,8 +50,10 @@ def expand_grid(grid: Mapping[str, Sequence[Any] | Any]) -> list[tuple[str, ...]
     return list(itertools.product(*axes))
 
 
-def _without(overrides: Sequence[str], key: str) -> tuple[str, ...]:
-    return tuple(o for o in overrides if o.split("=", 1)[0] != key)
+def reference_overrides(overrides: Sequence[str], reference: str) -> tuple[str, ...]:
+    """The reference run of a trial: the same overrides with the strategy (and its settings) replaced."""
+    keep = [o for o in overrides if o.split("=", 1)[0].split(".")[0] != "aggregation"]
+    return tuple(sorted([*keep, f"aggregation={reference}"]))
 
 
 def plan_trials(sweep: DictConfig, base: Sequence[str]) -> list[Trial]:
@@ -62,7 +64,7 @@ def plan_trials(sweep: DictConfig, base: Sequence[str]) -> list[Trial]:
     if reference is not None:
         have = {tuple(sorted(c)) for c in combos}
         for combo in list(combos):
-            ref = tuple(sorted((*_without(combo, "aggregation"), f"aggregation={reference}")))
+            ref = reference_overrides(combo, str(reference))
             if ref not in have:
                 have.add(ref)
                 combos.append(ref)
@@ -136,7 +138,7 @@ def run_sweep(sweep: DictConfig, base: Sequence[str], sweep_dir: str | Path) -> 
     for i in range(len(results)):
         if results[i].error is not None:
             errors[(results[i].config or {})["trial"]] = str(results[i].error)
-    rows = collect(trials, sweep_dir, errors)
+    rows = collect(trials, sweep_dir, errors, str(sweep.get("reference") or "local"))
     write_sweep_outputs(rows, sweep_dir, str(sweep.name))
     (sweep_dir / "trials.json").write_text(json.dumps([t.__dict__ for t in trials], indent=1, default=list))
     return rows

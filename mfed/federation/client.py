@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -176,7 +175,3 @@ class Client:
             metrics=metrics,
             metric_states=self.system.metric_states(),
         )
-
-    def model_state(self) -> dict[str, Any]:
-        """The client's current full model state (for checkpoints of personal models)."""
-        return {k: v.detach().clone() for k, v in self.system.model.state_dict().items()}

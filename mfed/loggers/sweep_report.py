@@ -15,14 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mfed.metrics.delta import delta_m
+from mfed.sweep import reference_overrides
 
 if TYPE_CHECKING:
     from mfed.sweep import Trial
-
-
-def _key(overrides: Sequence[str], reference: str = "local") -> tuple[str, ...]:
-    rest = [o for o in overrides if not o.startswith("aggregation=")]
-    return tuple(sorted([*rest, f"aggregation={reference}"]))
 
 
 def client_delta(summary: Mapping[str, Any], reference: Mapping[str, Any]) -> float | None:
@@ -40,7 +36,9 @@ def client_delta(summary: Mapping[str, Any], reference: Mapping[str, Any]) -> fl
     return sum(deltas) / len(deltas) if deltas else None
 
 
-def collect(trials: Sequence[Trial], sweep_dir: Path, errors: Mapping[str, str]) -> list[dict[str, Any]]:
+def collect(
+    trials: Sequence[Trial], sweep_dir: Path, errors: Mapping[str, str], reference: str = "local"
+) -> list[dict[str, Any]]:
     """One row per trial from its summary.json, with delta_m, ranked best first."""
     summaries: dict[str, dict[str, Any]] = {}
     for t in trials:
@@ -55,7 +53,7 @@ def collect(trials: Sequence[Trial], sweep_dir: Path, errors: Mapping[str, str])
         if summary is None:
             row["error"] = errors.get(t.name, "no summary.json: the run did not finish")
         else:
-            ref_name = by_key.get(_key(t.overrides))
+            ref_name = by_key.get(reference_overrides(t.overrides, reference))
             ref = summaries.get(ref_name) if ref_name else None
             row["delta_m"] = client_delta(summary, ref) if ref is not None else None
             row["test"] = {

@@ -1,7 +1,7 @@
 import pytest
 from omegaconf import OmegaConf
 
-from mfed.sweep import Trial, cpus_per_client, expand_grid, plan_trials
+from mfed.sweep import Trial, cpus_per_client, expand_grid, plan_trials, reference_overrides
 from tests.conftest import TINY
 
 
@@ -25,6 +25,16 @@ def test_plan_adds_the_local_references_and_validates_every_trial():
     bad = OmegaConf.create({"grid": {"federation.rounds": [0]}, "reference": None})
     with pytest.raises(ValueError, match="federation.rounds must be >= 1"):
         plan_trials(bad, list(TINY))
+
+
+def test_a_mu_sweep_shares_one_local_reference_without_mu():
+    sweep = OmegaConf.create({"grid": {"aggregation.mu": [0.0, 0.1]}, "reference": "local"})
+    trials = plan_trials(sweep, ["task_mix=seg_depth", *TINY])
+    assert [t.overrides for t in trials] == [("aggregation.mu=0.0",), ("aggregation.mu=0.1",), ("aggregation=local",)]
+    assert reference_overrides(("aggregation=mfed", "aggregation.mu=0.1", "seed=1"), "local") == (
+        "aggregation=local",
+        "seed=1",
+    )
 
 
 def test_cpu_share_fits_the_concurrent_trials():
