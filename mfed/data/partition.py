@@ -67,7 +67,9 @@ def iid_partition(num_samples: int, num_clients: int, seed: int, min_per_client:
     return [np.sort(part).astype(np.int64) for part in np.array_split(perm, num_clients)]
 
 
-def _dirichlet_draw(by_class: list[np.ndarray], num_clients: int, alpha: float, rng: np.random.Generator) -> list:
+def _dirichlet_draw(
+    by_class: list[np.ndarray], num_clients: int, alpha: float, rng: np.random.Generator
+) -> list[np.ndarray]:
     parts: list[list[np.ndarray]] = [[np.empty(0, dtype=np.int64)] for _ in range(num_clients)]
     for indices in by_class:
         shares = rng.dirichlet(np.full(num_clients, alpha))
