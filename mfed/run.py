@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mfed.aggregation.base import Strategy
 from mfed.federation.backends import ClientSetup
-from mfed.federation.checkpointing import Checkpointer
+from mfed.federation.checkpointing import Checkpointer, load_checkpoint
 from mfed.federation.client import ClientConfig
 from mfed.federation.driver import Driver, RunCallback
 from mfed.loggers.console import ConsoleReporter
@@ -126,6 +126,8 @@ def build(cfg: DictConfig) -> Driver:
         model=model, rounds=int(fed.rounds), fraction=float(fed.fraction), eval_every=int(fed.eval_every),
         seed=int(cfg.seed), callbacks=build_callbacks(cfg, strategy),
     )  # fmt: skip
+    if cfg.get("resume"):
+        driver.restore(load_checkpoint(cfg.resume))
     driver.info = {
         "strategy": repr(strategy), "tasks": list(tasks), "clients": len(specs),
         "rounds": driver.rounds, "out_dir": str(cfg.out_dir),

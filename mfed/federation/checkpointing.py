@@ -20,12 +20,17 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint written by :class:`Checkpointer`: ``{"round", "state", "history"}``."""
+    """Load a checkpoint written by :class:`Checkpointer` (a file, or the run directory holding it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"resume: no checkpoint at {path}; give a run's output directory or its checkpoint.pt")
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
 class Checkpointer:
-    """Saves ``{"round", "state", "history"}`` to ``<out_dir>/checkpoint.pt`` after each round.
+    """Saves ``{"round", "state", "history", "fingerprint"}`` to ``<out_dir>/checkpoint.pt`` each round.
 
     The state is the server's (global encoder and per-task decoders for M-Fed); strategies that
     keep nothing on the server (Local) save an empty state.
@@ -40,7 +45,13 @@ class Checkpointer:
 
     def on_round_end(self, driver: Driver, row: Row) -> None:
         """Overwrite the checkpoint with this round's state."""
-        save_atomic({"round": int(row["round"]), "state": driver.state, "history": driver.history}, self.path)
+        checkpoint = {
+            "round": int(row["round"]),
+            "state": driver.state,
+            "history": driver.history,
+            "fingerprint": driver.fingerprint(),
+        }
+        save_atomic(checkpoint, self.path)
 
     def on_end(self, driver: Driver) -> None:
         """Nothing left to write."""

@@ -13,9 +13,9 @@ import numpy as np
 from mfed.aggregation.base import Strategy
 from mfed.federation.backends import Backend, ClientSetup
 from mfed.federation.summary import eval_row, test_row, train_row
-from mfed.models.multitask import MultiTaskModel
+from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
 from mfed.tasks.base import Task
-from mfed.types import ClientSpec, ServerState
+from mfed.types import ClientSpec, ServerState, client_scope, global_scope, task_scope
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +105,52 @@ class Driver:
         """Every client's id, in spec order."""
         return [s.client_id for s in self.specs]
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What a checkpoint must match to be resumed by this driver."""
+        return {
+            "strategy": repr(self.strategy),
+            "clients": self.client_ids,
+            "seed": self.seed,
+            "fraction": self.fraction,
+        }
+
+    def restore(self, checkpoint: Mapping[str, Any]) -> None:
+        """Continue from a checkpoint: its server state and history; the next round is the one after.
+
+        Raises:
+            ValueError: The checkpoint comes from a different setup, is already at or past
+                ``rounds``, or the strategy keeps state on the clients that no checkpoint holds.
+
+        """
+        saved = checkpoint.get("fingerprint", {})
+        for key, value in self.fingerprint().items():
+            if saved.get(key) != value:
+                raise ValueError(f"resume: the checkpoint's {key} is {saved.get(key)!r}, this run's is {value!r}")
+        done = int(checkpoint["round"])
+        if done >= self.rounds:
+            raise ValueError(f"resume: the checkpoint has {done} rounds; raise federation.rounds above {done}")
+        state = checkpoint["state"]
+        for spec in self.specs:
+            scopes = (global_scope(), task_scope(spec.task), client_scope(spec.client_id))
+            held = {k for scope in scopes for k in state.get(scope, {})}
+            prefixes = (ENCODER_PREFIX, decoder_prefix(spec.task))
+            needed = {k for k in self.model.state_dict() if k.startswith(prefixes)}
+            if not needed <= held:
+                raise ValueError(
+                    f"resume: {self.strategy.name} keeps client {spec.client_id}'s model on the client, which no "
+                    "checkpoint holds; this run cannot be resumed, start it again"
+                )
+        self.state, self.history = dict(state), list(checkpoint["history"])
+
     def run(self) -> list[Row]:
-        """Run every round and return the history (one row per round)."""
-        self.state = self.strategy.init_state(self.model)
+        """Run the remaining rounds and return the whole history (one row per round)."""
+        if not self.history:
+            self.state = self.strategy.init_state(self.model)
         try:
             for cb in self.callbacks:
                 cb.on_start(self)
             self.backend.start(self.specs, self.setup)
-            for round_idx in range(1, self.rounds + 1):
+            for round_idx in range(len(self.history) + 1, self.rounds + 1):
                 row = self.run_round(round_idx)
                 self.history.append(row)
                 for cb in self.callbacks:

@@ -78,7 +78,7 @@ class ConsoleReporter:
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=self.console,
         )  # fmt: skip
         self.progress.start()
-        self.task_id = self.progress.add_task("rounds", total=driver.rounds)
+        self.task_id = self.progress.add_task("rounds", total=driver.rounds, completed=len(driver.history))
 
     def on_round_end(self, driver: Driver, row: Row) -> None:
         """Advance the bar and print the round's line."""

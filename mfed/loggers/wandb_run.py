@@ -66,6 +66,8 @@ class WandbCallback:
         )  # fmt: skip
         self.run.define_metric("round")
         self.run.define_metric("*", step_metric="round")
+        for row in driver.history:  # a resumed run: its dashboard shows the earlier rounds too
+            self.run.log(dict(row))
 
     def on_round_end(self, driver: Driver, row: Row) -> None:
         """Log the round's row."""

@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from mfed.run import build, run
+
+MIX = ("task_mix=seg_depth",)
+
+
+def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_cfg, tmp_path):
+    # Prepare: 3 rounds straight, and 2 rounds then a resume to 3
+    straight = build(tiny_cfg(*MIX, "federation.rounds=3", f"out_dir={tmp_path / 'straight'}"))
+    straight.run()
+    run(tiny_cfg(*MIX, "federation.rounds=2", f"out_dir={tmp_path / 'first'}"))
+    # Execute
+    resumed = build(
+        tiny_cfg(*MIX, "federation.rounds=3", f"resume={tmp_path / 'first'}", f"out_dir={tmp_path / 'rest'}")
+    )
+    history = resumed.run()
+    # Assert: the same server state, and the same rows
+    for scope, tensors in straight.state.items():
+        for key, value in tensors.items():
+            torch.testing.assert_close(resumed.state[scope][key], value, rtol=0, atol=0)
+    assert [r["round"] for r in history] == [1.0, 2.0, 3.0]
+    assert history[-1]["val/semseg/mIoU"] == straight.history[-1]["val/semseg/mIoU"]
+
+
+@pytest.mark.parametrize(
+    ("second", "message"),
+    [
+        (("federation.rounds=1",), "the checkpoint has 1 rounds; raise federation.rounds above 1"),
+        (("seed=5",), "the checkpoint's seed is 0, this run's is 5"),
+        (("aggregation=fedavg", "federation.rounds=2"), "the checkpoint's strategy"),
+    ],
+)
+def test_resume_refuses_a_different_or_finished_setup(tiny_cfg, tmp_path, second, message):
+    run(tiny_cfg(*MIX, "federation.rounds=1", f"out_dir={tmp_path / 'first'}"))
+    with pytest.raises(ValueError, match=message):
+        build(
+            tiny_cfg(*MIX, "federation.rounds=2", *second, f"resume={tmp_path / 'first'}", f"out_dir={tmp_path / 'b'}")
+        )
+
+
+def test_local_cannot_resume_because_its_models_live_on_the_clients(tiny_cfg, tmp_path):
+    run(tiny_cfg(*MIX, "aggregation=local", "federation.rounds=1", f"out_dir={tmp_path / 'first'}"))
+    with pytest.raises(ValueError, match="keeps client semseg-0's model on the client"):
+        build(tiny_cfg(*MIX, "aggregation=local", f"resume={tmp_path / 'first'}", f"out_dir={tmp_path / 'b'}"))
+
+
+def test_missing_checkpoint_is_a_clear_error(tiny_cfg, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        build(tiny_cfg(*MIX, f"resume={tmp_path / 'nowhere'}"))
