@@ -118,6 +118,7 @@ def build(cfg: DictConfig) -> Driver:
     config = ClientConfig(
         local_epochs=int(fed.local_epochs), batch_size=int(fed.batch_size), prox_mu=strategy.prox_mu,
         uploads=strategy.uploads, torch_threads=int(fed.torch_threads),
+        accelerator=str(fed.accelerator),
     )  # fmt: skip
     test = instantiate(cfg.data.test) if cfg.data.get("test") is not None else None
     setup = ClientSetup(dict(tasks), pool, model_factory, instantiate(cfg.optimizer), config, test)

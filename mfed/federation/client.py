@@ -41,6 +41,8 @@ class ClientConfig:
         prox_mu: Strength of the decoder proximal term (set by the strategy).
         uploads: Parts sent back: a subset of ``("encoder", "decoder")`` (set by the strategy).
         torch_threads: Intra-op threads; 1 when several clients share the cores.
+        accelerator: Lightning accelerator: ``auto`` (a GPU when the client was given one),
+            ``cpu`` or ``gpu``.
 
     """
 
@@ -49,6 +51,7 @@ class ClientConfig:
     prox_mu: float = 0.0
     uploads: tuple[str, ...] = ("encoder", "decoder")
     torch_threads: int = 1
+    accelerator: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("local_epochs", "batch_size", "torch_threads"):
@@ -56,6 +59,8 @@ class ClientConfig:
                 raise ValueError(f"federation.{name} must be >= 1, got {getattr(self, name)}")
         if self.prox_mu < 0:
             raise ValueError(f"aggregation.mu must be >= 0, got {self.prox_mu}")
+        if self.accelerator not in ("auto", "cpu", "gpu"):
+            raise ValueError(f"federation.accelerator must be auto, cpu or gpu, got {self.accelerator!r}")
         bad = sorted(set(self.uploads) - {"encoder", "decoder"})
         if bad:
             raise ValueError(f"uploads may hold only 'encoder' and 'decoder', got {bad}")
@@ -147,14 +152,14 @@ class Client:
             shuffle=True,
             generator=torch.Generator().manual_seed(seed),
         )
-        quiet_trainer(self.config.local_epochs).fit(self.system, loader)
+        quiet_trainer(self.config.local_epochs, self.config.accelerator).fit(self.system, loader)
         prefixes = {"encoder": ENCODER_PREFIX, "decoder": decoder_prefix(self.spec.task)}
         trained = select(self.system.model.state_dict(), [prefixes[p] for p in self.config.uploads])
         return ClientUpdate(
             client_id=self.client_id,
             task=self.spec.task,
             num_examples=len(self.train_data),  # type: ignore[arg-type]
-            state={k: v.detach().clone() for k, v in trained.items()},
+            state={k: v.detach().cpu().clone() for k, v in trained.items()},  # messages are CPU tensors
             metrics=self.system.train_epoch_means(),
             bytes_down=bytes_down,
         )
@@ -166,7 +171,7 @@ class Client:
             raise ValueError(f"client {self.client_id} has no {split!r} data (splits: val, and test when configured)")
         self.load(server_state)
         loader = DataLoader(data, batch_size=self.config.batch_size)
-        quiet_trainer().validate(self.system, loader, verbose=False)
+        quiet_trainer(accelerator=self.config.accelerator).validate(self.system, loader, verbose=False)
         metrics = {name: float(m.compute()) for name, m in self.system.val_metrics.items()}
         return ClientEvaluation(
             client_id=self.client_id,

@@ -25,11 +25,15 @@ def silence_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*defined a `validation_step` but have no `val_dataloader`.*")
 
 
-def quiet_trainer(max_epochs: int = 1) -> pl.Trainer:
-    """A CPU Trainer that writes nothing and prints nothing."""
+def quiet_trainer(max_epochs: int = 1, accelerator: str = "cpu") -> pl.Trainer:
+    """A one-device Trainer that writes nothing and prints nothing.
+
+    ``accelerator="auto"`` takes a GPU when one is visible to the process (Ray sets
+    ``CUDA_VISIBLE_DEVICES`` for an actor that requested GPUs), else the CPU.
+    """
     silence_lightning()
     return pl.Trainer(
-        accelerator="cpu",
+        accelerator=accelerator,
         devices=1,
         max_epochs=max_epochs,
         logger=False,

@@ -31,9 +31,10 @@ def proximal_term(
     """
     if mu < 0:
         raise ValueError(f"mu must be >= 0, got {mu}")
-    total: Tensor = torch.zeros(())
+    terms = []
     for name, param in named_params:
         if name not in reference:
             raise KeyError(f"no global reference for decoder parameter {name!r}")
-        total = total + (param - reference[name].detach()).pow(2).sum()
+        terms.append((param - reference[name].detach().to(param.device)).pow(2).sum())
+    total = torch.stack(terms).sum() if terms else torch.zeros(())
     return 0.5 * mu * total

@@ -28,6 +28,7 @@ class NoStartBackend:
         ),
         ("federation.clients_per_task=0", "federation.clients_per_task must be >= 1, got 0"),
         ("federation.local_epochs=0", "federation.local_epochs must be >= 1, got 0"),
+        ("federation.accelerator=tpu", "federation.accelerator must be auto, cpu or gpu"),
         ("aggregation.weighting=median", "weighting must be one of"),
         ("tasks.semseg.name=seg", "tasks.semseg builds a task named 'seg': set tasks.semseg.name=semseg"),
         ("model.encoder.norm=layer", "norm must be one of"),
