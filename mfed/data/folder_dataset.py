@@ -60,6 +60,11 @@ class FolderDataset(Dataset[dict[str, torch.Tensor]], ABC):
         self.size = check_size(size)
         self.folders = merge_folders(dict(self.DEFAULT_FOLDERS), folders)
         self._ids = read_id_list(self.root / self.folders["splits"] / f"{split}.txt")
+        self.prepare()
+        self._paths = self.locate_all()
+
+    def prepare(self) -> None:
+        """Hook run before files are located: set what :meth:`kinds` needs (nothing by default)."""
 
     @property
     def ids(self) -> tuple[str, ...]:

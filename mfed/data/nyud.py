@@ -14,7 +14,6 @@ See docs/data.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -120,17 +119,6 @@ class NYUDv2(FolderDataset):
     NAME = "NYUD-v2"
     TASKS: tuple[str, ...] = TASKS
     DEFAULT_FOLDERS = DEFAULT_FOLDERS
-
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        tasks: Iterable[str] = TASKS,
-        size: tuple[int, int] | None = None,
-        folders: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(root, split, tasks, size, folders)
-        self._paths = self.locate_all()
 
     def kinds(self) -> list[str]:
         """The image and one file per task."""

@@ -169,9 +169,12 @@ class PascalContextMT(FolderDataset):
         folders: Mapping[str, str] | None = None,
         normals_valid_classes: Iterable[int] | None = None,
     ) -> None:
+        self._given_normal_classes = normals_valid_classes
         super().__init__(root, split, tasks, size, folders)
-        self._normal_classes = self._normals_classes(normals_valid_classes)
-        self._paths = self.locate_all()
+
+    def prepare(self) -> None:
+        """Decide which Context classes carry valid normals (the label maps are then needed)."""
+        self._normal_classes = self._normals_classes(self._given_normal_classes)
 
     def _normals_classes(self, given: Iterable[int] | None) -> frozenset[int] | None:
         if "normals" not in self.tasks:
