@@ -12,8 +12,9 @@ import itertools
 import json
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,8 @@ def run_sweep(sweep: DictConfig, base: Sequence[str], sweep_dir: str | Path) -> 
     sweep_dir = Path(sweep_dir).resolve()
     trials = plan_trials(sweep, base)
     if not ray.is_initialized():
-        ray.init(address=None if _address() else "local", include_dashboard=False)
+        # RAY_ADDRESS (set inside a Ray job) joins that cluster; else an embedded local one
+        ray.init(address=None if os.environ.get("RAY_ADDRESS") else "local", include_dashboard=False)
     cpus = cpus_per_client(trials, float(ray.cluster_resources().get("CPU", 0)), int(sweep.max_concurrent))
     log.info("sweep %s: %d trials, %.2f CPU per client", sweep.name, len(trials), cpus)
     by_name = {t.name: t for t in trials}
@@ -140,11 +142,5 @@ def run_sweep(sweep: DictConfig, base: Sequence[str], sweep_dir: str | Path) -> 
             errors[(results[i].config or {})["trial"]] = str(results[i].error)
     rows = collect(trials, sweep_dir, errors, str(sweep.get("reference") or "local"))
     write_sweep_outputs(rows, sweep_dir, str(sweep.name))
-    (sweep_dir / "trials.json").write_text(json.dumps([t.__dict__ for t in trials], indent=1, default=list))
+    (sweep_dir / "trials.json").write_text(json.dumps([asdict(t) for t in trials], indent=1))
     return rows
-
-
-def _address() -> str | None:
-    import os
-
-    return os.environ.get("RAY_ADDRESS")
