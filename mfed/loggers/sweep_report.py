@@ -89,6 +89,11 @@ def markdown(rows: Sequence[Mapping[str, Any]], name: str) -> str:
     return "\n".join(lines) + "\n\n![per-task comparison](sweep.png)\n"
 
 
+def strategy_of(row: Mapping[str, Any]) -> str:
+    """The trial's ``aggregation=`` choice (``default`` when the grid does not set it)."""
+    return next((o.split("=", 1)[1] for o in row["overrides"] if o.startswith("aggregation=")), "default")
+
+
 def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     """One panel per task: a bar per trial that has the task."""
     import matplotlib
@@ -100,13 +105,19 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     tasks = sorted({task for r in done for task in r["test"]})
     if not tasks:
         return
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.6), squeeze=False)
+    strategies = sorted({strategy_of(r) for r in done})
+    colours = {s: f"C{i}" for i, s in enumerate(strategies)}
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 0.5 + 0.35 * len(done)), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         have = [r for r in done if r["test"].get(task) is not None]
-        ax.barh([r["trial"] for r in have], [r["test"][task] for r in have], color="tab:blue")
+        ax.barh(
+            [r["trial"] for r in have], [r["test"][task] for r in have], color=[colours[strategy_of(r)] for r in have]
+        )
         ax.set_title(f"test/{task}/{have[0]['headline'][task]}" if have else task, fontsize=10)
         ax.tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
+    fig.legend(handles, list(colours), loc="upper right", fontsize=8, title="aggregation")
+    fig.tight_layout(rect=(0, 0, 0.93, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
