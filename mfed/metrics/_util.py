@@ -1,7 +1,11 @@
-"""Shape checks shared by the dense metrics."""
+"""Shape checks, threshold grids and counting shared by the dense metrics."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from numbers import Integral
+
+import torch
 from torch import Tensor
 
 
@@ -14,3 +18,43 @@ def as_maps(preds: Tensor, target: Tensor, name: str) -> tuple[Tensor, Tensor]:
     if preds.shape != target.shape:
         raise ValueError(f"{name}: preds shape {tuple(preds.shape)} does not match target shape {tuple(target.shape)}")
     return preds, target
+
+
+def threshold_grid(thresholds: Sequence[float]) -> Tensor:
+    """Validated thresholds in [0, 1], sorted ascending, as a float64 tensor."""
+    try:
+        values = sorted(float(v) for v in thresholds)
+    except (TypeError, ValueError):
+        values = []
+    if not values or not all(0.0 <= v <= 1.0 for v in values):
+        raise ValueError(f"thresholds must be a non-empty sequence of numbers in [0, 1], got {thresholds!r}")
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def check_binary_ignore_index(ignore_index: int | None) -> None:
+    """A binary map's ignore value must be None or an int other than the labels 0 and 1."""
+    if ignore_index is not None and (
+        isinstance(ignore_index, bool) or not isinstance(ignore_index, Integral) or ignore_index in (0, 1)
+    ):
+        raise ValueError(f"ignore_index must be None or an int other than 0 and 1, got {ignore_index!r}")
+
+
+def count_reaching(values: Tensor, mask: Tensor, thresholds: Tensor, strict: bool = False) -> Tensor:
+    """Per row, how many masked values reach each threshold: ``(G, N)`` -> ``(G, T)`` int64.
+
+    A value reaches t when value >= t (value > t if ``strict``), compared in the values' dtype.
+    ``thresholds`` must be sorted ascending. NaN values never reach a threshold. One pass
+    (binary search + bincount) replaces T separate comparisons of the whole map.
+    """
+    groups, num = values.shape[0], thresholds.numel()
+    thr = thresholds.to(device=values.device, dtype=values.dtype)
+    rank = torch.searchsorted(thr, values.contiguous(), right=not strict)  # thresholds reached, in [0, T]
+    rank = rank + (num + 1) * torch.arange(groups, device=values.device)[:, None]
+    keep = mask & ~values.isnan()
+    hist = torch.bincount(rank[keep], minlength=groups * (num + 1)).view(groups, num + 1)
+    return hist[:, 1:].flip(1).cumsum(1).flip(1)
+
+
+def as_probabilities(preds: Tensor) -> Tensor:
+    """Floating probabilities for comparison (half precision promoted to float32)."""
+    return preds if preds.dtype == torch.float64 else preds.float()

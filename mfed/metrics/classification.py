@@ -1,34 +1,57 @@
-"""Multi-label classification: macro mean average precision x100.
+"""Multi-label classification: macro mean average precision (mAP) x100.
 
-A thin wrapper of torchmetrics' MultilabelAveragePrecision (exact, threshold-free): its list
-states concatenate, so merging clients equals the metric on their concatenated predictions.
+AP per label as in scikit-learn's ``average_precision_score`` (step-wise area under the
+precision-recall curve, exact, no threshold grid), then the unweighted mean over labels
+(``average="macro"``). A thin subclass of torchmetrics' ``MultilabelAveragePrecision``: its states
+are lists of predictions and targets that concatenate on merge, so merging clients equals the
+metric on their concatenated data (at the cost of keeping every prediction until ``compute``).
 """
 
 from __future__ import annotations
+
+from numbers import Integral
 
 from torch import Tensor
 from torchmetrics.classification import MultilabelAveragePrecision
 
 
 class MultilabelMAP(MultilabelAveragePrecision):
-    """mAP x100 over labels (macro average).
+    """Macro mAP x100 over labels (higher is better).
+
+    A label without any positive in the set scores AP 0 (torchmetrics warns), as in
+    scikit-learn. ``compute()`` returns a 0-d float32 tensor.
 
     Args:
-        num_labels: Number of labels (>= 1).
+        num_labels: Number of labels L (>= 2, as torchmetrics requires).
 
     """
 
+    full_state_update = False
+    higher_is_better = True
+
     def __init__(self, num_labels: int) -> None:
-        if num_labels < 1:
-            raise ValueError(f"num_labels must be >= 1, got {num_labels}")
-        super().__init__(num_labels=num_labels, average="macro", thresholds=None)
+        if isinstance(num_labels, bool) or not isinstance(num_labels, Integral):
+            raise ValueError(f"num_labels must be an int, got {num_labels!r}")
+        if num_labels < 2:
+            raise ValueError(f"num_labels must be >= 2, got {num_labels}")
+        super().__init__(num_labels=int(num_labels), average="macro", thresholds=None)
 
     def update(self, preds: Tensor, target: Tensor) -> None:
-        """``preds``: ``(B, L)`` probabilities; ``target``: ``(B, L)`` in {0, 1}."""
-        if preds.shape != target.shape:
-            raise ValueError(f"preds shape {tuple(preds.shape)} does not match target shape {tuple(target.shape)}")
+        """Add a batch.
+
+        Args:
+            preds: ``(B, L)`` probabilities. torchmetrics applies a sigmoid to a batch holding
+                values outside [0, 1], so pass probabilities, not logits, to keep batches consistent.
+            target: ``(B, L)`` presence in {0, 1}.
+
+        """
+        if preds.shape != target.shape or preds.ndim != 2 or preds.shape[1] != self.num_labels:
+            raise ValueError(
+                f"MultilabelMAP: preds shape {tuple(preds.shape)} and target shape {tuple(target.shape)} "
+                f"must both be (B, {self.num_labels})"
+            )
         super().update(preds, target.long())
 
     def compute(self) -> Tensor:  # type: ignore[override]  # one tensor, not a PR curve
         """Macro mAP x100."""
-        return super().compute() * 100
+        return (super().compute() * 100).float()

@@ -1,12 +1,18 @@
 """Mean intersection over union from a confusion matrix pooled over the whole set.
 
-Definition (MTI-Net / Multi-Task-Learning-PyTorch, PROTOCOL.md section 2): per class
-IoU_c = TP / (TP + FP + FN) over all pixels of the set, label 255 ignored, mean over classes, x100.
-Classes that never occur in prediction or target (union 0) are left out of the mean: they carry
-no evidence either way. Merging clients = summing their confusion matrices.
+Definition (PROTOCOL.md section 2; MTI-Net / Multi-Task-Learning-PyTorch ``eval_semseg``): per
+class IoU_c = TP / (TP + FP + FN) over all pixels of the set, target label 255 ignored, mean over
+classes, x100. Merging clients = summing their confusion matrices.
+
+**Ours**: a class whose union TP + FP + FN is 0 (never in the target nor the prediction of the
+whole set) is left out of the mean, since it carries no evidence either way. MTL-PyTorch counts
+such a class as IoU 0; the two agree whenever every class occurs, as on the full PASCAL-Context
+and NYUD-v2 test sets, and differ on small sets where a class is absent.
 """
 
 from __future__ import annotations
+
+from numbers import Integral
 
 import torch
 from torch import Tensor
@@ -16,46 +22,78 @@ from torchmetrics import Metric
 class MeanIoU(Metric):
     """mIoU x100 over a set, from a ``(C, C)`` int64 confusion matrix (rows: target, cols: pred).
 
+    Higher is better. ``compute()`` is NaN while no class has occurred.
+
     Args:
-        num_classes: Number of classes (>= 2).
-        ignore_index: Target label that is skipped.
+        num_classes: Number of classes C (>= 2).
+        ignore_index: Target label whose pixels are skipped.
 
     """
 
     full_state_update = False
     higher_is_better = True
+    is_differentiable = False
     confmat: Tensor
 
     def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
         super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, Integral):
+            raise ValueError(f"num_classes must be an int, got {num_classes!r}")
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-        self.num_classes, self.ignore_index = num_classes, ignore_index
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, Integral):
+            raise ValueError(f"ignore_index must be an int, got {ignore_index!r}")
+        if 0 <= ignore_index < num_classes:
+            raise ValueError(f"ignore_index must not be a class label in [0, {num_classes}), got {ignore_index}")
+        self.num_classes: int = int(num_classes)
+        self.ignore_index: int = int(ignore_index)
         self.add_state("confmat", torch.zeros(num_classes, num_classes, dtype=torch.int64), dist_reduce_fx="sum")
 
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        """``preds``: ``(B, C, H, W)`` scores (argmax taken) or ``(B, H, W)`` labels; ``target``: ``(B, H, W)``."""
+    def _labels(self, preds: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """Predicted and target labels, both ``(B, H, W)``."""
+        if target.ndim == 4 and target.shape[1] == 1:
+            target = target[:, 0]
         if preds.ndim == target.ndim + 1:
-            if preds.shape[1] != self.num_classes:
-                raise ValueError(f"preds have {preds.shape[1]} channels but num_classes={self.num_classes}")
+            if preds.shape[1] != self.num_classes or preds.shape[2:] != target.shape[1:]:
+                raise ValueError(
+                    f"MeanIoU: preds shape {tuple(preds.shape)} does not match target shape {tuple(target.shape)} "
+                    f"with num_classes={self.num_classes}"
+                )
             preds = preds.argmax(dim=1)
         if preds.shape != target.shape:
-            raise ValueError(f"preds shape {tuple(preds.shape)} does not match target shape {tuple(target.shape)}")
+            raise ValueError(
+                f"MeanIoU: preds shape {tuple(preds.shape)} does not match target shape {tuple(target.shape)}"
+            )
+        return preds.long(), target.long()
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        """Add a batch to the confusion matrix.
+
+        Args:
+            preds: ``(B, C, H, W)`` scores (logits or probabilities; argmax over C) or ``(B, H, W)`` labels.
+            target: ``(B, H, W)`` (or ``(B, 1, H, W)``) labels in [0, C) or ``ignore_index``.
+
+        """
+        preds, target = self._labels(preds, target)
         keep = target != self.ignore_index
-        t, p = target[keep].long(), preds[keep].long()
-        if t.numel() and (t.max() >= self.num_classes or t.min() < 0):
-            raise ValueError(f"target holds labels outside [0, {self.num_classes}) other than {self.ignore_index}")
-        self.confmat += torch.bincount(t * self.num_classes + p, minlength=self.num_classes**2).view(
-            self.num_classes, self.num_classes
-        )
+        t, p = target[keep], preds[keep]
+        # An out-of-range label would land silently in another cell of the flattened bincount.
+        for name, labels in (("target", t), ("preds", p)):
+            if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
+                raise ValueError(
+                    f"MeanIoU: {name} holds labels outside [0, {self.num_classes}) "
+                    f"(min {int(labels.min())}, max {int(labels.max())}) other than ignore_index={self.ignore_index}"
+                )
+        counts = torch.bincount(t * self.num_classes + p, minlength=self.num_classes**2)
+        self.confmat += counts.view(self.num_classes, self.num_classes)
 
     def per_class_iou(self) -> Tensor:
-        """IoU of every class (NaN where the class never occurs)."""
+        """IoU of every class in [0, 1], ``(C,)`` float64; NaN where the class never occurred (union 0)."""
         cm = self.confmat.double()
         tp = cm.diag()
         union = cm.sum(0) + cm.sum(1) - tp
         return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
 
     def compute(self) -> Tensor:
-        """Mean IoU over classes that occur, x100."""
+        """Mean IoU over the classes that occurred, x100, as a 0-d float32 tensor."""
         return (torch.nanmean(self.per_class_iou()) * 100).float()
