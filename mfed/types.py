@@ -58,11 +58,6 @@ class ClientSpec:
     val_indices: tuple[int, ...]
     seed: int
 
-    @property
-    def num_train(self) -> int:
-        """Number of training examples."""
-        return len(self.train_indices)
-
 
 @dataclass(frozen=True)
 class ClientUpdate:

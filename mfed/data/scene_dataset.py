@@ -48,7 +48,6 @@ class SceneDataset(Dataset[dict[str, torch.Tensor]]):
             raise ValueError(f"data max_items must be >= 1, got {max_items}")
         self.items, self.split, self.length = items, split, length
         self.size, self.max_items, self.seed = size, max_items, seed
-        self.channels = 1
         self.num_classes = items.num_classes
         self.tasks = TARGETS
 

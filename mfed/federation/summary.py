@@ -53,11 +53,6 @@ def eval_row(tasks: Mapping[str, Task], evaluations: Sequence[ClientEvaluation])
     return row
 
 
-def headline_key(task: Task) -> str:
-    """History key of a task's headline metric, e.g. ``val/semseg/mIoU``."""
-    return f"val/{task.name}/{task.headline}"
-
-
 def test_row(evaluations: Sequence[ClientEvaluation]) -> dict[str, float]:
     """Global test set: each client's metrics and, per task, their mean over the task's clients.
 

@@ -10,18 +10,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from mfed.loggers.report import series
 from mfed.tasks.base import Task
 
 if TYPE_CHECKING:
     from mfed.federation.driver import Driver, Row
-
-
-def first_and_last(
-    history: Sequence[Mapping[str, float]], key: str
-) -> tuple[Mapping[str, float], Mapping[str, float]] | None:
-    """The first and last rows that hold ``key`` (evaluation may skip rounds)."""
-    rows = [r for r in history if r.get(key) is not None]
-    return (rows[0], rows[-1]) if rows else None
 
 
 def results_table(tasks: Mapping[str, Task], history: Sequence[Mapping[str, float]]) -> Table:
@@ -31,18 +24,17 @@ def results_table(tasks: Mapping[str, Task], history: Sequence[Mapping[str, floa
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     for task in tasks.values():
         for metric, higher in task.higher_is_better.items():
-            pair = first_and_last(history, f"val/{task.name}/{metric}")
-            if pair is None:
+            rounds, values = series(history, f"val/{task.name}/{metric}")
+            if not values:
                 continue
-            first, last = pair
-            a, b = first[f"val/{task.name}/{metric}"], last[f"val/{task.name}/{metric}"]
+            a, b = values[0], values[-1]
             better = (b > a) == higher and b != a
             arrow = "↑" if higher else "↓"
             change = f"[{'green' if better else 'red'}]{b - a:+.3f}[/]"
             test = history[-1].get(f"test/{task.name}/{metric}")
             table.add_row(
-                task.name, f"{metric} {arrow}", f"{a:.3f} (r{int(first['round'])})",
-                f"{b:.3f} (r{int(last['round'])})", change, "-" if test is None else f"{test:.3f}",
+                task.name, f"{metric} {arrow}", f"{a:.3f} (r{rounds[0]:.0f})",
+                f"{b:.3f} (r{rounds[-1]:.0f})", change, "-" if test is None else f"{test:.3f}",
             )  # fmt: skip
     return table
 
