@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
-from collections.abc import Sequence
-from pathlib import Path
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 
 from omegaconf import OmegaConf
 
@@ -18,26 +21,62 @@ from omegaconf import OmegaConf
 def _train(args: argparse.Namespace) -> int:
     from hydra.errors import HydraException
 
-    from mfed.config import load_config
-    from mfed.run import run
+    from mfed.config import load_run_config
+    from mfed.run import build, local_dir, start
 
     try:
-        cfg = load_config(args.overrides)
-    except HydraException as err:
-        print(f"mfed: bad configuration: {err}", file=sys.stderr)
+        cfg = load_run_config(args.overrides)
+        if args.print_config:
+            print(OmegaConf.to_yaml(cfg, resolve=True))
+            return 0
+        driver = start(build(cfg), cfg)
+    except (HydraException, ValueError, FileNotFoundError) as err:
+        print(f"mfed: {_one_line(err)}", file=sys.stderr)
         return 2
-    if args.print_config:
-        print(OmegaConf.to_yaml(cfg, resolve=True))
-        return 0
+    out_dir = local_dir(str(cfg.out_dir))
+    resume = f"continue with: mfed train resume={cfg.out_dir}"
     try:
-        run(cfg)
-    except (ValueError, FileNotFoundError, HydraException) as err:
-        print(f"mfed: {err}", file=sys.stderr)
-        return 2
+        with _stop_signals_interrupt():
+            driver.run()
+    except KeyboardInterrupt:
+        print(f"mfed: interrupted after {len(driver.history)} of {driver.rounds} rounds; {resume}", file=sys.stderr)
+        return 130
+    except Exception as err:
+        log_file = out_dir / "error.log"
+        log_file.write_text(traceback.format_exc())
+        print(f"mfed: the run failed: {_one_line(err)} (traceback in {log_file}; {resume})", file=sys.stderr)
+        return 1
     print(f"outputs in {cfg.out_dir}: config.yaml, history.json, summary.json, checkpoint.pt")
-    for run_dir in sorted(Path(cfg.out_dir).glob("wandb/offline-run-*")):
+    for run_dir in sorted(out_dir.glob("wandb/offline-run-*")):
         print(f"W&B offline run: {run_dir} (upload later with: wandb sync {run_dir})")
     return 0
+
+
+def _one_line(err: BaseException) -> str:
+    """The first line of the error's message (or of its cause's, when it has none of its own)."""
+    cause: BaseException | None = err
+    while cause is not None and not str(cause).strip():
+        cause = cause.__cause__ or cause.__context__
+    text = str(cause or err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+@contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (``ray job stop``, ``kill``) like Ctrl-C, so the run ends cleanly and says how to resume."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (e.g. inside a Ray Tune trial): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _data_preview(args: argparse.Namespace) -> int:

@@ -31,3 +31,43 @@ def load_config(overrides: Sequence[str] = (), name: str = "config") -> DictConf
         OmegaConf.register_new_resolver("now", lambda fmt: datetime.now().strftime(fmt), use_cache=True)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose(config_name=name, overrides=list(overrides))
+
+
+def load_run_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The config of ``mfed train``: composed from ``overrides``, or, with ``resume=<run>``, the run's own.
+
+    A resumed run continues with the settings its ``config.yaml`` recorded; further ``key=value``
+    overrides (e.g. ``federation.rounds=20``) apply on top. Switching a config group (``aggregation=fedavg``)
+    is refused: a resumed run keeps its groups.
+    """
+    resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
+    saved = _saved_config(resume) if resume else None
+    if saved is None:
+        return load_config(overrides)
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        node = OmegaConf.select(saved, key)
+        if isinstance(node, DictConfig) and not value.startswith("{"):
+            raise ValueError(
+                f"resume: {override!r} switches the config group {key!r}; a resumed run keeps the groups its "
+                "config.yaml records (start a new run to change them)"
+            )
+    merged = OmegaConf.merge(saved, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
+    assert isinstance(merged, DictConfig)
+    merged.resume = resume
+    return merged
+
+
+def _saved_config(resume: str) -> DictConfig | None:
+    if "://" in resume:  # a run at a storage URI: its config travels with the checkpoint fetch
+        from mfed.federation.rundir import fetch
+
+        path = fetch(resume) / "config.yaml"
+    else:
+        run_dir = Path(resume).expanduser()
+        path = (run_dir.parent if run_dir.suffix == ".pt" else run_dir) / "config.yaml"
+    if not path.is_file():
+        return None
+    saved = OmegaConf.load(path)
+    assert isinstance(saved, DictConfig)
+    return saved

@@ -20,6 +20,7 @@ from mfed.federation.backends import ClientSetup
 from mfed.federation.checkpointing import Checkpointer, load_checkpoint
 from mfed.federation.client import ClientConfig
 from mfed.federation.driver import Driver, RunCallback
+from mfed.federation.rundir import RunLock, StorageSync, check_fresh, fetch, is_uri, resolve_out_dir, staging_dir
 from mfed.loggers.console import ConsoleReporter
 from mfed.loggers.history import HistoryWriter
 from mfed.models.multitask import ModelFactory
@@ -86,9 +87,27 @@ def run_name(cfg: DictConfig, strategy: Strategy) -> str:
     return cfg.get("name") or f"{strategy.name}-{cfg.get('mix_name', 'custom')}-s{cfg.seed}"
 
 
+def local_dir(out_dir: str) -> Path:
+    """Where the run's files are written on this machine: ``out_dir``, or the staging folder of a URI."""
+    return staging_dir(out_dir) if is_uri(out_dir) else Path(out_dir)
+
+
+def name_run(cfg: DictConfig, strategy: Strategy) -> None:
+    """Fill in ``name``, ``group`` and ``out_dir`` so that config.yaml records what the run used."""
+    cfg.name = run_name(cfg, strategy)
+    cfg.group = cfg.get("group") or cfg.get("mix_name", "custom")
+    resume = str(cfg.resume) if cfg.get("resume") else None
+    cfg.out_dir = resolve_out_dir(cfg.get("out_dir"), str(cfg.get("storage") or "~/mfed-runs"), cfg.name, resume)
+
+
+def load_resume(resume: str) -> dict[str, Any]:
+    """The checkpoint to resume from: a run's folder or checkpoint.pt, local or at a storage URI."""
+    return load_checkpoint(fetch(resume) if is_uri(resume) else Path(resume).expanduser())
+
+
 def build_callbacks(cfg: DictConfig, strategy: Strategy) -> list[RunCallback]:
-    """Console, history.json, checkpoint and (unless ``logger=none``) W&B."""
-    out_dir = Path(cfg.out_dir)
+    """Console, history.json, checkpoint, W&B (unless ``logger=none``) and, for a URI, the copy to it."""
+    out_dir = local_dir(str(cfg.out_dir))
     callbacks: list[RunCallback] = [ConsoleReporter(), HistoryWriter(out_dir), Checkpointer(out_dir)]
     if cfg.get("logger") is not None:
         resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -97,12 +116,14 @@ def build_callbacks(cfg: DictConfig, strategy: Strategy) -> list[RunCallback]:
             instantiate(
                 cfg.logger,
                 out_dir=out_dir,
-                name=run_name(cfg, strategy),
-                group=cfg.get("group") or cfg.get("mix_name", "custom"),
+                name=cfg.name,
+                group=cfg.group,
                 run_config=resolved,
                 _recursive_=False,  # the resolved config holds _target_ nodes: log them, don't build them
             )  # fmt: skip
         )
+    if is_uri(str(cfg.out_dir)):
+        callbacks.append(StorageSync(out_dir, str(cfg.out_dir)))  # last: it copies what the others wrote
     return callbacks
 
 
@@ -110,6 +131,7 @@ def build(cfg: DictConfig) -> Driver:
     """Build every object of a run from ``cfg`` and check that they fit; start nothing."""
     tasks = build_tasks(cfg)
     strategy: Strategy = instantiate(cfg.aggregation)
+    name_run(cfg, strategy)
     pool = instantiate(cfg.data.pool)
     specs = build_specs(cfg, tasks, pool)
     model_factory = ModelFactory(instantiate(cfg.model.encoder), instantiate(cfg.model.decoder), int(cfg.seed))
@@ -122,13 +144,15 @@ def build(cfg: DictConfig) -> Driver:
     )  # fmt: skip
     test = instantiate(cfg.data.test) if cfg.data.get("test") is not None else None
     setup = ClientSetup(dict(tasks), pool, model_factory, instantiate(cfg.optimizer), config, test)
+    backend = instantiate(cfg.backend)
+    backend.check(len(specs))  # resources that cannot fit are refused before anything starts
     driver = Driver(
-        strategy=strategy, backend=instantiate(cfg.backend), tasks=tasks, specs=specs, setup=setup,
+        strategy=strategy, backend=backend, tasks=tasks, specs=specs, setup=setup,
         model=model, rounds=int(fed.rounds), fraction=float(fed.fraction), eval_every=int(fed.eval_every),
-        seed=int(cfg.seed), callbacks=build_callbacks(cfg, strategy),
+        seed=int(cfg.seed), min_clients=int(fed.min_clients), callbacks=build_callbacks(cfg, strategy),
     )  # fmt: skip
     if cfg.get("resume"):
-        driver.restore(load_checkpoint(cfg.resume))
+        driver.restore(load_resume(str(cfg.resume)))
     driver.info = {
         "strategy": repr(strategy), "tasks": list(tasks), "clients": len(specs),
         "rounds": driver.rounds, "out_dir": str(cfg.out_dir),
@@ -137,9 +161,29 @@ def build(cfg: DictConfig) -> Driver:
 
 
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
-    """Build and run; write the resolved config to ``<out_dir>/config.yaml``; return the history."""
-    driver = build(cfg)
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
-    return driver.run()
+    """Build, check and run; return the history.
+
+    The run writes ``config.yaml``, ``history.json``, ``checkpoint.pt`` and ``summary.json`` into
+    ``out_dir`` (see :mod:`mfed.federation.rundir`), which it holds locked while it runs. A new run
+    needs an empty ``out_dir``; a resumed run writes into the run it resumes.
+    """
+    return start(build(cfg), cfg).run()
+
+
+def start(driver: Driver, cfg: DictConfig) -> Driver:
+    """Claim the output folder for ``driver`` (refusing one in use or holding another run) and write config.yaml.
+
+    The folder stays locked until the driver's run ends (a ``RunLock`` callback releases it).
+    """
+    out_dir = local_dir(str(cfg.out_dir))
+    resuming = bool(cfg.get("resume")) and str(cfg.out_dir) == resolve_out_dir(None, "", "", str(cfg.resume))
+    check_fresh(out_dir, resuming)
+    lock = RunLock(out_dir)
+    lock.acquire()
+    try:
+        OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+    except BaseException:
+        lock.release()
+        raise
+    driver.callbacks = [*driver.callbacks, lock]
+    return driver

@@ -3,16 +3,24 @@
 The server state is a dict of scopes (:data:`mfed.types.ServerState`). A client loads the scopes
 ``global``, ``task:<its task>`` and ``client:<its id>``, restricted to the keys its model has,
 and keeps everything else it holds. A strategy decides which scopes exist.
+
+Every strategy that averages offers the same defences against bad updates (see
+:mod:`mfed.aggregation.robust`): ``clip_norm`` bounds each client's update of every averaged part
+(the encoder, a decoder) before it is combined, and ``robust`` replaces the weighted mean by a
+coordinate-wise trimmed mean or median.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from mfed.aggregation.functional import WEIGHTINGS
+from torch import Tensor
+
+from mfed.aggregation.functional import WEIGHTINGS, check_same_layout, select, update_weights, weighted_average
+from mfed.aggregation.robust import ROBUST_RULES, clip_update, coordinate_median, trim_count, trimmed_mean
 from mfed.models.multitask import MultiTaskModel
-from mfed.types import ClientUpdate, ServerState
+from mfed.types import ClientUpdate, ServerState, State
 
 PARTS = ("encoder", "decoder")
 
@@ -22,6 +30,9 @@ class Strategy(ABC):
 
     Args:
         weighting: ``examples`` (weights n_k / sum n_j) or ``uniform``.
+        clip_norm: Clip each client's update of each averaged part to this L2 norm; ``None`` = off.
+        robust: ``None`` (the weighted mean), ``trimmed_mean`` or ``median`` (coordinate-wise, unweighted).
+        trim_fraction: Share of clients cut from each end per coordinate by ``trimmed_mean``, in [0, 0.5).
 
     Attributes:
         uploads: Which parts a client sends back: a subset of ``("encoder", "decoder")``.
@@ -33,10 +44,22 @@ class Strategy(ABC):
     uploads: tuple[str, ...] = PARTS
     prox_mu: float = 0.0
 
-    def __init__(self, weighting: str = "examples") -> None:
+    def __init__(
+        self,
+        weighting: str = "examples",
+        clip_norm: float | None = None,
+        robust: str | None = None,
+        trim_fraction: float = 0.1,
+    ) -> None:
         if weighting not in WEIGHTINGS:
             raise ValueError(f"aggregation.weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-        self.weighting = weighting
+        if clip_norm is not None and not clip_norm > 0:
+            raise ValueError(f"aggregation.clip_norm must be > 0 or null (off), got {clip_norm}")
+        if robust is not None and robust not in ROBUST_RULES:
+            raise ValueError(f"aggregation.robust must be null or one of {ROBUST_RULES}, got {robust!r}")
+        trim_count(1, trim_fraction)  # validates the fraction now, not in round 1
+        self.weighting, self.robust, self.trim_fraction = weighting, robust, float(trim_fraction)
+        self.clip_norm = None if clip_norm is None else float(clip_norm)
 
     @abstractmethod
     def init_state(self, model: MultiTaskModel) -> ServerState:
@@ -46,5 +69,33 @@ class Strategy(ABC):
     def aggregate(self, state: ServerState, updates: Sequence[ClientUpdate]) -> ServerState:
         """Return the next server state from the current one and this round's updates."""
 
+    def combine(
+        self, updates: Sequence[ClientUpdate], prefixes: Iterable[str], reference: Mapping[str, Tensor]
+    ) -> State:
+        """Aggregate the ``prefixes`` part of ``updates``, with this strategy's defences.
+
+        Args:
+            updates: The round's accepted updates that hold this part.
+            prefixes: Key prefixes of the part (e.g. ``["encoder."]``).
+            reference: The state the clients were sent for this part (what clipping measures from).
+
+        """
+        prefixes = tuple(prefixes)
+        states = [select(u.state, prefixes) for u in updates]
+        names = [f"client {u.client_id}" for u in updates]
+        check_same_layout(states, names)
+        if self.clip_norm is not None:
+            states = [clip_update(s, reference, self.clip_norm) for s in states]
+        if self.robust == "median":
+            return coordinate_median(states)
+        if self.robust == "trimmed_mean":
+            return trimmed_mean(states, self.trim_fraction)
+        return weighted_average(states, update_weights(updates, self.weighting), names)
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(weighting={self.weighting!r}, prox_mu={self.prox_mu})"
+        options = f"weighting={self.weighting!r}, prox_mu={self.prox_mu}"
+        if self.clip_norm is not None:
+            options += f", clip_norm={self.clip_norm}"
+        if self.robust is not None:
+            options += f", robust={self.robust!r}, trim_fraction={self.trim_fraction}"
+        return f"{type(self).__name__}({options})"

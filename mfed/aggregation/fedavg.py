@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mfed.aggregation.base import Strategy
-from mfed.aggregation.functional import average_updates, group_by_task, select
+from mfed.aggregation.functional import group_by_task, select
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
 from mfed.types import ClientUpdate, ServerState, task_scope
 
@@ -20,6 +20,7 @@ class FedAvgPerTask(Strategy):
 
     Args:
         weighting: ``examples`` or ``uniform``.
+        clip_norm, robust, trim_fraction: Defences against bad updates (see :class:`Strategy`).
 
     """
 
@@ -34,5 +35,6 @@ class FedAvgPerTask(Strategy):
         """Average each task group's whole model; other tasks keep theirs."""
         new = dict(state)
         for task, group in group_by_task(updates).items():
-            new[task_scope(task)] = average_updates(group, [ENCODER_PREFIX, decoder_prefix(task)], self.weighting)
+            scope = task_scope(task)
+            new[scope] = self.combine(group, [ENCODER_PREFIX, decoder_prefix(task)], state[scope])
         return new

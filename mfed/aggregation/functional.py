@@ -34,7 +34,8 @@ def normalised_weights(weights: Sequence[float]) -> list[float]:
     return [w / total for w in weights]
 
 
-def _check_same_layout(states: Sequence[Mapping[str, Tensor]], names: Sequence[str]) -> None:
+def check_same_layout(states: Sequence[Mapping[str, Tensor]], names: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming the state whose keys or shapes differ from the first's."""
     ref_keys = set(states[0])
     for name, state in zip(names[1:], states[1:], strict=True):
         if set(state) != ref_keys:
@@ -69,7 +70,7 @@ def weighted_average(
         raise ValueError(f"got {len(states)} states but {len(weights)} weights")
     names = list(names) if names is not None else [f"state {i}" for i in range(len(states))]
     w = normalised_weights(weights)
-    _check_same_layout(states, names)
+    check_same_layout(states, names)
     averaged: State = {}
     for key, first in states[0].items():
         acc = sum(wi * s[key].to(torch.float64) for wi, s in zip(w, states, strict=True))
@@ -88,16 +89,6 @@ def update_weights(updates: Sequence[ClientUpdate], weighting: str) -> list[floa
     if weighting == "uniform":
         return [1.0] * len(updates)
     raise ValueError(f"aggregation.weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-
-
-def average_updates(updates: Sequence[ClientUpdate], prefixes: Iterable[str], weighting: str) -> State:
-    """Weighted average of the ``prefixes`` part of each update's state."""
-    prefixes = tuple(prefixes)
-    return weighted_average(
-        [select(u.state, prefixes) for u in updates],
-        update_weights(updates, weighting),
-        names=[f"client {u.client_id}" for u in updates],
-    )
 
 
 class _HasTask(Protocol):

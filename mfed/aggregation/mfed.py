@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mfed.aggregation.base import Strategy
-from mfed.aggregation.functional import average_updates, group_by_task, select
+from mfed.aggregation.functional import group_by_task, select
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
 from mfed.types import ClientUpdate, ServerState, global_scope, task_scope
 
@@ -23,13 +23,21 @@ class MFed(Strategy):
     Args:
         mu: Strength of the local decoder proximal term (>= 0; 0 turns it off).
         weighting: ``examples`` or ``uniform``.
+        clip_norm, robust, trim_fraction: Defences against bad updates (see :class:`Strategy`).
 
     """
 
     name = "mfed"
 
-    def __init__(self, mu: float = 0.01, weighting: str = "examples") -> None:
-        super().__init__(weighting)
+    def __init__(
+        self,
+        mu: float = 0.01,
+        weighting: str = "examples",
+        clip_norm: float | None = None,
+        robust: str | None = None,
+        trim_fraction: float = 0.1,
+    ) -> None:
+        super().__init__(weighting, clip_norm, robust, trim_fraction)
         if mu < 0:
             raise ValueError(f"aggregation.mu must be >= 0, got {mu}")
         self.prox_mu = float(mu)
@@ -47,7 +55,7 @@ class MFed(Strategy):
         if not updates:
             return state
         new = dict(state)
-        new[global_scope()] = average_updates(updates, [ENCODER_PREFIX], self.weighting)
+        new[global_scope()] = self.combine(updates, [ENCODER_PREFIX], state[global_scope()])
         for task, group in group_by_task(updates).items():
-            new[task_scope(task)] = average_updates(group, [decoder_prefix(task)], self.weighting)
+            new[task_scope(task)] = self.combine(group, [decoder_prefix(task)], state[task_scope(task)])
         return new

@@ -47,6 +47,10 @@ class ClientSetup:
 class Backend(Protocol):
     """Runs clients' work for the driver."""
 
+    def check(self, n_clients: int) -> None:
+        """Refuse, before anything starts, a federation of ``n_clients`` that cannot fit."""
+        ...
+
     def start(self, specs: Sequence[ClientSpec], setup: ClientSetup) -> None:
         """Create one client per spec."""
         ...
@@ -69,6 +73,9 @@ class SerialBackend:
 
     def __init__(self) -> None:
         self.clients: dict[str, Client] = {}
+
+    def check(self, n_clients: int) -> None:
+        """Any number of clients fits in this process."""
 
     def start(self, specs: Sequence[ClientSpec], setup: ClientSetup) -> None:
         """Build every client here."""
@@ -135,13 +142,46 @@ class RayBackend:
             ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
         self._started_ray = True
 
-    def _cpus_per_client(self, n_clients: int) -> float:
+    def _known_cluster(self) -> dict[str, float] | None:
+        """The cluster's resources when known without connecting: a running Ray, or the embedded one to start."""
         import ray
 
-        total = float(ray.cluster_resources().get("CPU", 0.0))
+        if ray.is_initialized():
+            return {k: float(v) for k, v in ray.cluster_resources().items()}
+        if self.address or os.environ.get("RAY_ADDRESS"):
+            return None  # a remote cluster: checked when joined
+        import torch
+
+        return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+
+    def check(self, n_clients: int) -> None:
+        """Refuse CPU and GPU requests the cluster cannot hold at once (before Ray or W&B start)."""
+        resources = self._known_cluster()
+        if resources is None:
+            return
+        self._cpus_per_client(n_clients, resources.get("CPU", 0.0))
+        gpus = resources.get("GPU", 0.0)
+        if self.num_gpus * n_clients > gpus + 1e-9:
+            raise ValueError(
+                f"backend.num_gpus_per_client={self.num_gpus} x {n_clients} clients needs "
+                f"{self.num_gpus * n_clients:g} GPUs but the cluster has {gpus:g}: lower it (fractions share a GPU) "
+                "or set it to 0"
+            )
+
+    def _cpus_per_client(self, n_clients: int, total: float | None = None) -> float:
+        import ray
+
+        if total is None:
+            total = float(ray.cluster_resources().get("CPU", 0.0))
         if self.num_cpus is None:
             # Floor to 1/100 so n * share never exceeds the total by rounding.
-            return min(1.0, math.floor(100 * total / n_clients) / 100)
+            share = min(1.0, math.floor(100 * total / n_clients) / 100)
+            if share <= 0:
+                raise ValueError(
+                    f"{n_clients} clients, one actor each, cannot share {total:g} CPUs (at least 0.01 each): "
+                    "lower federation.clients_per_task or use a larger cluster"
+                )
+            return share
         if self.num_cpus * n_clients > total + 1e-9:
             raise ValueError(
                 f"backend.num_cpus_per_client={self.num_cpus} x {n_clients} clients needs "
@@ -156,8 +196,6 @@ class RayBackend:
 
         self._init_ray()
         cpus = self._cpus_per_client(len(specs))
-        if cpus <= 0:
-            raise ValueError(f"{len(specs)} clients cannot share a cluster with no CPU")
         log.info("starting %d client actors (%.2f CPU, %g GPU each)", len(specs), cpus, self.num_gpus)
         remote_client = ray.remote(Client).options(
             num_cpus=cpus, num_gpus=self.num_gpus, scheduling_strategy=self.PLACEMENTS[self.placement]

@@ -1,39 +1,63 @@
-"""Checkpoints of the server state, written after every round so no finished round is lost."""
+"""Checkpoints of the server state, written after every round so no finished round is lost.
+
+The checkpoint is replaced atomically (:mod:`mfed.atomic`): a run killed while writing leaves
+the previous complete file, so the last complete round survives until the next one is whole.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from mfed.atomic import replace_atomically
+from mfed.federation.validation import nonfinite_scopes
+
 if TYPE_CHECKING:
     from mfed.federation.driver import Driver, Row
 
+CHECKPOINT_KEYS = ("round", "state", "history", "fingerprint")
+
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a crash never leaves half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` atomically (see :func:`mfed.atomic.replace_atomically`)."""
+    replace_atomically(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint written by :class:`Checkpointer` (a file, or the run directory holding it)."""
+    """Load a checkpoint written by :class:`Checkpointer` (a file, or the run directory holding it).
+
+    Raises:
+        FileNotFoundError: There is no checkpoint at ``path``.
+        ValueError: The file is truncated, corrupt or not an mfed checkpoint.
+
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.pt"
     if not path.is_file():
         raise FileNotFoundError(f"resume: no checkpoint at {path}; give a run's output directory or its checkpoint.pt")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, ... by damage
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"resume: {path} is not a readable checkpoint (truncated or corrupt: {first}); resume from a run whose "
+            "checkpoint.pt is whole, or start the run again"
+        ) from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if missing:
+        raise ValueError(f"resume: {path} is not an mfed checkpoint (it lacks {missing}); give a run's checkpoint.pt")
+    return checkpoint
 
 
 class Checkpointer:
-    """Saves ``{"round", "state", "history", "fingerprint"}`` to ``<out_dir>/checkpoint.pt`` each round.
+    """Saves the run to ``<out_dir>/checkpoint.pt`` after each round.
 
-    The state is the server's (global encoder and per-task decoders for M-Fed); strategies that
-    keep nothing on the server (Local) save an empty state.
+    It holds ``round``, ``state`` (the server's: global encoder and per-task decoders for M-Fed;
+    empty for Local, whose models live on the clients), ``history``, ``faults``, ``meta`` (e.g. the
+    W&B run id, so a resumed run continues the same W&B run) and the ``fingerprint`` a resume must match.
     """
 
     def __init__(self, out_dir: str | Path) -> None:
@@ -44,11 +68,16 @@ class Checkpointer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def on_round_end(self, driver: Driver, row: Row) -> None:
-        """Overwrite the checkpoint with this round's state."""
+        """Replace the checkpoint with this round's state (never a state with non-finite values)."""
+        broken = nonfinite_scopes(driver.state)
+        if broken:
+            raise ValueError(f"round {row['round']:.0f}: refusing to checkpoint non-finite values in {broken}")
         checkpoint = {
             "round": int(row["round"]),
             "state": driver.state,
             "history": driver.history,
+            "faults": [vars(f) for f in driver.faults],
+            "meta": driver.meta,
             "fingerprint": driver.fingerprint(),
         }
         save_atomic(checkpoint, self.path)

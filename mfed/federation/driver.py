@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -13,6 +14,7 @@ import numpy as np
 from mfed.aggregation.base import Strategy
 from mfed.federation.backends import Backend, ClientSetup
 from mfed.federation.summary import eval_row, test_row, train_row
+from mfed.federation.validation import Fault, Layout, expected_layout, nonfinite_scopes, screen_updates
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
 from mfed.tasks.base import Task
 from mfed.types import ClientSpec, ServerState, client_scope, global_scope, task_scope
@@ -20,6 +22,19 @@ from mfed.types import ClientSpec, ServerState, client_scope, global_scope, task
 log = logging.getLogger(__name__)
 
 Row = dict[str, float]
+
+
+class RoundFailed(RuntimeError):
+    """A round could not produce a trustworthy state; the state of the round before is kept.
+
+    Attributes:
+        round: The round that failed.
+
+    """
+
+    def __init__(self, round_idx: int, message: str) -> None:
+        super().__init__(f"round {round_idx}: {message}")
+        self.round = round_idx
 
 
 class RunCallback(Protocol):
@@ -69,7 +84,12 @@ class Driver:
         eval_every: Evaluate on the clients' validation splits every this many rounds (and after
             the last); the global test set, when configured, is scored after the last round.
         seed: Run seed (client sampling).
+        min_clients: Accepted updates a round needs to be aggregated; below it the run stops.
         callbacks: Watchers of the run.
+        faults: Every rejected update so far (round, client, reason).
+        meta: Small facts callbacks keep across a resume (e.g. the W&B run id); checkpointed.
+        status: ``running``, then ``completed``, ``failed`` or ``interrupted``.
+        error: What ended a run that did not complete.
 
     """
 
@@ -83,10 +103,15 @@ class Driver:
     fraction: float = 1.0
     eval_every: int = 1
     seed: int = 0
+    min_clients: int = 1
     callbacks: Sequence[RunCallback] = ()
     history: list[Row] = field(default_factory=list)
     state: ServerState = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    status: str = "running"
+    error: str | None = None
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -96,6 +121,12 @@ class Driver:
         sample_clients(["x"], self.fraction, 0, 0)  # validates fraction now, not in round 1
         if not self.specs:
             raise ValueError("a federation needs at least one client")
+        per_round = max(1, round(self.fraction * len(self.specs)))
+        if not 1 <= self.min_clients <= per_round:
+            raise ValueError(
+                f"federation.min_clients must lie in [1, {per_round}] (the clients sampled per round), "
+                f"got {self.min_clients}"
+            )
         unknown = sorted({s.task for s in self.specs} - set(self.tasks))
         if unknown:
             raise ValueError(f"clients have tasks {unknown} with no task config; tasks: {sorted(self.tasks)}")
@@ -141,11 +172,19 @@ class Driver:
                     "checkpoint holds; this run cannot be resumed, start it again"
                 )
         self.state, self.history = dict(state), list(checkpoint["history"])
+        self.faults = [Fault(**f) for f in checkpoint.get("faults", [])]
+        self.meta = dict(checkpoint.get("meta", {}))
 
     def run(self) -> list[Row]:
-        """Run the remaining rounds and return the whole history (one row per round)."""
+        """Run the remaining rounds and return the whole history (one row per round).
+
+        Whatever ends the run, every clean-up step runs (clients released, each callback's
+        ``on_end``), each on its own, and the original error is raised; ``status`` and ``error``
+        say how it ended.
+        """
         if not self.history:
             self.state = self.strategy.init_state(self.model)
+        self.status, self.error = "running", None
         try:
             for cb in self.callbacks:
                 cb.on_start(self)
@@ -155,23 +194,64 @@ class Driver:
                 self.history.append(row)
                 for cb in self.callbacks:
                     cb.on_round_end(self, row)
+            self.status = "completed"
+        except KeyboardInterrupt:
+            self.status, self.error = "interrupted", "interrupted (Ctrl-C or a stop signal)"
+            raise
+        except BaseException as err:
+            self.status, self.error = "failed", f"{type(err).__name__}: {err}"
+            raise
         finally:
-            self.backend.shutdown()
-            for cb in self.callbacks:
-                cb.on_end(self)
+            self._clean_up()
         return self.history
 
+    def _clean_up(self) -> None:
+        steps: list[tuple[str, Callable[[], None]]] = [("releasing the clients", self.backend.shutdown)]
+        steps += [(f"{type(cb).__name__}.on_end", partial(cb.on_end, self)) for cb in self.callbacks]
+        for what, step in steps:
+            try:
+                step()
+            except Exception:  # one failing step must neither hide the run's error nor skip the others
+                log.exception("clean-up step failed: %s", what)
+
+    def layouts(self) -> dict[str, Layout]:
+        """Per task, the keys, shapes and dtypes its clients' updates must have."""
+        full = self.model.state_dict()
+        layouts = {}
+        for task in self.tasks:
+            parts = {"encoder": ENCODER_PREFIX, "decoder": decoder_prefix(task)}
+            layouts[task] = expected_layout(full, [parts[p] for p in self.strategy.uploads])
+        return layouts
+
     def run_round(self, round_idx: int) -> Row:
-        """One round: train the sampled clients, aggregate, maybe evaluate everyone."""
+        """One round: train the sampled clients, screen and aggregate their updates, maybe evaluate everyone."""
         start = time.perf_counter()
         sampled = sample_clients(self.client_ids, self.fraction, self.seed, round_idx)
         updates = self.backend.fit(sampled, self.state, round_idx)
-        self.state = self.strategy.aggregate(self.state, updates)
-        row: Row = {"round": float(round_idx), **train_row(updates)}
+        by_id = {s.client_id: s for s in self.specs if s.client_id in set(sampled)}
+        accepted, faults = screen_updates(updates, by_id, self.layouts(), round_idx)
+        for fault in faults:
+            log.warning("round %d: rejected the update of %s: %s", round_idx, fault.client_id, fault.reason)
+        if len(accepted) < self.min_clients:
+            reasons = "; ".join(f"{f.client_id}: {f.reason}" for f in faults)
+            hint = " (training diverged: lower optimizer.lr)" if faults and "non-finite" in reasons else ""
+            raise RoundFailed(
+                round_idx,
+                f"{len(accepted)} of {len(updates)} updates accepted, fewer than federation.min_clients="
+                f"{self.min_clients}{hint}; rejected: {reasons}",
+            )
+        state = self.strategy.aggregate(self.state, accepted)
+        broken = nonfinite_scopes(state)
+        if broken:
+            raise RoundFailed(round_idx, f"the aggregated state has non-finite values in {broken}; it was not kept")
+        self.state = state
+        self.faults.extend(faults)
+        row: Row = {"round": float(round_idx), **train_row(accepted), "fault/rejected": float(len(faults))}
+        row.update({f"fault/{f.client_id}/rejected": 1.0 for f in faults})
         if round_idx % self.eval_every == 0 or round_idx == self.rounds:
             row.update(eval_row(self.tasks, self.backend.evaluate(self.client_ids, self.state)))
         if round_idx == self.rounds and self.setup.test_dataset is not None:
             row.update(test_row(self.backend.evaluate(self.client_ids, self.state, split="test")))
         row["time/round_s"] = time.perf_counter() - start
-        log.info("round %d/%d: %d clients trained in %.1fs", round_idx, self.rounds, len(updates), row["time/round_s"])
+        log.info("round %d/%d: %d clients trained in %.1fs", round_idx, self.rounds, len(accepted), row["time/round_s"])
         return row

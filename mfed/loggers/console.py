@@ -61,9 +61,12 @@ class ConsoleReporter:
         self.task_id: int | None = None
 
     def on_start(self, driver: Driver) -> None:
-        """Print the run's set-up and start the progress bar."""
+        """Print the run's set-up (and where it resumes) and start the progress bar."""
         info = ", ".join(f"{k}={v}" for k, v in driver.info.items())
         self.console.print(f"[bold]mfed[/] {info}", soft_wrap=True)
+        if driver.history:
+            done = int(driver.history[-1]["round"])
+            self.console.print(f"resuming from round {done + 1} (the checkpoint holds rounds 1-{done})")
         self.console.print(f"starting {len(driver.specs)} clients: {', '.join(driver.client_ids)}", soft_wrap=True)
         self.progress = Progress(
             TextColumn("[bold blue]rounds"), BarColumn(), MofNCompleteColumn(),
@@ -73,14 +76,33 @@ class ConsoleReporter:
         self.task_id = self.progress.add_task("rounds", total=driver.rounds, completed=len(driver.history))
 
     def on_round_end(self, driver: Driver, row: Row) -> None:
-        """Advance the bar and print the round's line."""
+        """Advance the bar and print the round's line, and one line per rejected update."""
+        for fault in (f for f in driver.faults if f.round == int(row["round"])):
+            self.console.print(
+                f"[yellow]round {fault.round}: {fault.kind} the update of {fault.client_id}: {fault.reason}[/]",
+                soft_wrap=True,
+                markup=True,
+                highlight=False,
+            )
         self.console.print(round_line(driver.tasks, row, driver.rounds), soft_wrap=True)
         if self.progress is not None and self.task_id is not None:
             self.progress.advance(self.task_id)  # type: ignore[arg-type]
 
     def on_end(self, driver: Driver) -> None:
-        """Stop the bar and print the table."""
+        """Stop the bar; print the table of a completed run, or say how the run ended and how to resume it."""
         if self.progress is not None:
             self.progress.stop()
-        if driver.history:
+        if driver.status == "completed":
             self.console.print(results_table(driver.tasks, driver.history))
+            return
+        done = len(driver.history)
+        self.console.print(
+            f"[bold red]run {driver.status}[/] after {done} of {driver.rounds} rounds: {driver.error}",
+            soft_wrap=True,
+            highlight=False,
+        )
+        if done:
+            out_dir = driver.info.get("out_dir", "<out_dir>")
+            self.console.print(
+                f"round {done} is checkpointed; continue with: mfed train resume={out_dir}", soft_wrap=True
+            )

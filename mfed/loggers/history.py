@@ -1,12 +1,17 @@
-"""history.json: every round's metrics with the same keys as W&B, rewritten after each round."""
+"""history.json (every round's metrics, the W&B keys) and summary.json (how the run ended).
+
+Both are rewritten atomically, so a run killed mid-write leaves the previous complete file.
+"""
 
 from __future__ import annotations
 
 import json
 import math
-import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from mfed.atomic import write_json
 
 if TYPE_CHECKING:
     from mfed.federation.driver import Driver, Row
@@ -16,14 +21,7 @@ def _jsonable(value: float) -> float | None:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def write_json(obj: Any, path: Path) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def read_history(out_dir: str | Path) -> list[dict[str, float]]:
+def read_history(out_dir: str | Path) -> list[dict[str, Any]]:
     """Rows of ``<out_dir>/history.json`` (NaN and inf are stored as null)."""
     path = Path(out_dir) / "history.json"
     if not path.exists():
@@ -31,11 +29,41 @@ def read_history(out_dir: str | Path) -> list[dict[str, float]]:
     return json.loads(path.read_text())
 
 
-class HistoryWriter:
-    """Writes ``history.json`` after every round and ``summary.json`` at the end.
+def history_rows(driver: Driver) -> list[dict[str, Any]]:
+    """The history as JSON rows; a round with rejected updates lists them under ``faults``."""
+    rows = []
+    for row in driver.history:
+        out: dict[str, Any] = {k: _jsonable(v) for k, v in row.items()}
+        faults = [asdict(f) for f in driver.faults if f.round == int(row["round"])]
+        if faults:
+            out["faults"] = faults
+        rows.append(out)
+    return rows
 
-    ``history.json`` is a list of per-round rows. ``summary.json`` holds the last row plus each
-    task's headline metric and directions (what a sweep needs to rank runs and compute Δm).
+
+def summary(driver: Driver) -> dict[str, Any]:
+    """How the run ended: status, planned and done rounds, the error, the faults and the final row."""
+    tasks = {
+        t.name: {"headline": t.headline, "higher_is_better": dict(t.higher_is_better)} for t in driver.tasks.values()
+    }
+    final = {k: _jsonable(v) for k, v in driver.history[-1].items()} if driver.history else {}
+    return {
+        "status": driver.status,
+        "error": driver.error,
+        "rounds": len(driver.history),
+        "rounds_planned": driver.rounds,
+        "tasks": tasks,
+        "clients": driver.client_ids,
+        "faults": [asdict(f) for f in driver.faults],
+        "final": final,
+    }
+
+
+class HistoryWriter:
+    """Writes ``history.json`` after every round and ``summary.json`` at the end, however the run ended.
+
+    ``summary.json``'s ``status`` is ``completed``, ``failed`` or ``interrupted``; only a completed
+    run's ``final`` row is its result (a sweep ranks only those).
     """
 
     def __init__(self, out_dir: str | Path) -> None:
@@ -47,16 +75,8 @@ class HistoryWriter:
 
     def on_round_end(self, driver: Driver, row: Row) -> None:
         """Rewrite the file with every row so far."""
-        write_json([{k: _jsonable(v) for k, v in r.items()} for r in driver.history], self.path)
+        write_json(history_rows(driver), self.path)
 
     def on_end(self, driver: Driver) -> None:
-        """Write summary.json when at least one round finished."""
-        if not driver.history:
-            return
-        tasks = {
-            t.name: {"headline": t.headline, "higher_is_better": dict(t.higher_is_better)}
-            for t in driver.tasks.values()
-        }
-        final = {k: _jsonable(v) for k, v in driver.history[-1].items()}
-        summary = {"rounds": len(driver.history), "tasks": tasks, "clients": driver.client_ids, "final": final}
-        write_json(summary, self.path.with_name("summary.json"))
+        """Write summary.json."""
+        write_json(summary(driver), self.path.with_name("summary.json"))

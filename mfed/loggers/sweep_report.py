@@ -41,17 +41,22 @@ def collect(
 ) -> list[dict[str, Any]]:
     """One row per trial from its summary.json, with delta_m, ranked best first."""
     summaries: dict[str, dict[str, Any]] = {}
+    ended: dict[str, str] = {}
     for t in trials:
         path = sweep_dir / t.name / "summary.json"
         if path.exists():
-            summaries[t.name] = json.loads(path.read_text())
+            summary = json.loads(path.read_text())
+            if summary.get("status", "completed") == "completed":
+                summaries[t.name] = summary
+            else:  # a failed or interrupted run has no result to rank
+                ended[t.name] = f"the run {summary['status']}: {summary.get('error')}"
     by_key = {tuple(sorted(t.overrides)): t.name for t in trials}
     rows = []
     for t in trials:
         summary = summaries.get(t.name)
         row: dict[str, Any] = {"trial": t.name, "overrides": list(t.overrides), "reference": t.reference}
         if summary is None:
-            row["error"] = errors.get(t.name, "no summary.json: the run did not finish")
+            row["error"] = errors.get(t.name) or ended.get(t.name) or "no summary.json: the run did not finish"
         else:
             ref_name = by_key.get(reference_overrides(t.overrides, reference))
             ref = summaries.get(ref_name) if ref_name else None

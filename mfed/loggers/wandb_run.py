@@ -55,19 +55,23 @@ class WandbCallback:
         self.run: Any = None
 
     def on_start(self, driver: Driver) -> None:
-        """Open the run and make ``round`` the step metric of every key."""
+        """Open the run (continuing the resumed run's W&B run) and make ``round`` the step metric."""
         import wandb
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        run_id = driver.meta.get("wandb_id")  # set when the resumed run logged to W&B
         self.run = wandb.init(
             project=self.project, entity=self.entity, name=self.name, group=self.group,
             tags=self.tags, config=self.config, dir=str(self.out_dir), mode=self.mode,  # type: ignore[arg-type]
+            id=run_id, resume="allow" if run_id else None,
             settings=wandb.Settings(quiet=True),  # the console reporter already shows the run
         )  # fmt: skip
+        driver.meta["wandb_id"] = self.run.id  # checkpointed: a resume continues this run
         self.run.define_metric("round")
         self.run.define_metric("*", step_metric="round")
-        for row in driver.history:  # a resumed run: its dashboard shows the earlier rounds too
-            self.run.log(dict(row))
+        if run_id is None:  # resumed from a run without W&B: show its earlier rounds too
+            for row in driver.history:
+                self.run.log(dict(row))
 
     def on_round_end(self, driver: Driver, row: Row) -> None:
         """Log the round's row."""
@@ -75,12 +79,18 @@ class WandbCallback:
             self.run.log(dict(row))
 
     def on_end(self, driver: Driver) -> None:
-        """Write the final per-task metrics to the summary and close the run."""
+        """Write how the run ended and its final metrics to the summary, and close the run.
+
+        ``final/test/...`` holds the global test set's figures, ``final/val/...`` the last
+        validation; ``status`` says whether the run completed, and ``faults`` what was rejected.
+        """
         if self.run is None:
             return
-        final = {}
+        final: dict[str, Any] = {"status": driver.status, "error": driver.error, "faults": len(driver.faults)}
         for row in driver.history:
-            final.update({f"final/{k[4:]}": v for k, v in row.items() if k.startswith("val/")})
+            final.update({f"final/{k}": v for k, v in row.items() if k.startswith(("val/", "test/"))})
+        if driver.faults:
+            final["fault/reasons"] = [f"round {f.round} {f.client_id}: {f.reason}" for f in driver.faults[-100:]]
         self.run.summary.update(final)
-        self.run.finish()
+        self.run.finish(exit_code=0 if driver.status == "completed" else 1)
         self.run = None

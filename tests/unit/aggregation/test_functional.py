@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mfed.aggregation.functional import average_updates, select, update_weights, weighted_average
+from mfed.aggregation.functional import select, update_weights, weighted_average
 from mfed.types import ClientUpdate
 
 
@@ -58,11 +58,3 @@ def test_update_weights_examples_uniform_and_unknown():
     assert update_weights(updates, "uniform") == [1.0, 1.0]
     with pytest.raises(ValueError, match="weighting must be one of"):
         update_weights(updates, "median")
-
-
-def test_average_updates_selects_the_part_before_averaging():
-    updates = [
-        ClientUpdate("a", "t", 1, {"encoder.w": torch.tensor(0.0), "decoders.t.w": torch.tensor(5.0)}),
-        ClientUpdate("b", "t", 1, {"encoder.w": torch.tensor(2.0), "decoders.t.w": torch.tensor(7.0)}),
-    ]
-    assert average_updates(updates, ["encoder."], "examples") == {"encoder.w": torch.tensor(1.0)}

@@ -1,0 +1,197 @@
+"""Where a run writes, durably and alone.
+
+- ``out_dir`` defaults to ``<storage>/<date_time>_<run name>``; ``storage`` defaults to
+  ``$MFED_STORAGE``, else ``~/mfed-runs``: never inside a Ray job's working directory, which
+  lives in Ray's session temp dir and vanishes with the cluster. A resumed run writes into the
+  run it resumes.
+- ``storage``/``out_dir`` may be a URI that ``pyarrow.fs`` understands (``s3://``, ``gs://``,
+  ``hdfs://``, ``file://``): the run then writes to a local staging folder and copies it to the
+  URI after every round and at the end (:class:`StorageSync`), as Ray Tune does with its
+  ``storage_path``.
+- A lock file keeps a second run out of a folder in use; a dead run's lock is taken over.
+- A fresh run refuses a folder that already holds files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mfed.federation.driver import Driver, Row
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".mfed.lock"
+STAGING_ENV = "MFED_STAGING"
+
+
+def is_uri(location: str) -> bool:
+    """Whether ``location`` names a filesystem by scheme (``s3://...``) rather than a local path."""
+    return "://" in location
+
+
+def staging_dir(uri: str) -> Path:
+    """The local folder a run bound for ``uri`` writes to: ``$MFED_STAGING`` or ``~/.cache/mfed/staging``."""
+    root = Path(os.environ.get(STAGING_ENV) or Path.home() / ".cache" / "mfed" / "staging")
+    return root / hashlib.sha1(uri.encode()).hexdigest()[:16]
+
+
+def default_out_dir(storage: str, name: str, now: datetime | None = None) -> str:
+    """``<storage>/<date_time>_<name>``, ``~`` expanded for local storage."""
+    stamp = (now or datetime.now()).strftime("%Y-%m-%d_%H-%M-%S")
+    if is_uri(storage):
+        return f"{storage.rstrip('/')}/{stamp}_{name}"
+    return str(Path(storage).expanduser().absolute() / f"{stamp}_{name}")
+
+
+def resolve_out_dir(out_dir: str | None, storage: str, name: str, resume: str | None) -> str:
+    """The run's output location: ``out_dir`` as given, else the resumed run's, else a new one in ``storage``."""
+    if out_dir:
+        return out_dir if is_uri(out_dir) else str(Path(out_dir).expanduser().absolute())
+    if resume:
+        if is_uri(resume):
+            return resume.rstrip("/")
+        path = Path(resume).expanduser().absolute()
+        return str(path.parent if path.suffix == ".pt" else path)
+    return default_out_dir(storage, name)
+
+
+def _copy(source: str, destination: str) -> None:
+    import pyarrow.fs as pafs
+
+    src_fs, src = pafs.FileSystem.from_uri(source) if is_uri(source) else (pafs.LocalFileSystem(), source)
+    dst_fs, dst = (
+        pafs.FileSystem.from_uri(destination) if is_uri(destination) else (pafs.LocalFileSystem(), destination)
+    )
+    dst_fs.create_dir(dst, recursive=True)
+    pafs.copy_files(src, dst, source_filesystem=src_fs, destination_filesystem=dst_fs)
+
+
+def fetch(uri: str) -> Path:
+    """Copy the run at ``uri`` into its staging folder (to resume it) and return that folder."""
+    local = staging_dir(uri)
+    local.mkdir(parents=True, exist_ok=True)
+    try:
+        _copy(uri, str(local))
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(f"resume: cannot read the run at {uri}: {err}") from None
+    (local / LOCK_NAME).unlink(missing_ok=True)  # a copy of the writer's lock, not a live one
+    return local
+
+
+class StorageSync:
+    """Copies the local staging folder to the run's URI after every round and at the end."""
+
+    def __init__(self, local: str | Path, uri: str) -> None:
+        self.local, self.uri = Path(local), uri
+
+    def sync(self) -> None:
+        """Copy every file of the staging folder (the lock excepted) to the URI."""
+        _copy(str(self.local), self.uri)
+
+    def on_start(self, driver: Driver) -> None:
+        """Check the destination can be written before the first round."""
+        self.local.mkdir(parents=True, exist_ok=True)
+        self.sync()
+
+    def on_round_end(self, driver: Driver, row: Row) -> None:
+        """Copy this round's files."""
+        self.sync()
+
+    def on_end(self, driver: Driver) -> None:
+        """Copy the final files (summary.json, W&B's)."""
+        self.sync()
+
+
+def check_fresh(path: Path, resuming: bool) -> None:
+    """A new run needs an empty (or absent) folder; a resumed one writes into its own run."""
+    if resuming or not path.is_dir():
+        return
+    held = sorted(p.name for p in path.iterdir() if p.name != LOCK_NAME)
+    if held:
+        listed = ", ".join(held[:4]) + (" ..." if len(held) > 4 else "")
+        raise ValueError(
+            f"out_dir={path} already holds files ({listed}): give a new out_dir, or resume={path} to continue "
+            "the run in it"
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _read_lock(lock: Path) -> dict[str, Any]:
+    try:
+        return json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+class RunLock:
+    """``<path>/.mfed.lock`` held while a run writes ``path``: a second run is refused, naming the first.
+
+    The lock records the host and process id. A lock left by a process that no longer runs on
+    this host (a killed run) is taken over; one from another host is refused with the path to
+    remove once that run is known to be gone. As a run callback it is released when the run ends.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path / LOCK_NAME
+        self.mine = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+    def _take(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.mine, f)
+        return True
+
+    def acquire(self) -> None:
+        """Take the lock, or raise ``ValueError`` naming the run that holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._take():
+            return
+        other = _read_lock(self.path)
+        pid = other.get("pid")
+        if other.get("host") == self.mine["host"] and isinstance(pid, int) and not _alive(pid):
+            log.warning("taking over the lock of a run that is gone (pid %s)", pid)
+            self.path.unlink(missing_ok=True)
+            if self._take():
+                return
+            other = _read_lock(self.path)
+        who = f"process {other.get('pid', '?')} on {other.get('host', '?')} since {other.get('since', '?')}"
+        raise ValueError(
+            f"out_dir={self.path.parent} is in use by another run ({who}): give another out_dir, or wait for "
+            f"that run; if it is gone, remove {self.path}"
+        )
+
+    def release(self) -> None:
+        """Remove the lock if this process holds it."""
+        if _read_lock(self.path).get("pid") == self.mine["pid"]:
+            self.path.unlink(missing_ok=True)
+
+    def on_start(self, driver: Driver) -> None:
+        """Held since :meth:`acquire`."""
+
+    def on_round_end(self, driver: Driver, row: Row) -> None:
+        """Still held."""
+
+    def on_end(self, driver: Driver) -> None:
+        """Release it."""
+        self.release()
