@@ -2,8 +2,9 @@
 
 Subclasses say which kinds of file a sample needs (:meth:`FolderDataset.kinds`), where each
 kind may live (:meth:`FolderDataset.locations`) and how to decode a sample
-(:meth:`FolderDataset.load`). Every file of the split is located when the dataset is built, so
-a missing one fails at once, listing everything that is missing.
+(:meth:`FolderDataset.load`). Every file of the split is located (one ``stat`` each, nothing
+decoded) when the dataset is built, i.e. in the driver before any client starts, so a missing or
+empty file fails at once, in one error that counts them all and names the first few.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from mfed.data.image_io import (
     check_size,
     check_split,
     check_tasks,
-    find_file,
+    incomplete_copy_error,
+    locate_file,
     merge_folders,
-    missing_files_error,
     read_id_list,
     resize_sample,
     to_tensors,
@@ -45,6 +46,7 @@ class FolderDataset(Dataset[dict[str, torch.Tensor]], ABC):
     NAME: str = ""
     TASKS: tuple[str, ...] = ()
     DEFAULT_FOLDERS: Mapping[str, str] = {}
+    ROOT_KEY: str = "data.pool.root"  # what points at the root, for error messages
 
     def __init__(
         self,
@@ -54,7 +56,7 @@ class FolderDataset(Dataset[dict[str, torch.Tensor]], ABC):
         size: tuple[int, int] | None = None,
         folders: Mapping[str, str] | None = None,
     ) -> None:
-        self.root = check_root(self.NAME, root)
+        self.root = check_root(self.NAME, root, self.ROOT_KEY)
         self.split = check_split(split)
         self.tasks = check_tasks(self.TASKS if tasks is None else tasks, self.TASKS)
         self.size = check_size(size)
@@ -94,21 +96,47 @@ class FolderDataset(Dataset[dict[str, torch.Tensor]], ABC):
         """Decode sample ``index`` into arrays by key (``image`` and each task)."""
 
     def locate_all(self) -> list[dict[str, Path]]:
-        """Every sample's file path by kind; raises listing all missing files."""
+        """Every sample's file path by kind.
+
+        Raises:
+            FileNotFoundError: when any file is missing or empty (size 0), counting them all,
+                naming the first few and the config keys that point at their folders.
+
+        """
+        kinds = self.kinds()
         found: list[dict[str, Path]] = []
-        missing: list[str] = []
+        problems: list[str] = []
+        bad_keys: dict[str, None] = {}  # folder keys of the bad files, in order, without repeats
         for sample_id in self._ids:
             paths: dict[str, Path] = {}
-            for kind in self.kinds():
-                keys, exts = self.locations(kind)
-                hits = (find_file(self.root / self.folders[k], sample_id, exts) for k in keys)
-                path = next((p for p in hits if p is not None), None)
-                if path is None:
-                    tried = [f"{self.folders[k]}/{sample_id}.{e}" for k in keys for e in exts]
-                    missing.append(f"{kind} for {sample_id!r}: " + " or ".join(tried))
+            for kind in kinds:
+                hit = self._locate(sample_id, kind)
+                if isinstance(hit, Path):
+                    paths[kind] = hit
                 else:
-                    paths[kind] = path
+                    problems.append(f"{kind} for {sample_id!r}: {hit}")
+                    bad_keys.update(dict.fromkeys(self.locations(kind)[0]))
             found.append(paths)
-        if missing:
-            raise missing_files_error(self.NAME, self.root, missing)
+        if problems:
+            fix = self._fix(list(bad_keys))
+            raise incomplete_copy_error(self.NAME, self.root, problems, len(self._ids) * len(kinds), fix)
         return found
+
+    def _locate(self, sample_id: str, kind: str) -> Path | str:
+        """The non-empty file of ``kind`` for ``sample_id``, else what is wrong with it."""
+        keys, exts = self.locations(kind)
+        hits = (locate_file(self.root / self.folders[k], sample_id, exts) for k in keys)
+        hit = next((h for h in hits if h is not None), None)
+        if hit is None:
+            return " or ".join(f"{self.folders[k]}/{sample_id}.{e}" for k in keys for e in exts) + " not found"
+        path, size = hit
+        return path if size > 0 else f"{path.relative_to(self.root)} is empty (0 bytes)"
+
+    def _fix(self, keys: list[str]) -> str:
+        absent = [self.folders[k] for k in keys if not (self.root / self.folders[k]).is_dir()]
+        note = f" (no folder {', '.join(absent)} under the root)" if absent else ""
+        folder_keys = ", ".join(f"data.pool.folders.{k}" for k in keys)
+        return (
+            f"Fix: point {self.ROOT_KEY} at a complete copy, or set {folder_keys}{note} to the "
+            "folder(s) holding these files (paths relative to the root)"
+        )

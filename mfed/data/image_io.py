@@ -8,6 +8,7 @@ MATLAB ``.mat`` files read with :func:`scipy.io.loadmat`. Nothing here downloads
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,12 +68,19 @@ def decode_normals_rgb(rgb: np.ndarray) -> np.ndarray:
     return normals
 
 
-def find_file(folder: Path, stem: str, exts: Sequence[str]) -> Path | None:
-    """Return ``folder/stem.<ext>`` for the first extension that exists, else ``None``."""
+def locate_file(folder: Path, stem: str, exts: Sequence[str]) -> tuple[Path, int] | None:
+    """``(folder/stem.<ext>, size in bytes)`` for the first extension that is a file, else ``None``.
+
+    One ``stat`` per extension tried; nothing is opened.
+    """
     for ext in exts:
         path = folder / f"{stem}.{ext}"
-        if path.is_file():
-            return path
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode):
+            return path, info.st_size
     return None
 
 
@@ -86,23 +94,24 @@ def read_id_list(path: Path) -> list[str]:
     return ids
 
 
-def missing_files_error(dataset: str, root: Path, missing: Sequence[str]) -> FileNotFoundError:
-    """Build one error listing (the first few of) the files a dataset expected and did not find."""
-    shown = "\n  ".join(missing[:5])
-    more = f"\n  ... and {len(missing) - 5} more" if len(missing) > 5 else ""
+def incomplete_copy_error(
+    dataset: str, root: Path, problems: Sequence[str], expected: int, fix: str
+) -> FileNotFoundError:
+    """One line naming the root, how many of the ``expected`` files are bad, the first few, and ``fix``."""
+    shown = "; ".join(problems[:5]) + (f"; ... and {len(problems) - 5} more" if len(problems) > 5 else "")
     return FileNotFoundError(
-        f"{dataset}: {len(missing)} expected file(s) missing under {root}:\n  {shown}{more}\n"
-        f"Check the data root and the folder names (`folders=`); {DOCS_HINT}."
+        f"{dataset}: {len(problems)} of {expected} expected file(s) missing or empty under {root}: "
+        f"{shown}. {fix}; {DOCS_HINT}"
     )
 
 
-def check_root(dataset: str, root: str | Path) -> Path:
+def check_root(dataset: str, root: str | Path, root_key: str = "the root") -> Path:
     """Return ``root`` as a Path, raising ``FileNotFoundError`` when it is not a directory."""
     path = Path(root).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(
-            f"{dataset} root {path} does not exist or is not a directory; "
-            f"this project never downloads data, {DOCS_HINT}"
+            f"{dataset} root {path} does not exist or is not a directory: point {root_key} at your "
+            f"copy; this project never downloads data, {DOCS_HINT}"
         )
     return path
 

@@ -119,6 +119,7 @@ class NYUDv2(FolderDataset):
     NAME = "NYUD-v2"
     TASKS: tuple[str, ...] = TASKS
     DEFAULT_FOLDERS = DEFAULT_FOLDERS
+    ROOT_KEY = "data.pool.root (or $MFED_NYUD_ROOT)"
 
     def kinds(self) -> list[str]:
         """The image and one file per task."""

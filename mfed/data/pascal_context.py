@@ -159,6 +159,7 @@ class PascalContextMT(FolderDataset):
     NAME = "PASCAL-Context MT"
     TASKS: tuple[str, ...] = TASKS
     DEFAULT_FOLDERS = DEFAULT_FOLDERS
+    ROOT_KEY = "data.pool.root (or $MFED_PASCAL_ROOT)"
 
     def __init__(
         self,

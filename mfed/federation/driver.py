@@ -68,6 +68,15 @@ def sample_clients(client_ids: Sequence[str], fraction: float, seed: int, round_
     return [client_ids[i] for i in sorted(chosen)]
 
 
+def _rejections(faults: Sequence[Fault]) -> str:
+    if not faults:
+        return ""
+    diverged = all("non-finite" in f.reason for f in faults)
+    hint = " (training diverged: lower optimizer.lr)" if diverged else ""
+    clients = ", ".join(f.client_id for f in faults)
+    return f"{hint}; rejected {clients} (first: {faults[0].client_id}: {faults[0].reason})"
+
+
 @dataclass
 class Driver:
     """Runs a federation of ``specs`` with ``strategy`` on ``backend``.
@@ -233,12 +242,10 @@ class Driver:
         for fault in faults:
             log.warning("round %d: rejected the update of %s: %s", round_idx, fault.client_id, fault.reason)
         if len(accepted) < self.min_clients:
-            reasons = "; ".join(f"{f.client_id}: {f.reason}" for f in faults)
-            hint = " (training diverged: lower optimizer.lr)" if faults and "non-finite" in reasons else ""
             raise RoundFailed(
                 round_idx,
                 f"{len(accepted)} of {len(updates)} updates accepted, fewer than federation.min_clients="
-                f"{self.min_clients}{hint}; rejected: {reasons}",
+                f"{self.min_clients}{_rejections(faults)}",
             )
         state = self.strategy.aggregate(self.state, accepted)
         broken = nonfinite_scopes(state)

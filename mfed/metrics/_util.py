@@ -1,12 +1,23 @@
-"""Shape checks, threshold grids and counting shared by the dense metrics."""
+"""Shape checks, threshold grids, counting and the non-finite guard shared by the dense metrics.
+
+Non-finite guard: a diverged model predicts NaN or inf, and the metrics would otherwise turn
+such predictions into plausible numbers (argmax of NaN logits is class 0; NaN never reaches a
+threshold). Every metric therefore counts the predictions holding a NaN or an inf in a summed
+``nonfinite`` state, which :meth:`~torchmetrics.Metric.merge_state` adds up across clients, and
+reports NaN once that count is above 0.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from numbers import Integral
 
 import torch
 from torch import Tensor
+from torchmetrics import Metric
+
+NONFINITE = "nonfinite"
 
 
 def as_maps(preds: Tensor, target: Tensor, name: str) -> tuple[Tensor, Tensor]:
@@ -58,3 +69,28 @@ def count_reaching(values: Tensor, mask: Tensor, thresholds: Tensor, strict: boo
 def as_probabilities(preds: Tensor) -> Tensor:
     """Floating probabilities for comparison (half precision promoted to float32)."""
     return preds if preds.dtype == torch.float64 else preds.float()
+
+
+def add_nonfinite_state(metric: Metric) -> None:
+    """Register the summed ``nonfinite`` count (int64 scalar) on ``metric``."""
+    metric.add_state(NONFINITE, torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+
+
+def count_nonfinite(preds: Tensor, dim: int | None = None) -> Tensor:
+    """How many predictions hold a NaN or an inf, as an int64 scalar.
+
+    Args:
+        preds: Predictions; integer tensors are always finite.
+        dim: The dimension whose elements make up one prediction (e.g. the class scores or the
+            3 normal components of a pixel): a prediction is non-finite when any of them is.
+            ``None``: every element is one prediction.
+
+    """
+    bad = ~torch.isfinite(preds)
+    return (bad.any(dim=dim) if dim is not None else bad).sum()
+
+
+def nan_if_nonfinite(value: Tensor, metric: Metric) -> Tensor:
+    """``value``, or NaN (same shape and dtype) when ``metric`` has seen a non-finite prediction."""
+    seen = getattr(metric, NONFINITE) > 0
+    return torch.where(seen.to(value.device), torch.full_like(value, math.nan), value)

@@ -5,6 +5,8 @@ precision-recall curve, exact, no threshold grid), then the unweighted mean over
 (``average="macro"``). A thin subclass of torchmetrics' ``MultilabelAveragePrecision``: its states
 are lists of predictions and targets that concatenate on merge, so merging clients equals the
 metric on their concatenated data (at the cost of keeping every prediction until ``compute``).
+An image whose L probabilities hold any NaN or inf makes the result NaN (torchmetrics would still
+rank the others and report a plausible mAP).
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from numbers import Integral
 from torch import Tensor
 from torchmetrics.classification import MultilabelAveragePrecision
 
+from mfed.metrics._util import add_nonfinite_state, count_nonfinite, nan_if_nonfinite
+
 
 class MultilabelMAP(MultilabelAveragePrecision):
     """Macro mAP x100 over labels (higher is better).
 
     A label without any positive in the set scores AP 0 (torchmetrics warns), as in
-    scikit-learn. ``compute()`` returns a 0-d float32 tensor.
+    scikit-learn. ``compute()`` returns a 0-d float32 tensor, NaN once any image's prediction
+    (its L probabilities) held a NaN or an inf.
 
     Args:
         num_labels: Number of labels L (>= 2, as torchmetrics requires).
@@ -28,6 +33,7 @@ class MultilabelMAP(MultilabelAveragePrecision):
 
     full_state_update = False
     higher_is_better = True
+    nonfinite: Tensor
 
     def __init__(self, num_labels: int) -> None:
         if isinstance(num_labels, bool) or not isinstance(num_labels, Integral):
@@ -35,6 +41,7 @@ class MultilabelMAP(MultilabelAveragePrecision):
         if num_labels < 2:
             raise ValueError(f"num_labels must be >= 2, got {num_labels}")
         super().__init__(num_labels=int(num_labels), average="macro", thresholds=None)
+        add_nonfinite_state(self)
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """Add a batch.
@@ -50,8 +57,9 @@ class MultilabelMAP(MultilabelAveragePrecision):
                 f"MultilabelMAP: preds shape {tuple(preds.shape)} and target shape {tuple(target.shape)} "
                 f"must both be (B, {self.num_labels})"
             )
+        self.nonfinite += count_nonfinite(preds, dim=1)  # one prediction per image: its L labels
         super().update(preds, target.long())
 
     def compute(self) -> Tensor:  # type: ignore[override]  # one tensor, not a PR curve
         """Macro mAP x100."""
-        return (super().compute() * 100).float()
+        return nan_if_nonfinite((super().compute() * 100).float(), self)

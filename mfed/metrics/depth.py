@@ -4,6 +4,8 @@ RMSE = sqrt(sum (pred - gt)^2 / N_valid) (PROTOCOL.md section 2; MTI-Net / MTL-P
 ``eval_depth``, FedHCA2), pooled over every valid pixel of the set rather than averaged per image;
 absolute relative error = sum |pred - gt| / gt / N_valid. Valid: gt > min_depth (and gt < max_depth
 when given; FedHCA2 uses 0 < gt < 80 on NYUD-v2). Merging clients = summing the sums and counts.
+Both are NaN once any predicted pixel was NaN or inf (invalid pixels included): a diverged model
+must not report a number.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from mfed.metrics._util import as_maps
+from mfed.metrics._util import add_nonfinite_state, as_maps, count_nonfinite, nan_if_nonfinite
 
 
 class _PooledDepth(Metric):
@@ -32,6 +34,7 @@ class _PooledDepth(Metric):
     is_differentiable = False
     total: Tensor
     count: Tensor
+    nonfinite: Tensor
 
     def __init__(self, min_depth: float = 0.0, max_depth: float | None = None) -> None:
         super().__init__()
@@ -44,6 +47,7 @@ class _PooledDepth(Metric):
         # float64 sum: float32 loses digits over millions of pixels.
         self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+        add_nonfinite_state(self)  # predicted pixels (valid or not) that are NaN or inf
 
     @abstractmethod
     def _error(self, preds: Tensor, target: Tensor) -> Tensor:
@@ -58,6 +62,7 @@ class _PooledDepth(Metric):
 
         """
         preds, target = as_maps(preds, target, type(self).__name__)
+        self.nonfinite += count_nonfinite(preds)
         valid = target > self.min_depth
         if self.max_depth is not None:
             valid &= target < self.max_depth
@@ -70,7 +75,7 @@ class DepthRMSE(_PooledDepth):
     """Root mean squared error over all valid pixels of the set (lower is better).
 
     ``compute()`` returns sqrt(sum (pred - gt)^2 / N_valid) in the depth unit as a 0-d float32
-    tensor (NaN while no valid pixel has been seen).
+    tensor (NaN while no valid pixel has been seen, and once any predicted pixel was NaN or inf).
     """
 
     def _error(self, preds: Tensor, target: Tensor) -> Tensor:
@@ -78,13 +83,14 @@ class DepthRMSE(_PooledDepth):
 
     def compute(self) -> Tensor:
         """Pooled RMSE."""
-        return torch.sqrt(self.total / self.count).float()
+        return nan_if_nonfinite(torch.sqrt(self.total / self.count).float(), self)
 
 
 class DepthAbsRel(_PooledDepth):
     """Mean absolute relative error over all valid pixels of the set (lower is better).
 
-    ``compute()`` returns sum |pred - gt| / gt / N_valid as a 0-d float32 tensor.
+    ``compute()`` returns sum |pred - gt| / gt / N_valid as a 0-d float32 tensor (NaN while no
+    valid pixel has been seen, and once any predicted pixel was NaN or inf).
     """
 
     def __init__(self, min_depth: float = 0.0, max_depth: float | None = None) -> None:
@@ -97,4 +103,4 @@ class DepthAbsRel(_PooledDepth):
 
     def compute(self) -> Tensor:
         """Pooled absolute relative error."""
-        return (self.total / self.count).float()
+        return nan_if_nonfinite((self.total / self.count).float(), self)

@@ -3,7 +3,9 @@
 Implements PROTOCOL.md section 2's "odsF (approximation)": per threshold, TP/FP/FN-style counts
 pooled over the whole set, best F over thresholds (ODS). The field's numbers (MTI-Net, FedHCA2)
 come from the MATLAB SEISM package (Pont-Tuset & Marques); :class:`EdgeODSF` says how this
-differs. Merging clients = summing the ``(4, T)`` count state.
+differs. Merging clients = summing the ``(4, T)`` count state. A NaN or inf probability at any
+pixel (ignored pixels included) makes the result NaN: NaN never reaches a threshold, so it would
+otherwise count as "no edge" and give a plausible score.
 """
 
 from __future__ import annotations
@@ -16,7 +18,16 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 
-from mfed.metrics._util import as_maps, as_probabilities, check_binary_ignore_index, count_reaching, threshold_grid
+from mfed.metrics._util import (
+    add_nonfinite_state,
+    as_maps,
+    as_probabilities,
+    check_binary_ignore_index,
+    count_nonfinite,
+    count_reaching,
+    nan_if_nonfinite,
+    threshold_grid,
+)
 
 
 def dilate(mask: Tensor, radius: int) -> Tensor:
@@ -33,7 +44,8 @@ class EdgeODSF(Metric):
     when a ground-truth edge pixel lies within ``tolerance`` pixels (Chebyshev distance, i.e. in
     the (2 tolerance + 1)^2 square around it); a ground-truth pixel is found when a predicted pixel
     does. Precision = correct / predicted and recall = found / ground truth, from counts pooled over
-    the whole set; F = 2PR / (P + R); ``compute()`` returns the best F over thresholds (odsF) x100.
+    the whole set; F = 2PR / (P + R); ``compute()`` returns the best F over thresholds (odsF) x100,
+    or NaN once any pixel's predicted probability was NaN or inf (ignored pixels included).
 
     This approximates, and is not, the MATLAB SEISM protocol behind published odsF (MTI-Net,
     FedHCA2), so its values are close to but not comparable with published ones:
@@ -60,6 +72,7 @@ class EdgeODSF(Metric):
     is_differentiable = False
     thresholds: Tensor
     counts: Tensor
+    nonfinite: Tensor
 
     def __init__(
         self, thresholds: int | Sequence[float] = 99, tolerance: int = 1, ignore_index: int | None = 255
@@ -79,6 +92,7 @@ class EdgeODSF(Metric):
         self.register_buffer("thresholds", threshold_grid(thresholds), persistent=False)
         # rows: correct predictions, predictions, found ground truth, ground truth; one column per threshold
         self.add_state("counts", torch.zeros(4, len(self.thresholds), dtype=torch.int64), dist_reduce_fx="sum")
+        add_nonfinite_state(self)
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """Add a batch.
@@ -89,6 +103,7 @@ class EdgeODSF(Metric):
 
         """
         preds, target = as_maps(preds, target, "EdgeODSF")
+        self.nonfinite += count_nonfinite(preds)
         valid = torch.ones_like(target, dtype=torch.bool) if self.ignore_index is None else target != self.ignore_index
         gt = (target > 0.5) & valid
         # -inf never reaches a threshold: ignored pixels predict nothing, also inside the max-pool.
@@ -108,14 +123,19 @@ class EdgeODSF(Metric):
         self.counts += torch.cat(rows)
 
     def f_scores(self) -> Tensor:
-        """F-measure at every threshold, ``(T,)`` float64 (0 where precision and recall are both 0)."""
+        """F-measure at every threshold, ``(T,)`` float64.
+
+        0 where precision and recall are both 0; NaN everywhere after a non-finite prediction.
+        """
         counts = self.counts.double()
         precision = counts[0] / counts[1].clamp(min=1)
         recall = counts[2] / counts[3].clamp(min=1)
-        return 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+        return nan_if_nonfinite(2 * precision * recall / (precision + recall).clamp(min=1e-12), self)
 
     def best_threshold(self) -> float:
-        """The threshold of the best F (the lowest one on a tie)."""
+        """The threshold of the best F (the lowest one on a tie; NaN after a non-finite prediction)."""
+        if int(self.nonfinite):
+            return float("nan")
         return float(self.thresholds[int(torch.argmax(self.f_scores()))])
 
     def compute(self) -> Tensor:

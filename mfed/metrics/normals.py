@@ -5,7 +5,8 @@ unit-normalised; a pixel is valid where the target has non-zero norm; the per-pi
 pooled over the whole set. The angle is computed as 2 atan2(||p - g||, ||p + g||), equal to
 arccos(p . g) for unit vectors but accurate near 0 and 180 degrees where arccos is not. Also the
 share of pixels under 11.25, 22.5 and 30 degrees (strictly, as MTL-PyTorch), which the NYUD
-literature reports. Merging clients = summing the angle sum and the counts.
+literature reports. Merging clients = summing the angle sum and the counts. A pixel whose
+predicted vector has any NaN or inf component (invalid pixels included) makes both NaN.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 
+from mfed.metrics._util import add_nonfinite_state, count_nonfinite, nan_if_nonfinite
+
 WITHIN = (11.25, 22.5, 30.0)
 
 
@@ -22,7 +25,8 @@ class NormalsAngularError(Metric):
     """Mean angular error in degrees over all valid pixels of the set (lower is better).
 
     ``compute()`` returns the mean angle (mErr) as a 0-d float32 tensor (NaN while no valid pixel
-    has been seen); :meth:`within` gives the shares under :data:`WITHIN` degrees.
+    has been seen, and once any pixel's predicted vector had a NaN or inf component, invalid
+    pixels included); :meth:`within` gives the shares under :data:`WITHIN` degrees (NaN alike).
     """
 
     full_state_update = False
@@ -31,12 +35,14 @@ class NormalsAngularError(Metric):
     total: Tensor
     count: Tensor
     within_counts: Tensor
+    nonfinite: Tensor
 
     def __init__(self) -> None:
         super().__init__()
         self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
         self.add_state("within_counts", torch.zeros(len(WITHIN), dtype=torch.int64), dist_reduce_fx="sum")
+        add_nonfinite_state(self)
 
     def update(self, preds: Tensor, target: Tensor, mask: Tensor | None = None) -> None:
         """Add the valid pixels of a batch.
@@ -62,6 +68,7 @@ class NormalsAngularError(Metric):
                     f"of preds shape {tuple(preds.shape)}"
                 )
             valid &= mask.bool()
+        self.nonfinite += count_nonfinite(preds, dim=1)  # one prediction per pixel: its 3 components
         p = F.normalize(preds.double(), dim=1).permute(0, 2, 3, 1)[valid]  # (N, 3)
         g = F.normalize(target.double(), dim=1).permute(0, 2, 3, 1)[valid]
         angles = torch.rad2deg(2 * torch.atan2((p - g).norm(dim=1), (p + g).norm(dim=1)))
@@ -72,8 +79,10 @@ class NormalsAngularError(Metric):
     def within(self) -> dict[str, float]:
         """Percentage of valid pixels under each angle of :data:`WITHIN`, keyed ``"11.25"``, ``"22.5"``, ``"30"``."""
         count = max(int(self.count), 1)
+        if int(self.nonfinite):
+            return {f"{w:g}": float("nan") for w in WITHIN}
         return {f"{w:g}": float(c) * 100 / count for w, c in zip(WITHIN, self.within_counts.tolist(), strict=True)}
 
     def compute(self) -> Tensor:
         """Mean angle in degrees (mErr)."""
-        return (self.total / self.count).float()
+        return nan_if_nonfinite((self.total / self.count).float(), self)

@@ -12,7 +12,9 @@ Two conventions exist (PROTOCOL.md section 2); both are reported x100:
   F = (1 + beta^2) P R / (beta^2 P + R) with beta^2 = 1 by default, i.e. MTL-PyTorch's 2PR/(P+R).
 
 States are sums (integer counts, or sums of per-image precision and recall with an image count),
-so merging clients equals the metric on their concatenated data for both conventions.
+so merging clients equals the metric on their concatenated data for both conventions. A NaN or
+inf probability at any pixel (ignored pixels included) makes the result NaN in both: NaN never
+reaches a threshold, so it would otherwise count as background and give a plausible score.
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from mfed.metrics._util import as_maps, as_probabilities, check_binary_ignore_index, count_reaching, threshold_grid
+from mfed.metrics._util import (
+    add_nonfinite_state,
+    as_maps,
+    as_probabilities,
+    check_binary_ignore_index,
+    count_nonfinite,
+    count_reaching,
+    nan_if_nonfinite,
+    threshold_grid,
+)
 
 CONVENTIONS = ("dataset", "per_image")
 _DEFAULT_THRESHOLDS = {
@@ -53,6 +64,7 @@ class SaliencyMaxF(Metric):
     counts: Tensor  # dataset convention
     sums: Tensor  # per_image convention
     images: Tensor  # per_image convention
+    nonfinite: Tensor
 
     def __init__(
         self,
@@ -81,6 +93,7 @@ class SaliencyMaxF(Metric):
             # rows: sum over images of precision, of recall; one column per threshold
             self.add_state("sums", torch.zeros(2, len(grid), dtype=torch.float64), dist_reduce_fx="sum")
             self.add_state("images", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+        add_nonfinite_state(self)
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """Add a batch.
@@ -91,6 +104,7 @@ class SaliencyMaxF(Metric):
 
         """
         preds, target = as_maps(preds, target, "SaliencyMaxF")
+        self.nonfinite += count_nonfinite(preds)
         valid = torch.ones_like(target, dtype=torch.bool) if self.ignore_index is None else target != self.ignore_index
         gt = ((target > 0.5) & valid).flatten(1)  # (B, HW)
         valid, probs = valid.flatten(1), as_probabilities(preds).flatten(1)
@@ -108,12 +122,14 @@ class SaliencyMaxF(Metric):
             self.images += len(gt)
 
     def precision_recall(self) -> tuple[Tensor, Tensor]:
-        """Precision and recall at every threshold, each ``(T,)`` float64."""
+        """Precision and recall at every threshold, each ``(T,)`` float64 (NaN after a non-finite prediction)."""
         if self.convention == "dataset":
             counts = self.counts.double()
-            return counts[0] / counts[1].clamp(min=1), counts[0] / counts[2].clamp(min=1)
-        images = self.images.clamp(min=1).double()
-        return self.sums[0] / images, self.sums[1] / images
+            precision, recall = counts[0] / counts[1].clamp(min=1), counts[0] / counts[2].clamp(min=1)
+        else:
+            images = self.images.clamp(min=1).double()
+            precision, recall = self.sums[0] / images, self.sums[1] / images
+        return nan_if_nonfinite(precision, self), nan_if_nonfinite(recall, self)
 
     def f_scores(self) -> Tensor:
         """F_beta at every threshold (0 where precision and recall are both 0)."""
@@ -121,9 +137,11 @@ class SaliencyMaxF(Metric):
         return (1 + self.beta2) * precision * recall / (self.beta2 * precision + recall).clamp(min=1e-12)
 
     def best_threshold(self) -> float:
-        """The threshold of the best F (the lowest one on a tie)."""
+        """The threshold of the best F (the lowest one on a tie; NaN after a non-finite prediction)."""
+        if int(self.nonfinite):
+            return float("nan")
         return float(self.thresholds[int(torch.argmax(self.f_scores()))])
 
     def compute(self) -> Tensor:
-        """Best F over thresholds, x100, as a 0-d float32 tensor."""
+        """Best F over thresholds, x100, as a 0-d float32 tensor (NaN after a non-finite prediction)."""
         return (self.f_scores().max() * 100).float()

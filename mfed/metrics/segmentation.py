@@ -8,6 +8,9 @@ classes, x100. Merging clients = summing their confusion matrices.
 whole set) is left out of the mean, since it carries no evidence either way. MTL-PyTorch counts
 such a class as IoU 0; the two agree whenever every class occurs, as on the full PASCAL-Context
 and NYUD-v2 test sets, and differ on small sets where a class is absent.
+
+A pixel whose C scores hold any NaN or inf (every pixel of the batch, ignored ones included)
+makes the metric NaN: argmax would read it as some class and report a plausible mIoU.
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from mfed.metrics._util import add_nonfinite_state, count_nonfinite, nan_if_nonfinite
+
 
 class MeanIoU(Metric):
     """mIoU x100 over a set, from a ``(C, C)`` int64 confusion matrix (rows: target, cols: pred).
 
-    Higher is better. ``compute()`` is NaN while no class has occurred.
+    Higher is better. ``compute()`` is NaN while no class has occurred, and once any pixel's
+    prediction held a NaN or an inf (in any of its C scores, ignored pixels included).
 
     Args:
         num_classes: Number of classes C (>= 2).
@@ -34,6 +40,7 @@ class MeanIoU(Metric):
     higher_is_better = True
     is_differentiable = False
     confmat: Tensor
+    nonfinite: Tensor
 
     def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
         super().__init__()
@@ -48,6 +55,7 @@ class MeanIoU(Metric):
         self.num_classes: int = int(num_classes)
         self.ignore_index: int = int(ignore_index)
         self.add_state("confmat", torch.zeros(num_classes, num_classes, dtype=torch.int64), dist_reduce_fx="sum")
+        add_nonfinite_state(self)
 
     def _labels(self, preds: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         """Predicted and target labels, both ``(B, H, W)``."""
@@ -74,7 +82,10 @@ class MeanIoU(Metric):
             target: ``(B, H, W)`` (or ``(B, 1, H, W)``) labels in [0, C) or ``ignore_index``.
 
         """
-        preds, target = self._labels(preds, target)
+        labels, target = self._labels(preds, target)
+        # One prediction per pixel: its C scores (dim 1), or its label when given labels.
+        self.nonfinite += count_nonfinite(preds, dim=1 if preds.ndim > labels.ndim else None)
+        preds = labels
         keep = target != self.ignore_index
         t, p = target[keep], preds[keep]
         # An out-of-range label would land silently in another cell of the flattened bincount.
@@ -88,12 +99,16 @@ class MeanIoU(Metric):
         self.confmat += counts.view(self.num_classes, self.num_classes)
 
     def per_class_iou(self) -> Tensor:
-        """IoU of every class in [0, 1], ``(C,)`` float64; NaN where the class never occurred (union 0)."""
+        """IoU of every class in [0, 1], ``(C,)`` float64.
+
+        NaN where the class never occurred (union 0), and everywhere after a non-finite prediction.
+        """
         cm = self.confmat.double()
         tp = cm.diag()
         union = cm.sum(0) + cm.sum(1) - tp
-        return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
+        iou = torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
+        return nan_if_nonfinite(iou, self)
 
     def compute(self) -> Tensor:
-        """Mean IoU over the classes that occurred, x100, as a 0-d float32 tensor."""
+        """Mean IoU over the classes that occurred, x100, as a 0-d float32 tensor (NaN: see the class)."""
         return (torch.nanmean(self.per_class_iou()) * 100).float()

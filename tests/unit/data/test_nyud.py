@@ -117,3 +117,17 @@ def test_resized_samples_stack_into_batches(nyud):
     norms = batch["normals"].norm(dim=1)
     assert torch.all(((norms - 1).abs() < 1e-5) | (norms == 0))
     assert set(batch["semseg"].unique().tolist()) <= {0, 4, 5, 39, 255}
+
+
+def test_empty_depth_file_fails_at_construction_naming_it(nyud):
+    (nyud.root / "depth" / "img_6002.npy").write_bytes(b"")
+
+    with pytest.raises(FileNotFoundError) as info:
+        NYUDv2(nyud.root, split="val", tasks=["depth"])
+
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"NYUD-v2: 1 of 4 expected file(s) missing or empty under {nyud.root}: " in message
+    assert "depth for 'img_6002': depth/img_6002.npy is empty (0 bytes)" in message
+    assert "data.pool.root (or $MFED_NYUD_ROOT)" in message and "data.pool.folders.depth" in message
+    NYUDv2(nyud.root, split="train", tasks=["depth"])  # the other split is complete

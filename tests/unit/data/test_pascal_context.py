@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -216,3 +218,36 @@ def test_resize_gives_the_requested_shapes_and_keeps_label_values(pascal):
     assert set(sample["semseg"].unique().tolist()) <= {0, 15, 255}
     assert set(sample["edges"].unique().tolist()) <= {0.0, 1.0}
     np.testing.assert_allclose(sample["normals"].norm(dim=0), 1.0, atol=1e-5)
+
+
+def test_missing_mask_fails_at_construction_in_one_line_naming_root_count_file_and_fix(pascal):
+    (pascal.root / "semseg" / "VOC12" / "2008_000001.png").unlink()
+    (pascal.root / "sal_distill" / "2008_000002.png").write_bytes(b"")
+
+    with pytest.raises(FileNotFoundError) as info:
+        PascalContextMT(pascal.root, split="train")
+
+    message = str(info.value)
+    assert "\n" not in message  # the CLI prints it as one line
+    assert f"PASCAL-Context MT: 2 of 12 expected file(s) missing or empty under {pascal.root}: " in message
+    assert (
+        "semseg for '2008_000001': semseg/VOC12/2008_000001.png or semseg/pascal-context/2008_000001.png not found"
+        in message
+    )
+    assert "saliency for '2008_000002': sal_distill/2008_000002.png is empty (0 bytes)" in message
+    assert "data.pool.root (or $MFED_PASCAL_ROOT)" in message
+    assert "data.pool.folders.semseg, data.pool.folders.semseg_fallback, data.pool.folders.saliency" in message
+
+
+def test_many_bad_files_are_counted_and_the_first_five_shown(pascal):
+    shutil.rmtree(pascal.root / "sal_distill")
+    (pascal.root / "ImageSets" / "Context" / "train.txt").write_text("\n".join(f"id{i}" for i in range(7)))
+
+    with pytest.raises(FileNotFoundError) as info:
+        PascalContextMT(pascal.root, split="train", tasks=["saliency"])
+
+    message = str(info.value)
+    assert "14 of 14 expected file(s)" in message and "; ... and 9 more." in message
+    assert "image for 'id0': JPEGImages/id0.jpg or JPEGImages/id0.png not found" in message
+    assert "'id2'" in message and "'id3'" not in message  # id0, id0, id1, id1, id2 shown
+    assert "(no folder sal_distill under the root)" in message

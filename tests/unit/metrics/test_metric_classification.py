@@ -3,6 +3,7 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from mfed.metrics import MultilabelMAP
+from tests.unit.metrics.conftest import NONFINITE_VALUES
 
 
 def test_map_matches_sklearn_macro_and_merges_exactly(gen, merged_equals_whole):
@@ -42,3 +43,19 @@ def test_map_rejects_mismatched_shapes():
         metric.update(torch.zeros(2, 3), torch.zeros(2, 4))
     with pytest.raises(ValueError, match=r"preds shape \(2, 4\) and target shape \(2, 4\) must both be \(B, 3\)"):
         metric.update(torch.zeros(2, 4), torch.zeros(2, 4))
+
+
+@NONFINITE_VALUES
+def test_map_is_nan_once_one_probability_is_not_finite(gen, nan_once_nonfinite, bad):
+    target = (torch.rand(5, 4, generator=gen) > 0.5).float()
+    target[[0, 2, 3]] = 1  # every client (rows 0-1, 2, 3-4) has a positive of every label: no warnings
+    preds = torch.rand(5, 4, generator=gen)
+    nan_once_nonfinite(lambda: MultilabelMAP(num_labels=4), preds, target, (1, 2), bad)
+
+
+def test_map_counts_an_image_once():
+    metric = MultilabelMAP(num_labels=3)
+    metric.update(
+        torch.tensor([[float("nan"), float("inf"), 0.5], [0.2, 0.3, 0.4]]), torch.tensor([[1, 0, 1], [0, 1, 0]])
+    )
+    assert int(metric.nonfinite) == 1 and torch.isnan(metric.compute())

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from mfed.metrics import DepthAbsRel, DepthRMSE
+from tests.unit.metrics.conftest import NONFINITE_VALUES
 
 
 @pytest.fixture
@@ -74,3 +75,18 @@ def test_depth_rejects_bad_arguments(make, message):
 def test_depth_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match=r"preds shape \(2, 3, 3\) does not match target shape \(2, 4, 4\)"):
         DepthRMSE().update(torch.zeros(2, 1, 3, 3), torch.zeros(2, 4, 4))
+
+
+@NONFINITE_VALUES
+@pytest.mark.parametrize("make", [DepthRMSE, DepthAbsRel], ids=["rmse", "abs_rel"])
+def test_depth_is_nan_once_one_predicted_pixel_is_not_finite(depth_batch, nan_once_nonfinite, make, bad):
+    preds, target = depth_batch
+    nan_once_nonfinite(make, preds, target, (0, 0, 2, 3), bad)
+
+
+def test_depth_counts_a_non_finite_prediction_on_an_invalid_pixel():
+    # NaN where the ground truth is missing: the error sum is untouched, the model still diverged.
+    target, preds = torch.tensor([[[0.0, 2.0]]]), torch.tensor([[[float("nan"), 2.0]]])
+    metric = DepthRMSE()
+    metric.update(preds, target)
+    assert float(metric.total) == 0.0 and int(metric.nonfinite) == 1 and torch.isnan(metric.compute())

@@ -4,6 +4,7 @@ import torch
 from scipy import ndimage
 
 from mfed.metrics import EdgeODSF
+from tests.unit.metrics.conftest import NONFINITE_VALUES
 
 
 def reference_odsf(probs, edges, thresholds, radius, valid=None):
@@ -88,3 +89,19 @@ def test_odsf_rejects_bad_arguments(kwargs, message):
 def test_odsf_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match=r"preds shape \(2, 3, 3\) does not match target shape \(2, 4, 4\)"):
         EdgeODSF().update(torch.zeros(2, 1, 3, 3), torch.zeros(2, 1, 4, 4))
+
+
+@NONFINITE_VALUES
+def test_odsf_is_nan_once_one_probability_is_not_finite(edge_batch, nan_once_nonfinite, bad):
+    # NaN never reaches a threshold: without the guard it would count as "no edge".
+    probs, gt = edge_batch
+    metric = nan_once_nonfinite(lambda: EdgeODSF(thresholds=5), probs, gt, (1, 0, 4, 4), bad)
+    assert torch.isnan(metric.f_scores()).all() and np.isnan(metric.best_threshold())
+
+
+def test_odsf_counts_a_nan_on_an_ignored_pixel(edge_batch):
+    probs, gt = edge_batch
+    gt[0, 0, 0, 0], probs[0, 0, 0, 0] = 255, float("nan")
+    metric = EdgeODSF()
+    metric.update(probs, gt)
+    assert int(metric.nonfinite) == 1 and torch.isnan(metric.compute())

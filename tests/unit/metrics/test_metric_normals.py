@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from mfed.metrics import NormalsAngularError
+from tests.unit.metrics.conftest import NONFINITE_VALUES
 
 
 def reference_angles(preds, target, mask=None):
@@ -74,3 +75,18 @@ def test_normals_reject_bad_shapes():
         metric.update(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 5, 5))
     with pytest.raises(ValueError, match=r"mask shape \(2, 5, 5\) does not match"):
         metric.update(torch.ones(2, 3, 4, 4), torch.ones(2, 3, 4, 4), torch.ones(2, 5, 5, dtype=torch.bool))
+
+
+@NONFINITE_VALUES
+def test_merr_is_nan_once_one_component_is_not_finite(normals_batch, nan_once_nonfinite, bad):
+    preds, target = normals_batch
+    metric = nan_once_nonfinite(NormalsAngularError, preds, target, (1, 2, 3, 0), bad)
+    assert all(np.isnan(v) for v in metric.within().values())
+
+
+def test_merr_counts_a_pixel_once_and_also_where_the_target_is_invalid(normals_batch):
+    preds, target = normals_batch
+    preds[0, :, 0, 0] = float("nan")  # all three components, on the invalid pixel of the fixture
+    metric = NormalsAngularError()
+    metric.update(preds, target)
+    assert int(metric.nonfinite) == 1 and torch.isnan(metric.compute())

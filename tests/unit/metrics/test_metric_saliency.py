@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from mfed.metrics import SaliencyMaxF
+from tests.unit.metrics.conftest import NONFINITE_VALUES
 
 
 @pytest.fixture
@@ -94,3 +95,21 @@ def test_saliency_rejects_bad_arguments(kwargs, message):
 def test_saliency_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match=r"preds shape \(2, 3, 3\) does not match target shape \(2, 4, 4\)"):
         SaliencyMaxF().update(torch.zeros(2, 1, 3, 3), torch.zeros(2, 4, 4))
+
+
+@NONFINITE_VALUES
+@pytest.mark.parametrize("convention", ["dataset", "per_image"])
+def test_maxf_is_nan_once_one_probability_is_not_finite(saliency_batch, nan_once_nonfinite, convention, bad):
+    # NaN never reaches a threshold: without the guard it would count as background.
+    probs, gt = saliency_batch
+    metric = nan_once_nonfinite(lambda: SaliencyMaxF(convention=convention), probs, gt, (0, 0, 1, 5), bad)
+    precision, recall = metric.precision_recall()
+    assert torch.isnan(precision).all() and torch.isnan(recall).all() and np.isnan(metric.best_threshold())
+
+
+def test_maxf_counts_a_nan_on_an_ignored_pixel(saliency_batch):
+    probs, gt = saliency_batch
+    gt[2, 0, 3, 3], probs[2, 0, 3, 3] = 255, float("nan")
+    metric = SaliencyMaxF()
+    metric.update(probs, gt)
+    assert int(metric.nonfinite) == 1 and torch.isnan(metric.compute())

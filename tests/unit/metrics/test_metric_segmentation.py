@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from mfed.metrics import MeanIoU
+from tests.unit.metrics.conftest import NONFINITE_VALUES
 
 
 def reference_miou(preds: np.ndarray, target: np.ndarray, num_classes: int, ignore: int = 255) -> float:
@@ -78,3 +79,22 @@ def test_miou_rejects_mismatched_shapes_and_labels():
         metric.update(torch.zeros(1, 2, 2, dtype=torch.long), torch.full((1, 2, 2), 7))
     with pytest.raises(ValueError, match=r"preds holds labels outside \[0, 3\)"):
         metric.update(torch.full((1, 2, 2), 3), torch.zeros(1, 2, 2, dtype=torch.long))
+
+
+@NONFINITE_VALUES
+def test_miou_is_nan_once_one_logit_is_not_finite(gen, nan_once_nonfinite, bad):
+    # One non-finite score among the C of one pixel: argmax would read it as a class.
+    target = torch.randint(0, 4, (5, 6, 7), generator=gen)
+    logits = torch.randn(5, 4, 6, 7, generator=gen)
+    metric = nan_once_nonfinite(lambda: MeanIoU(num_classes=4), logits, target, (1, 2, 3, 4), bad)
+    assert torch.isnan(metric.per_class_iou()).all()
+
+
+def test_miou_counts_a_non_finite_pixel_once_even_where_ignored(gen):
+    target = torch.randint(0, 3, (1, 2, 2), generator=gen)
+    target[0, 0, 0] = 255
+    logits = torch.randn(1, 3, 2, 2, generator=gen)
+    logits[0, :, 0, 0] = float("nan")  # all three scores of the ignored pixel
+    metric = MeanIoU(num_classes=3)
+    metric.update(logits, target)
+    assert int(metric.nonfinite) == 1 and torch.isnan(metric.compute())

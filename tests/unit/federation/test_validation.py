@@ -1,0 +1,79 @@
+import math
+
+import pytest
+import torch
+
+from mfed.federation.validation import check_update, expected_layout, nonfinite_scopes, screen_updates
+from mfed.types import ClientSpec, ClientUpdate
+
+MODEL = {
+    "encoder.w": torch.zeros(2, 3),
+    "encoder.bn.num_batches_tracked": torch.tensor(0),
+    "decoders.seg.w": torch.zeros(4),
+    "decoders.depth.w": torch.zeros(1),
+}
+LAYOUT = expected_layout(MODEL, ["encoder.", "decoders.seg."])
+SPEC = ClientSpec("seg-0", "seg", (0, 1), (2,), 0)
+
+
+def good(**changes) -> ClientUpdate:
+    fields = {
+        "client_id": "seg-0",
+        "task": "seg",
+        "num_examples": 2,
+        "state": {k: v.clone() for k, v in MODEL.items() if not k.startswith("decoders.depth.")},
+        "metrics": {"loss": 0.5},
+    }
+    return ClientUpdate(**{**fields, **changes})
+
+
+def with_state(**tensors) -> ClientUpdate:
+    update = good()
+    return good(state={**update.state, **{k.replace("__", "."): v for k, v in tensors.items()}})
+
+
+def test_the_layout_is_the_uploaded_part_of_the_model():
+    assert set(LAYOUT) == {"encoder.w", "encoder.bn.num_batches_tracked", "decoders.seg.w"}
+    assert expected_layout(MODEL, []) == {}  # Local uploads nothing
+
+
+@pytest.mark.parametrize(
+    ("update", "reason"),
+    [
+        (good(client_id="seg-1"), "claims to be client 'seg-1'"),
+        (good(task="depth"), "claims task 'depth' but the client's task is 'seg'"),
+        (good(num_examples=0), "example count 0 is not a positive integer"),
+        (good(num_examples=math.nan), "example count nan is not a positive integer"),
+        (good(num_examples=True), "example count True is not a positive integer"),
+        (good(metrics={"loss": math.inf}), "non-finite training loss inf"),
+        (with_state(encoder__w=torch.zeros(3, 2)), r"encoder.w is \(3, 2\) torch.float32, expected \(2, 3\)"),
+        (with_state(encoder__w=torch.zeros(2, 3, dtype=torch.float64)), "torch.float64, expected"),
+        (with_state(decoders__depth__w=torch.zeros(1)), "unexpected decoders.depth.w"),
+        (good(state={"encoder.w": torch.zeros(2, 3)}), "missing decoders.seg.w, encoder.bn.num_batches_tracked"),
+        (with_state(encoder__w=torch.tensor([[0.0, math.nan, 1.0], [math.inf, 0, 0]])), "2 non-finite values"),
+    ],
+)
+def test_each_bad_update_is_named(update, reason):
+    problem = check_update(update, SPEC, LAYOUT)
+    assert problem is not None
+    assert __import__("re").search(reason, problem), problem
+
+
+def test_a_good_update_passes():
+    assert check_update(good(), SPEC, LAYOUT) is None
+
+
+def test_screening_rejects_duplicates_and_strangers_and_keeps_order():
+    other = ClientSpec("seg-1", "seg", (3,), (4,), 1)
+    updates = [good(), good(client_id="seg-1"), good(), good(client_id="depth-9", task="depth")]
+    accepted, faults = screen_updates(updates, {"seg-0": SPEC, "seg-1": other}, {"seg": LAYOUT}, round_idx=3)
+    assert [u.client_id for u in accepted] == ["seg-0", "seg-1"]
+    assert [(f.round, f.client_id, f.reason) for f in faults] == [
+        (3, "seg-0", "sent a second update this round"),
+        (3, "depth-9", "was not sampled this round"),
+    ]
+
+
+def test_nonfinite_scopes_names_the_scope():
+    state = {"global": {"encoder.w": torch.ones(2)}, "task:seg": {"decoders.seg.w": torch.tensor([1.0, math.nan])}}
+    assert nonfinite_scopes(state) == ["task:seg"]
