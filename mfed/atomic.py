@@ -11,9 +11,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from mfed.interrupts import uninterruptible
+
 
 def replace_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write ``path`` through ``write(file)`` into a temporary file, fsync it, then rename it over ``path``."""
+    """Write ``path`` through ``write(file)`` into a temporary file, fsync it, then rename it over ``path``.
+
+    A stop signal (Ctrl-C) arriving meanwhile takes effect once the file is complete.
+    """
+    with uninterruptible():
+        _replace(path, write)
+
+
+def _replace(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Sequence
 
 from omegaconf import OmegaConf
 
@@ -22,70 +19,57 @@ def _train(args: argparse.Namespace) -> int:
     from hydra.errors import HydraException
 
     from mfed.config import load_run_config
+    from mfed.interrupts import StopRequested, stop_on_signals
     from mfed.run import build, local_dir, start
+    from mfed.schema import error_line
 
-    try:
-        cfg = load_run_config(args.overrides)
-        if args.print_config:
-            print(OmegaConf.to_yaml(cfg, resolve=True))
-            return 0
-        driver = start(build(cfg), cfg)
-    except (HydraException, ValueError, FileNotFoundError) as err:
-        print(f"mfed: {_one_line(err)}", file=sys.stderr)
-        return 2
-    out_dir = local_dir(str(cfg.out_dir))
-    resume = f"continue with: mfed train resume={cfg.out_dir}"
-    try:
-        with _stop_signals_interrupt():
+    with stop_on_signals():
+        try:
+            cfg = load_run_config(args.overrides)
+            if args.print_config:
+                print(OmegaConf.to_yaml(cfg, resolve=True))
+                return 0
+            driver = start(build(cfg), cfg)
+        except (HydraException, ValueError, FileNotFoundError) as err:
+            print(f"mfed: {error_line(err)}", file=sys.stderr)
+            return 2
+        except (KeyboardInterrupt, StopRequested):
+            print("mfed: interrupted before the first round; nothing was run", file=sys.stderr)
+            return 130
+        out_dir = local_dir(str(cfg.out_dir))
+        resume = f"continue with: mfed train resume={cfg.out_dir}"
+        try:
             driver.run()
-    except KeyboardInterrupt:
-        print(f"mfed: interrupted after {len(driver.history)} of {driver.rounds} rounds; {resume}", file=sys.stderr)
-        return 130
-    except Exception as err:
-        log_file = out_dir / "error.log"
-        log_file.write_text(traceback.format_exc())
-        print(f"mfed: the run failed: {_one_line(err)} (traceback in {log_file}; {resume})", file=sys.stderr)
-        return 1
+        except (KeyboardInterrupt, StopRequested):
+            done = f"{len(driver.history)} of {driver.rounds} rounds"
+            print(f"mfed: interrupted after {done}; {resume}", file=sys.stderr)
+            return 130
+        except Exception as err:
+            log_file = out_dir / "error.log"
+            log_file.write_text(traceback.format_exc())
+            print(f"mfed: the run failed: {error_line(err)} (traceback in {log_file}; {resume})", file=sys.stderr)
+            return 1
     print(f"outputs in {cfg.out_dir}: config.yaml, history.json, summary.json, checkpoint.pt")
     for run_dir in sorted(out_dir.glob("wandb/offline-run-*")):
         print(f"W&B offline run: {run_dir} (upload later with: wandb sync {run_dir})")
     return 0
 
 
-def _one_line(err: BaseException) -> str:
-    """The first line of the error's message (or of its cause's, when it has none of its own)."""
-    cause: BaseException | None = err
-    while cause is not None and not str(cause).strip():
-        cause = cause.__cause__ or cause.__context__
-    text = str(cause or err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-@contextmanager
-def _stop_signals_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (``ray job stop``, ``kill``) like Ctrl-C, so the run ends cleanly and says how to resume."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread (e.g. inside a Ray Tune trial): leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _data_preview(args: argparse.Namespace) -> int:
+    from hydra.errors import HydraException
+
     from mfed.config import load_config
     from mfed.data.preview import preview_grid
     from mfed.run import instantiate
+    from mfed.schema import ConfigError, check_config, error_line
 
-    cfg = load_config(args.overrides)
-    pool = instantiate(cfg.data.pool)
+    try:
+        cfg = load_config(args.overrides)
+        check_config(cfg)
+        pool = instantiate(cfg.data.pool)
+    except (HydraException, ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"mfed: {error_line(err)}", file=sys.stderr)
+        return 2
     keys = [k for k in getattr(pool, "tasks", cfg.tasks.keys())]
     path = preview_grid(pool, range(min(args.n, len(pool))), keys, args.out)
     print(f"wrote {path}")
@@ -93,7 +77,11 @@ def _data_preview(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from hydra.errors import HydraException
+
     from mfed.config import load_config
+    from mfed.federation.rundir import default_out_dir, is_uri
+    from mfed.schema import ConfigError, check_config, error_line
     from mfed.sweep import run_sweep
 
     try:
@@ -101,15 +89,20 @@ def _sweep(args: argparse.Namespace) -> int:
         if cfg.get("sweep") is None:
             print("mfed: pick a sweep: mfed sweep sweep=<name> (configs/sweep/)", file=sys.stderr)
             return 2
+        check_config(cfg)
+        storage = str(cfg.get("storage") or "~/mfed-runs")
+        sweep_dir = str(cfg.get("out_dir") or default_out_dir(storage, f"sweep-{cfg.sweep.name}"))
+        if is_uri(sweep_dir):
+            raise ConfigError(f"out_dir={sweep_dir}: a sweep writes to a folder, not a URI; give out_dir=<folder>")
         base = [o for o in args.overrides if not o.startswith(("sweep=", "out_dir="))]
-        rows = run_sweep(cfg.sweep, base, cfg.out_dir)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"mfed: {err}", file=sys.stderr)
+        rows = run_sweep(cfg.sweep, base, sweep_dir)  # every trial is built (and so checked) before Ray starts
+    except (HydraException, ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"mfed: {error_line(err)}", file=sys.stderr)
         return 2
     from mfed.loggers.sweep_report import markdown
 
     print(markdown(rows, str(cfg.sweep.name)).split("\n![")[0])
-    print(f"sweep results in {cfg.out_dir}: sweep.md, sweep.json, sweep.png, one run directory per trial")
+    print(f"sweep results in {sweep_dir}: sweep.md, sweep.json, sweep.png, one run directory per trial")
     return 0
 
 

@@ -24,6 +24,7 @@ from mfed.federation.rundir import RunLock, StorageSync, check_fresh, fetch, is_
 from mfed.loggers.console import ConsoleReporter
 from mfed.loggers.history import HistoryWriter
 from mfed.models.multitask import ModelFactory
+from mfed.schema import check_config
 from mfed.tasks.base import Task
 from mfed.types import ClientSpec
 
@@ -129,6 +130,7 @@ def build_callbacks(cfg: DictConfig, strategy: Strategy) -> list[RunCallback]:
 
 def build(cfg: DictConfig) -> Driver:
     """Build every object of a run from ``cfg`` and check that they fit; start nothing."""
+    check_config(cfg)  # unknown keys, wrong types, resume, out_dir: one line naming the key
     tasks = build_tasks(cfg)
     strategy: Strategy = instantiate(cfg.aggregation)
     name_run(cfg, strategy)
@@ -177,10 +179,10 @@ def start(driver: Driver, cfg: DictConfig) -> Driver:
     """
     out_dir = local_dir(str(cfg.out_dir))
     resuming = bool(cfg.get("resume")) and str(cfg.out_dir) == resolve_out_dir(None, "", "", str(cfg.resume))
-    check_fresh(out_dir, resuming)
     lock = RunLock(out_dir)
-    lock.acquire()
+    lock.acquire()  # first: a folder in use is refused naming the run that uses it
     try:
+        check_fresh(out_dir, resuming)
         OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
     except BaseException:
         lock.release()

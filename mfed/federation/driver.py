@@ -15,6 +15,7 @@ from mfed.aggregation.base import Strategy
 from mfed.federation.backends import Backend, ClientSetup
 from mfed.federation.summary import eval_row, test_row, train_row
 from mfed.federation.validation import Fault, Layout, expected_layout, nonfinite_scopes, screen_updates
+from mfed.interrupts import StopRequested
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
 from mfed.tasks.base import Task
 from mfed.types import ClientSpec, ServerState, client_scope, global_scope, task_scope
@@ -204,8 +205,8 @@ class Driver:
                 for cb in self.callbacks:
                     cb.on_round_end(self, row)
             self.status = "completed"
-        except KeyboardInterrupt:
-            self.status, self.error = "interrupted", "interrupted (Ctrl-C or a stop signal)"
+        except (KeyboardInterrupt, StopRequested) as err:
+            self.status, self.error = "interrupted", str(err) or "interrupted by Ctrl-C"
             raise
         except BaseException as err:
             self.status, self.error = "failed", f"{type(err).__name__}: {err}"

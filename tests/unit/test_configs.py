@@ -57,3 +57,12 @@ def test_every_group_has_options():
         "optimizer",
         "logger",
     } <= set(GROUPS)
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_config_option_passes_the_schema(group, option, tmp_path: Path):
+    from mfed.schema import check_config
+
+    override = f"+task@tasks.probe={option}" if group == "task" else f"{group}={option}"
+    mix = [MIXES[option]] if group == "data" and option in MIXES else []
+    check_config(load_config([override, *mix, f"out_dir={tmp_path}"]))
