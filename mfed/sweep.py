@@ -119,7 +119,12 @@ def run_sweep(sweep: DictConfig, base: Sequence[str], sweep_dir: str | Path) -> 
     trials = plan_trials(sweep, base)
     if not ray.is_initialized():
         # RAY_ADDRESS (set inside a Ray job) joins that cluster; else an embedded local one
-        ray.init(address=None if os.environ.get("RAY_ADDRESS") else "local", include_dashboard=False)
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(include_dashboard=False)
+        else:
+            from mfed.federation.local_ray import init_local_ray
+
+            init_local_ray()
     cpus = cpus_per_client(trials, float(ray.cluster_resources().get("CPU", 0)), int(sweep.max_concurrent))
     log.info("sweep %s: %d trials, %.2f CPU per client", sweep.name, len(trials), cpus)
     by_name = {t.name: t for t in trials}

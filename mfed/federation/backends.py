@@ -139,7 +139,9 @@ class RayBackend:
         if address:
             ray.init(address=address, log_to_driver=True)
         else:
-            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
+            from mfed.federation.local_ray import init_local_ray
+
+            init_local_ray(num_cpus=os.cpu_count())
         self._started_ray = True
 
     def _known_cluster(self) -> dict[str, float] | None:

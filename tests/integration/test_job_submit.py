@@ -18,35 +18,47 @@ REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def job_server():
+    """``(address, env, stop)``: a head with a job server, and a function that stops the head."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("job_server.py"))],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.stdin.close()  # the server calls ray.shutdown(), ending what it started
+            proc.wait(timeout=60)
+
     try:
         line = proc.stdout.readline()
         assert line.startswith("DASHBOARD "), f"job server did not start: {line!r}"
-        yield line.split()[1], env
+        yield line.split()[1], env, stop
     finally:
-        proc.stdin.close()  # the server calls ray.shutdown(), ending what it started
-        proc.wait(timeout=60)
+        stop()
 
 
-def test_submitted_run_succeeds_and_logs_per_task_curves(job_server, tmp_path, monkeypatch):
+def test_submitted_run_succeeds_and_its_outputs_outlive_the_cluster(job_server, tmp_path, monkeypatch):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    address, env = job_server
+    address, env, stop_head = job_server
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     job_id = f"mfed-test-{uuid.uuid4().hex[:8]}"
-    out_dir = tmp_path / "job"
-    runtime_env = {"env_vars": {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "RAY_AUTH_MODE": "disabled"}}
+    storage = tmp_path / "store"  # as a user sets MFED_STORAGE for their jobs; no out_dir given
+    env_vars = {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "RAY_AUTH_MODE": "disabled",
+        "MFED_STORAGE": str(storage),
+    }
+    runtime_env = {"env_vars": env_vars}
     overrides = [o for o in TINY if o not in ("backend=serial", "logger=none")]
     submit = [
         RAY, "job", "submit", "--address", address, "--submission-id", job_id, "--no-wait",
         "--working-dir", str(REPO), "--runtime-env-json", json.dumps(runtime_env), "--",
-        sys.executable, "ray_jobs/train.py", *overrides, "task_mix=seg_depth", "backend=ray", f"out_dir={out_dir}",
+        sys.executable, "ray_jobs/train.py", *overrides, "task_mix=seg_depth", "backend=ray",
     ]  # fmt: skip
     for _ in range(30):  # the head's job agent starts a few seconds after the dashboard answers
         submitted = subprocess.run(submit, capture_output=True, text=True, env=env)
@@ -60,6 +72,11 @@ def test_submitted_run_succeeds_and_logs_per_task_curves(job_server, tmp_path, m
     logs = client.get_job_logs(job_id)
     assert status == JobStatus.SUCCEEDED, logs[-3000:]
     assert "round 2/2" in logs
+    stop_head()  # the job's working dir lives in the head's session dir and goes with it
+    (out_dir,) = storage.iterdir()
+    assert f"outputs in {out_dir}" in logs  # the absolute location, where it really is
+    assert (out_dir / "history.json").is_file() and (out_dir / "checkpoint.pt").is_file()
+    assert json.loads((out_dir / "summary.json").read_text())["status"] == "completed"
     runs = find_offline_runs(out_dir)
     assert len(runs) == 1
     history = read_run_file(runs[0]).history

@@ -1,0 +1,46 @@
+"""The embedded local Ray that a driver starts in-process when it is given no cluster.
+
+Ray 2.60 turns token authentication on for every new ``ray.init()`` cluster when
+``RAY_AUTH_MODE`` is unset (it writes a token to ``~/.ray/auth_token`` if none exists and sets
+``RAY_AUTH_MODE=token`` in this process) and logs a warning saying so on every start. We choose
+the same mode explicitly, which silences that warning, rather than opting out with
+``disabled``: the embedded Ray is not loopback-only. Its GCS, raylet and workers listen on all
+interfaces (``ss -ltn`` shows ``*:<port>``), and ``_node_ip_address="127.0.0.1"`` does not help
+because Ray replaces a loopback node address with the machine's own
+(``ray._private.services.resolve_ip_for_localhost``). The token is what keeps other hosts from
+running code through it for as long as this driver runs; ``ray.shutdown()`` (in
+``RayBackend.shutdown``, or at the interpreter's exit) ends every process it started.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+
+
+def init_local_ray(num_cpus: int | None = None) -> None:
+    """Start an embedded single-node Ray in this process, with token authentication on.
+
+    ``RAY_AUTH_MODE`` is set only in this process's environment (``os.environ``), where the Ray
+    processes it starts inherit it, as Ray's own default does; the user's shell and any other
+    Ray command they run are unaffected. A mode the user already set is kept.
+
+    Args:
+        num_cpus: CPUs the local Ray offers; None lets Ray count the machine's.
+
+    """
+    import ray
+
+    if AUTH_MODE_ENV not in os.environ:
+        from ray._raylet import Config  # type: ignore[attr-defined]  # compiled; its stub omits Config
+
+        os.environ[AUTH_MODE_ENV] = "token"
+        # Ray read its config when imported: re-read it so this process sees token mode and
+        # ray.init writes the token file if missing (what Ray's own default does, unlogged).
+        Config.initialize("")
+    log.debug("starting an embedded local Ray (%s=%s)", AUTH_MODE_ENV, os.environ[AUTH_MODE_ENV])
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
