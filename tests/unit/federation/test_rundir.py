@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from mfed.atomic import replace_atomically, write_json
+from mfed.config import load_config
 from mfed.federation.checkpointing import load_checkpoint
 from mfed.federation.rundir import LOCK_NAME, RunLock, check_fresh, default_out_dir, resolve_out_dir
-from mfed.config import load_config
 from mfed.run import build, run, start
 from tests.conftest import TINY
 
@@ -62,7 +62,9 @@ def test_a_dead_runs_lock_is_taken_over(tmp_path):
 
 def test_a_folder_holding_a_run_is_refused_unless_resuming(tmp_path):
     (tmp_path / "history.json").write_text("[]")
-    with pytest.raises(ValueError, match=rf"out_dir={tmp_path} already holds files \(history.json\).*resume={tmp_path}"):
+    with pytest.raises(
+        ValueError, match=rf"out_dir={tmp_path} already holds files \(history.json\).*resume={tmp_path}"
+    ):
         check_fresh(tmp_path, resuming=False)
     check_fresh(tmp_path, resuming=True)
     check_fresh(tmp_path / "new", resuming=False)
