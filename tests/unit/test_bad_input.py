@@ -6,6 +6,7 @@ from hydra.errors import HydraException
 from mfed.cli import main
 from mfed.config import load_config
 from mfed.run import build
+from tests.conftest import TINY
 
 
 class NoStartBackend:
@@ -53,3 +54,30 @@ def test_cli_reports_bad_input_without_a_traceback(capsys, tmp_path):
 def test_no_tasks_is_an_error(tiny_cfg):
     with pytest.raises(ValueError, match="no tasks configured"):
         build(tiny_cfg("~tasks"))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "backend.num_cpus_per_client=100",
+            "backend.num_cpus_per_client=100 x 6 clients needs 600 CPUs but the cluster has",
+        ),
+        (
+            "backend.num_gpus_per_client=1",
+            "backend.num_gpus_per_client=1 x 6 clients needs 6 GPUs but the cluster has 0:",
+        ),
+    ],
+)
+def test_resources_that_cannot_fit_are_refused_before_ray_or_wandb_start(
+    capsys, tmp_path, monkeypatch, override, message
+):
+    import ray
+    import torch
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    code = main(["train", *TINY, "backend=ray", "logger=wandb", override, f"out_dir={tmp_path / 'run'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and __import__("re").search(message, err[0]), err
+    assert not ray.is_initialized() and not (tmp_path / "run").exists()
