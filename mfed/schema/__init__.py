@@ -1,0 +1,89 @@
+"""Check a composed config before anything is built: unknown keys, value types, ``resume``, ``out_dir``.
+
+:func:`check_config` raises :class:`ConfigError` with one line naming the full key, the bad value,
+what is allowed and the fix. The keys of a ``_target_`` node are its target's constructor
+parameters (read with :mod:`inspect`, typed by their annotations), so a new constructor argument
+needs no change here. Nodes without ``_target_`` are declared in :data:`PLAIN`; a key that a YAML
+file under configs/ adds is accepted too, typed by its value there (``null`` there: may be null).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from mfed.schema.checker import RESERVED, _Checker
+from mfed.schema.errors import ConfigError, MissingRunError, _first_line, _join, did_you_mean
+from mfed.schema.hints import SCALARS, SEQUENCES, WORDS, Allowed
+from mfed.schema.paths import SYSTEM_DIRS, check_resume, check_writable
+from mfed.schema.plain import PLAIN, Spec, plain_examples, plain_schema
+
+__all__ = [
+    "PLAIN",
+    "RESERVED",
+    "SCALARS",
+    "SEQUENCES",
+    "SYSTEM_DIRS",
+    "WORDS",
+    "Allowed",
+    "ConfigError",
+    "MissingRunError",
+    "Spec",
+    "check_config",
+    "check_resume",
+    "check_writable",
+    "did_you_mean",
+    "error_line",
+    "plain_examples",
+    "plain_schema",
+]
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse unknown keys, values of the wrong type, a missing ``resume``, an unwritable ``out_dir``.
+
+    Without ``out_dir`` (and not resuming) the run's folder is made under ``storage``: that is checked.
+
+    Raises:
+        ConfigError: One line: the full key, the bad value, what is allowed and the fix.
+
+    """
+    try:
+        data: Any = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"the config cannot be resolved: {_first_line(err)}") from None
+    assert isinstance(data, dict)
+    _Checker(OmegaConf.to_container(cfg, resolve=False)).check(data)  # type: ignore[arg-type]
+    if data.get("resume") and "://" not in str(data["resume"]):
+        check_resume(str(data["resume"]))
+    # without out_dir (and not resuming) the run's folder is made under storage
+    key = "out_dir" if data.get("out_dir") or data.get("resume") else "storage"
+    if data.get(key) and "://" not in str(data[key]):
+        check_writable(key, str(data[key]))
+
+
+def error_line(err: BaseException) -> str:
+    """A config error (Hydra's, ours, a constructor's) as one line for the CLI."""
+    from hydra.errors import MissingConfigException
+
+    while not str(err).strip() and (err.__cause__ or err.__context__):
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    text = str(err)
+    missing = getattr(err, "missing_cfg_file", None) or ""
+    if isinstance(err, MissingConfigException) and err.options and "/" in missing:
+        group, option = missing.rsplit("/", 1)
+        return f"{group}={option}: there is no configs/{missing}.yaml; choose one of {', '.join(err.options)}"
+    match = re.match(r"Could not override '([^']+)'", text)
+    if match and isinstance(err.__cause__, OmegaConfBaseException):
+        key = match.group(1)
+        parent, _, name = key.rpartition(".")
+        spec: Any = plain_schema()
+        for part in parent.split(".") if parent else []:
+            spec = spec.get(part) if isinstance(spec, dict) else None
+        near = did_you_mean(name, spec) if isinstance(spec, dict) else None
+        fix = f"did you mean {_join(parent, near)}?" if near else "check the name (mfed refuses unknown keys)"
+        return f"{key} is not a known key: {fix}"
+    return " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(err).__name__
