@@ -141,7 +141,7 @@ def build(cfg: DictConfig) -> Driver:
     fed = cfg.federation
     config = ClientConfig(
         local_epochs=int(fed.local_epochs), batch_size=int(fed.batch_size), prox_mu=strategy.prox_mu,
-        uploads=strategy.uploads, torch_threads=int(fed.torch_threads),
+        uploads=strategy.uploads, keeps=strategy.keeps, torch_threads=int(fed.torch_threads),
         accelerator=str(fed.accelerator),
     )  # fmt: skip
     test = instantiate(cfg.data.test) if cfg.data.get("test") is not None else None

@@ -69,7 +69,10 @@ class ClientUpdate:
         num_examples: Training examples seen per epoch (the aggregation weight).
         state: The trained tensors the strategy asked for (never optimizer state or data).
         metrics: Scalar training metrics, e.g. ``{"loss": ..., "task_loss": ..., "reg": ...}``.
-        bytes_down: Bytes of server state the client loaded before training.
+        bytes_down: Bytes of shared server state (global and task scopes) the client loaded.
+        private: What the client keeps between rounds (e.g. Local's model). The driver holds it
+            under the client's ``client:<id>`` scope and sends it back next round, so clients are
+            stateless; it is not communication and is counted apart from bytes up and down.
 
     """
 
@@ -79,6 +82,7 @@ class ClientUpdate:
     state: State
     metrics: Mapping[str, float] = field(default_factory=dict)
     bytes_down: int = 0
+    private: State = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -36,12 +36,15 @@ class Strategy(ABC):
 
     Attributes:
         uploads: Which parts a client sends back: a subset of ``("encoder", "decoder")``.
+        keeps: Which parts a client keeps to itself between rounds (returned as its update's
+            ``private`` state and held by the driver under ``client:<id>``).
         prox_mu: Strength of the client's decoder proximal term (0 = off).
 
     """
 
     name: str = "strategy"
     uploads: tuple[str, ...] = PARTS
+    keeps: tuple[str, ...] = ()
     prox_mu: float = 0.0
 
     def __init__(

@@ -1,7 +1,10 @@
 """Local training: no aggregation, no communication; the reference of the multi-task delta.
 
 Every client starts from the same deterministic initial model (see
-:func:`mfed.models.multitask.build_model`) and then trains only on its own data.
+:func:`mfed.models.multitask.build_model`) and then trains only on its own data. Its model is
+private: it comes back as the update's ``private`` state, the driver keeps it under the
+client's ``client:<id>`` scope (never averaged, never counted as communication) and sends it
+back next round, so Local checkpoints and resumes like every other strategy.
 """
 
 from __future__ import annotations
@@ -10,19 +13,23 @@ from collections.abc import Sequence
 
 from mfed.aggregation.base import Strategy
 from mfed.models.multitask import MultiTaskModel
-from mfed.types import ClientUpdate, ServerState
+from mfed.types import ClientUpdate, ServerState, client_scope
 
 
 class Local(Strategy):
-    """Each client keeps its own model; the server holds nothing."""
+    """Each client trains its own model; the server only holds it for the client."""
 
     name = "local"
     uploads: tuple[str, ...] = ()
+    keeps: tuple[str, ...] = ("encoder", "decoder")
 
     def init_state(self, model: MultiTaskModel) -> ServerState:
-        """Nothing to send: clients build the same initial model themselves."""
+        """Nothing yet: clients build the same initial model themselves."""
         return {}
 
     def aggregate(self, state: ServerState, updates: Sequence[ClientUpdate]) -> ServerState:
-        """Nothing to aggregate."""
-        return state
+        """Keep each client's own model under its scope; nothing is averaged."""
+        new = dict(state)
+        for update in updates:
+            new[client_scope(update.client_id)] = dict(update.private)
+        return new

@@ -40,6 +40,8 @@ class ClientConfig:
         batch_size: Training and evaluation batch size.
         prox_mu: Strength of the decoder proximal term (set by the strategy).
         uploads: Parts sent back: a subset of ``("encoder", "decoder")`` (set by the strategy).
+        keeps: Parts the client keeps between rounds, returned as the update's ``private`` state
+            (set by the strategy).
         torch_threads: Intra-op threads; 1 when several clients share the cores.
         accelerator: Lightning accelerator: ``auto`` (a GPU when the client was given one),
             ``cpu`` or ``gpu``.
@@ -50,6 +52,7 @@ class ClientConfig:
     batch_size: int = 32
     prox_mu: float = 0.0
     uploads: tuple[str, ...] = ("encoder", "decoder")
+    keeps: tuple[str, ...] = ()
     torch_threads: int = 1
     accelerator: str = "auto"
 
@@ -61,9 +64,10 @@ class ClientConfig:
             raise ValueError(f"aggregation.mu must be >= 0, got {self.prox_mu}")
         if self.accelerator not in ("auto", "cpu", "gpu"):
             raise ValueError(f"federation.accelerator must be auto, cpu or gpu, got {self.accelerator!r}")
-        bad = sorted(set(self.uploads) - {"encoder", "decoder"})
-        if bad:
-            raise ValueError(f"uploads may hold only 'encoder' and 'decoder', got {bad}")
+        for name in ("uploads", "keeps"):
+            bad = sorted(set(getattr(self, name)) - {"encoder", "decoder"})
+            if bad:
+                raise ValueError(f"a strategy's {name} may hold only 'encoder' and 'decoder', got {bad}")
 
 
 def shard(dataset: Dataset, indices: tuple[int, ...], key: str) -> Dataset:
@@ -120,11 +124,15 @@ class Client:
         return self.spec.client_id
 
     def load(self, server_state: ServerState) -> int:
-        """Load the scopes of ``server_state`` that concern this client; return bytes loaded."""
-        scopes = (global_scope(), task_scope(self.spec.task), client_scope(self.client_id))
+        """Load the scopes of ``server_state`` that concern this client; return the shared bytes loaded.
+
+        The client's own scope (its private state) is loaded last and is not communication.
+        """
         payload: State = {}
-        for scope in scopes:
+        for scope in (global_scope(), task_scope(self.spec.task)):
             payload.update(server_state.get(scope, {}))
+        shared = state_nbytes(payload)
+        payload.update(server_state.get(client_scope(self.client_id), {}))
         own = self.system.model.state_dict()
         for key, value in payload.items():
             if key not in own:
@@ -139,7 +147,7 @@ class Client:
         reference = {k[len(prefix) :]: v for k, v in payload.items() if k.startswith(prefix)}
         named = dict(self.system.decoder.named_parameters())
         self.system.set_decoder_reference({k: v for k, v in reference.items() if k in named})
-        return state_nbytes(payload)
+        return shared
 
     def fit(self, server_state: ServerState, round_idx: int) -> ClientUpdate:
         """Load the global state, train ``local_epochs`` and return the trained tensors."""
@@ -153,16 +161,21 @@ class Client:
             generator=torch.Generator().manual_seed(seed),
         )
         quiet_trainer(self.config.local_epochs, self.config.accelerator).fit(self.system, loader)
-        prefixes = {"encoder": ENCODER_PREFIX, "decoder": decoder_prefix(self.spec.task)}
-        trained = select(self.system.model.state_dict(), [prefixes[p] for p in self.config.uploads])
         return ClientUpdate(
             client_id=self.client_id,
             task=self.spec.task,
             num_examples=len(self.train_data),  # type: ignore[arg-type]
-            state={k: v.detach().cpu().clone() for k, v in trained.items()},  # messages are CPU tensors
+            state=self._parts(self.config.uploads),
             metrics=self.system.train_epoch_means(),
             bytes_down=bytes_down,
+            private=self._parts(self.config.keeps),
         )
+
+    def _parts(self, parts: tuple[str, ...]) -> State:
+        """The model's ``parts`` (``encoder``, ``decoder``) as detached CPU tensors (what messages carry)."""
+        prefixes = {"encoder": ENCODER_PREFIX, "decoder": decoder_prefix(self.spec.task)}
+        chosen = select(self.system.model.state_dict(), [prefixes[p] for p in parts])
+        return {k: v.detach().cpu().clone() for k, v in chosen.items()}
 
     def evaluate(self, server_state: ServerState, split: str = "val") -> ClientEvaluation:
         """Score the model this client would train next round on ``split`` (``val`` or ``test``)."""

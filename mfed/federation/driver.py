@@ -18,7 +18,7 @@ from mfed.federation.validation import Fault, Layout, expected_layout, nonfinite
 from mfed.interrupts import StopRequested
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
 from mfed.tasks.base import Task
-from mfed.types import ClientSpec, ServerState, client_scope, global_scope, task_scope
+from mfed.types import ClientSpec, ServerState
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +159,7 @@ class Driver:
         """Continue from a checkpoint: its server state and history; the next round is the one after.
 
         Raises:
-            ValueError: The checkpoint comes from a different setup, is already at or past
-                ``rounds``, or the strategy keeps state on the clients that no checkpoint holds.
+            ValueError: The checkpoint comes from a different setup or is already at or past ``rounds``.
 
         """
         saved = checkpoint.get("fingerprint", {})
@@ -170,17 +169,7 @@ class Driver:
         done = int(checkpoint["round"])
         if done >= self.rounds:
             raise ValueError(f"resume: the checkpoint has {done} rounds; raise federation.rounds above {done}")
-        state = checkpoint["state"]
-        for spec in self.specs:
-            scopes = (global_scope(), task_scope(spec.task), client_scope(spec.client_id))
-            held = {k for scope in scopes for k in state.get(scope, {})}
-            prefixes = (ENCODER_PREFIX, decoder_prefix(spec.task))
-            needed = {k for k in self.model.state_dict() if k.startswith(prefixes)}
-            if not needed <= held:
-                raise ValueError(
-                    f"resume: {self.strategy.name} keeps client {spec.client_id}'s model on the client, which no "
-                    "checkpoint holds; this run cannot be resumed, start it again"
-                )
+        state = checkpoint["state"]  # complete for every strategy: clients keep nothing the server does not hold
         self.state, self.history = dict(state), list(checkpoint["history"])
         self.faults = [Fault(**f) for f in checkpoint.get("faults", [])]
         self.meta = dict(checkpoint.get("meta", {}))
@@ -224,13 +213,14 @@ class Driver:
             except Exception:  # one failing step must neither hide the run's error nor skip the others
                 log.exception("clean-up step failed: %s", what)
 
-    def layouts(self) -> dict[str, Layout]:
-        """Per task, the keys, shapes and dtypes its clients' updates must have."""
+    def layouts(self) -> dict[str, tuple[Layout, Layout]]:
+        """Per task, the keys, shapes and dtypes its clients' updates must send and keep."""
         full = self.model.state_dict()
         layouts = {}
         for task in self.tasks:
             parts = {"encoder": ENCODER_PREFIX, "decoder": decoder_prefix(task)}
-            layouts[task] = expected_layout(full, [parts[p] for p in self.strategy.uploads])
+            sent, kept = ([parts[p] for p in chosen] for chosen in (self.strategy.uploads, self.strategy.keeps))
+            layouts[task] = (expected_layout(full, sent), expected_layout(full, kept))
         return layouts
 
     def run_round(self, round_idx: int) -> Row:

@@ -1,7 +1,8 @@
 """Turn one round's client messages into the flat metric row the loggers write.
 
 Keys use slashes so W&B groups panels: ``round``, ``train/<task>/loss``,
-``val/<task>/<metric>``, ``client/<id>/...``, ``comm/bytes_up``, ``comm/bytes_down``.
+``val/<task>/<metric>``, ``client/<id>/...``, ``comm/bytes_up``, ``comm/bytes_down`` and
+``comm/private_bytes`` (state the driver holds for clients, e.g. Local's models: not communication).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def train_row(updates: Sequence[ClientUpdate]) -> dict[str, float]:
         row[f"client/{u.client_id}/train_loss"] = u.metrics.get("loss", float("nan"))
     row["comm/bytes_up"] = float(sum(state_nbytes(u.state) for u in updates))
     row["comm/bytes_down"] = float(sum(u.bytes_down for u in updates))
+    row["comm/private_bytes"] = float(sum(state_nbytes(u.private) for u in updates))  # kept for clients, not sent
     row["comm/clients"] = float(len(updates))
     return row
 

@@ -72,13 +72,14 @@ def _nonfinite_problem(state: State) -> str | None:
     return f"{sum(bad.values())} non-finite values in {_listed(list(bad))}"
 
 
-def check_update(update: ClientUpdate, spec: ClientSpec, layout: Layout) -> str | None:
+def check_update(update: ClientUpdate, spec: ClientSpec, layout: Layout, private: Layout | None = None) -> str | None:
     """Why ``update`` must not be aggregated, or ``None`` when it passes every check.
 
     Args:
         update: What the client sent.
         spec: The client that was asked (id and task).
         layout: What it was asked to send (see :func:`expected_layout`).
+        private: What it was asked to keep (its ``private`` state); ``None``: nothing.
 
     """
     if update.client_id != spec.client_id:
@@ -91,16 +92,23 @@ def check_update(update: ClientUpdate, spec: ClientSpec, layout: Layout) -> str 
     losses = {k: v for k, v in update.metrics.items() if not math.isfinite(float(v))}
     if losses:
         return "non-finite training " + ", ".join(f"{k} {v}" for k, v in losses.items())
-    return _layout_problem(update.state, layout) or _nonfinite_problem(update.state)
+    for what, state, expected in (("", update.state, layout), ("private state: ", update.private, private or {})):
+        problem = _layout_problem(state, expected) or _nonfinite_problem(state)
+        if problem:
+            return what + problem
+    return None
 
 
 def screen_updates(
-    updates: Sequence[ClientUpdate], specs: Mapping[str, ClientSpec], layouts: Mapping[str, Layout], round_idx: int
+    updates: Sequence[ClientUpdate],
+    specs: Mapping[str, ClientSpec],
+    layouts: Mapping[str, tuple[Layout, Layout]],
+    round_idx: int,
 ) -> tuple[list[ClientUpdate], list[Fault]]:
     """Split a round's updates into those to aggregate and the rejected ones (as faults).
 
-    ``specs`` holds the round's sampled clients; an update from any other client, or a second
-    update from the same client, is rejected.
+    ``specs`` holds the round's sampled clients and ``layouts`` per task what its clients send
+    and keep; an update from any other client, or a second update from the same client, is rejected.
     """
     accepted: list[ClientUpdate] = []
     faults: list[Fault] = []
@@ -112,7 +120,7 @@ def screen_updates(
         elif update.client_id in seen:
             reason = "sent a second update this round"
         else:
-            reason = check_update(update, spec, layouts[spec.task])
+            reason = check_update(update, spec, *layouts[spec.task])
         seen.add(update.client_id)
         if reason is None:
             accepted.append(update)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -67,8 +69,12 @@ def test_fedavg_per_task_never_mixes_tasks():
     assert "global" not in new
 
 
-def test_local_keeps_nothing_and_uploads_nothing():
+def test_local_uploads_nothing_and_holds_each_clients_model_apart():
     strategy = Local()
     assert strategy.init_state(tiny_model()) == {}
-    assert strategy.aggregate({}, UPDATES) == {}
-    assert strategy.uploads == ()
+    private = [dataclasses.replace(u, state={}, private=u.state) for u in UPDATES]
+    new = strategy.aggregate({}, private)
+    assert set(new) == {"client:s0", "client:s1", "client:d0"}
+    for u in UPDATES:  # each client's own tensors, untouched by the others'
+        assert all(torch.equal(new[f"client:{u.client_id}"][k], v) for k, v in u.state.items())
+    assert strategy.uploads == () and strategy.keeps == ("encoder", "decoder")

@@ -26,7 +26,7 @@ from tests.conftest import TINY
 
 # Every task, one client each, so every decoder and every metric's state is inspected.
 ALL_TASKS = ("task_mix=pascal_like", "+task@tasks.depth=depth", "federation.clients_per_task=1")
-UPDATE_FIELDS = {"client_id", "task", "num_examples", "state", "metrics", "bytes_down"}
+UPDATE_FIELDS = {"client_id", "task", "num_examples", "state", "metrics", "bytes_down", "private"}
 EVALUATION_FIELDS = {"client_id", "task", "num_examples", "metrics", "metric_states"}
 REPO = Path(__file__).resolve().parents[3]
 IMAGE_PIXELS = int(dict(o.split("=", 1) for o in TINY)["data.pool.size"]) ** 2
@@ -52,7 +52,7 @@ def _check_update(update: ClientUpdate, client: Client) -> None:
             assert type(value) is str
         elif f.name in ("num_examples", "bytes_down"):
             assert type(value) is int and value >= 0
-        elif f.name == "state":
+        elif f.name in ("state", "private"):  # what it sends, and what the driver holds for it
             for key, tensor in value.items():
                 assert key in own and key.startswith(allowed), key
                 assert tensor.shape == own[key].shape and tensor.device.type == "cpu", key

@@ -40,10 +40,25 @@ def test_resume_refuses_a_different_or_finished_setup(tiny_cfg, tmp_path, second
         )
 
 
-def test_local_cannot_resume_because_its_models_live_on_the_clients(tiny_cfg, tmp_path):
-    run(tiny_cfg(*MIX, "aggregation=local", "federation.rounds=1", f"out_dir={tmp_path / 'first'}"))
-    with pytest.raises(ValueError, match="keeps client semseg-0's model on the client"):
-        build(tiny_cfg(*MIX, "aggregation=local", f"resume={tmp_path / 'first'}", f"out_dir={tmp_path / 'b'}"))
+@pytest.mark.parametrize("strategy", ["local", "fedavg"])
+def test_local_and_fedavg_resume_bit_identically(tiny_cfg, tmp_path, strategy):
+    # Prepare: 3 rounds straight, and 2 rounds then a resume to 3 (half the clients per round)
+    args = (*MIX, f"aggregation={strategy}", "federation.fraction=0.5")
+    straight = build(tiny_cfg(*args, "federation.rounds=3", f"out_dir={tmp_path / 'straight'}"))
+    straight.run()
+    run(tiny_cfg(*args, "federation.rounds=2", f"out_dir={tmp_path / 'first'}"))
+    # Execute
+    resumed = build(tiny_cfg(*args, "federation.rounds=3", f"resume={tmp_path / 'first'}", f"out_dir={tmp_path / 'b'}"))
+    resumed.run()
+    # Assert: Local's private models are in the server state, and everything matches bit for bit
+    assert set(resumed.state) == set(straight.state)
+    if strategy == "local":
+        assert {s for s in straight.state if s.startswith("client:")} == {"client:" + c for c in straight.client_ids}
+        assert straight.history[-1]["comm/bytes_up"] == 0 and straight.history[-1]["comm/private_bytes"] > 0
+    for scope, tensors in straight.state.items():
+        for key, value in tensors.items():
+            torch.testing.assert_close(resumed.state[scope][key], value, rtol=0, atol=0)
+    assert resumed.history[-1] == {**straight.history[-1], "time/round_s": resumed.history[-1]["time/round_s"]}
 
 
 def test_missing_checkpoint_is_a_clear_error(tiny_cfg, tmp_path):

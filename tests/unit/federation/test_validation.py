@@ -63,10 +63,18 @@ def test_a_good_update_passes():
     assert check_update(good(), SPEC, LAYOUT) is None
 
 
+def test_private_state_is_checked_like_the_shared_one():
+    kept = expected_layout(MODEL, ["decoders.seg."])
+    assert check_update(good(private={"decoders.seg.w": torch.zeros(4)}), SPEC, LAYOUT, kept) is None
+    bad = good(private={"decoders.seg.w": torch.full((4,), math.nan)})
+    assert check_update(bad, SPEC, LAYOUT, kept) == "private state: 4 non-finite values in decoders.seg.w"
+    assert "private state: keys differ" in check_update(good(private={}), SPEC, LAYOUT, kept)
+
+
 def test_screening_rejects_duplicates_and_strangers_and_keeps_order():
     other = ClientSpec("seg-1", "seg", (3,), (4,), 1)
     updates = [good(), good(client_id="seg-1"), good(), good(client_id="depth-9", task="depth")]
-    accepted, faults = screen_updates(updates, {"seg-0": SPEC, "seg-1": other}, {"seg": LAYOUT}, round_idx=3)
+    accepted, faults = screen_updates(updates, {"seg-0": SPEC, "seg-1": other}, {"seg": (LAYOUT, {})}, round_idx=3)
     assert [u.client_id for u in accepted] == ["seg-0", "seg-1"]
     assert [(f.round, f.client_id, f.reason) for f in faults] == [
         (3, "seg-0", "sent a second update this round"),
