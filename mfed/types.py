@@ -105,6 +105,24 @@ class ClientEvaluation:
     metric_states: Mapping[str, Mapping[str, Any]]
 
 
+@dataclass(frozen=True)
+class ClientFailure:
+    """A client's work that produced no message: its actor died past its retries, or it ran out of time.
+
+    Attributes:
+        client_id: The client.
+        kind: ``failed`` (its actor died past its retries, or its code raised), ``timeout``
+            (past ``federation.round_timeout_s``; its late result is dropped) or ``restarted``
+            (a note: its actor died and was replaced for a retry, whose result may have come).
+        reason: What happened, in words.
+
+    """
+
+    client_id: str
+    kind: str
+    reason: str
+
+
 def state_nbytes(state: Mapping[str, Tensor]) -> int:
     """Return the bytes the tensors of ``state`` occupy (what crosses the network)."""
     return sum(t.numel() * t.element_size() for t in state.values())

@@ -16,10 +16,11 @@ from typing import Any, Protocol
 from torch.utils.data import Dataset
 
 from mfed.federation.client import Client, ClientConfig
+from mfed.federation.gather import gather
 from mfed.models.multitask import MultiTaskModel
 from mfed.systems.module import OptimizerFactory
 from mfed.tasks.base import Task
-from mfed.types import ClientEvaluation, ClientSpec, ClientUpdate, ServerState
+from mfed.types import ClientEvaluation, ClientFailure, ClientSpec, ClientUpdate, ServerState
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,19 @@ class Backend(Protocol):
         """Create one client per spec."""
         ...
 
-    def fit(self, client_ids: Sequence[str], state: ServerState, round_idx: int) -> list[ClientUpdate]:
-        """Train the given clients from ``state``; updates in the order of ``client_ids``."""
+    def fit(
+        self, client_ids: Sequence[str], state: ServerState, round_idx: int
+    ) -> Sequence[ClientUpdate | ClientFailure]:
+        """Train the given clients from ``state``.
+
+        Returns one result per client, in the order of ``client_ids``, then any ``restarted`` notes.
+        """
         ...
 
-    def evaluate(self, client_ids: Sequence[str], state: ServerState, split: str = "val") -> list[ClientEvaluation]:
-        """Score the given clients' next-round models on ``split``."""
+    def evaluate(
+        self, client_ids: Sequence[str], state: ServerState, split: str = "val"
+    ) -> Sequence[ClientEvaluation | ClientFailure]:
+        """Score the given clients' next-round models on ``split``; results as :meth:`fit`'s."""
         ...
 
     def shutdown(self) -> None:
@@ -69,9 +77,22 @@ class Backend(Protocol):
 
 
 class SerialBackend:
-    """All clients in this process, one after another (tests, debugging)."""
+    """All clients in this process, one after another (tests, debugging).
 
-    def __init__(self) -> None:
+    A client that raises ends the run with its traceback (the point of debugging in one
+    process); isolating failed and late clients is the Ray backend's work.
+
+    Args:
+        round_timeout_s: Must be ``None``: a client in this process cannot be stopped mid-fit.
+
+    """
+
+    def __init__(self, round_timeout_s: float | None = None) -> None:
+        if round_timeout_s is not None:
+            raise ValueError(
+                f"federation.round_timeout_s={round_timeout_s} needs backend=ray: a client in the serial "
+                "backend's process cannot be stopped mid-fit; set it to null"
+            )
         self.clients: dict[str, Client] = {}
 
     def check(self, n_clients: int) -> None:
@@ -105,6 +126,13 @@ class RayBackend:
         num_gpus_per_client: GPUs (may be fractional) each actor requests.
         placement: ``pack`` (Ray's default: fill nodes) or ``spread`` (clients across nodes, as
             real participants would be).
+        max_retries: Times a client whose actor died is retried on a new actor within one call.
+        round_timeout_s: Seconds a round's training (and each evaluation) may take; clients still
+            running then are dropped and reported, and their actors replaced. ``None``: no limit.
+
+    A client whose actor dies, whose code raises, or that runs late becomes a
+    :class:`~mfed.types.ClientFailure` in the results (see :mod:`mfed.federation.gather`); the
+    others' results are unaffected.
 
     """
 
@@ -118,7 +146,14 @@ class RayBackend:
         num_cpus_per_client: float | None = None,
         num_gpus_per_client: float = 0.0,
         placement: str = "pack",
+        max_retries: int = 2,
+        round_timeout_s: float | None = None,
     ) -> None:
+        if max_retries < 0:
+            raise ValueError(f"federation.max_retries must be >= 0, got {max_retries}")
+        if round_timeout_s is not None and not round_timeout_s > 0:
+            raise ValueError(f"federation.round_timeout_s must be > 0 or null (no limit), got {round_timeout_s}")
+        self.max_retries, self.round_timeout_s = int(max_retries), round_timeout_s
         if placement not in self.PLACEMENTS:
             raise ValueError(f"backend.placement must be one of {tuple(self.PLACEMENTS)}, got {placement!r}")
         self.placement = placement
@@ -128,6 +163,7 @@ class RayBackend:
             raise ValueError(f"backend.num_gpus_per_client must be >= 0, got {num_gpus_per_client}")
         self.address, self.num_cpus, self.num_gpus = address, num_cpus_per_client, num_gpus_per_client
         self.actors: dict[str, Any] = {}
+        self._make_actor: Callable[[str], Any] | None = None
         self._started_ray = False
 
     def _init_ray(self) -> None:
@@ -204,22 +240,43 @@ class RayBackend:
         )
         # Each dataset enters the object store once; top-level ObjectRef args reach actors as values.
         refs = (ray.put(setup.dataset), ray.put(setup.test_dataset))
-        self.actors = {s.client_id: remote_client.remote(*setup.client_args(s, refs)) for s in specs}
+        by_id = {s.client_id: s for s in specs}
+        self._make_actor = lambda c: remote_client.remote(*setup.client_args(by_id[c], refs))
+        self.actors = {c: self._make_actor(c) for c in by_id}
         ray.get([a.__ray_ready__.remote() for a in self.actors.values()])
 
-    def fit(self, client_ids: Sequence[str], state: ServerState, round_idx: int) -> list[ClientUpdate]:
+    def recreate(self, client_id: str) -> None:
+        """Replace the client's actor by a new one and wait until it is built.
+
+        The old one is killed if it still runs (a hung or stopped process). Waiting here keeps
+        the new actor's start-up (seconds: imports, the shard) out of the next call's time limit.
+        """
+        import ray
+
+        assert self._make_actor is not None, "start() first"
+        ray.kill(self.actors[client_id], no_restart=True)
+        self.actors[client_id] = self._make_actor(client_id)
+        ray.get(self.actors[client_id].__ray_ready__.remote())
+
+    def _call(self, client_ids: Sequence[str], submit: Callable[[str], Any], label: str) -> list[Any]:
+        results, notes = gather(client_ids, submit, self.recreate, self.max_retries, self.round_timeout_s, label)
+        return [results[c] for c in client_ids] + notes
+
+    def fit(self, client_ids: Sequence[str], state: ServerState, round_idx: int) -> list[ClientUpdate | ClientFailure]:
         """Every actor reads the same ObjectRef of the state and trains concurrently."""
         import ray
 
         ref = ray.put(state)
-        return ray.get([self.actors[c].fit.remote(ref, round_idx) for c in client_ids])
+        return self._call(client_ids, lambda c: self.actors[c].fit.remote(ref, round_idx), f"round {round_idx} fit")
 
-    def evaluate(self, client_ids: Sequence[str], state: ServerState, split: str = "val") -> list[ClientEvaluation]:
+    def evaluate(
+        self, client_ids: Sequence[str], state: ServerState, split: str = "val"
+    ) -> list[ClientEvaluation | ClientFailure]:
         """Concurrent evaluation from one ObjectRef of the state."""
         import ray
 
         ref = ray.put(state)
-        return ray.get([self.actors[c].evaluate.remote(ref, split) for c in client_ids])
+        return self._call(client_ids, lambda c: self.actors[c].evaluate.remote(ref, split), f"{split} evaluation")
 
     def shutdown(self) -> None:
         """Kill the actors, and Ray itself when this backend started it."""
@@ -227,7 +284,7 @@ class RayBackend:
 
         for actor in self.actors.values():
             ray.kill(actor)
-        self.actors = {}
+        self.actors, self._make_actor = {}, None
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False

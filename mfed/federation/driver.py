@@ -18,11 +18,12 @@ from mfed.federation.validation import Fault, Layout, expected_layout, nonfinite
 from mfed.interrupts import StopRequested
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
 from mfed.tasks.base import Task
-from mfed.types import ClientSpec, ServerState
+from mfed.types import ClientEvaluation, ClientFailure, ClientSpec, ClientUpdate, ServerState
 
 log = logging.getLogger(__name__)
 
 Row = dict[str, float]
+FAULT_KINDS = ("rejected", "failed", "timeout", "restarted")
 
 
 class RoundFailed(RuntimeError):
@@ -69,13 +70,13 @@ def sample_clients(client_ids: Sequence[str], fraction: float, seed: int, round_
     return [client_ids[i] for i in sorted(chosen)]
 
 
-def _rejections(faults: Sequence[Fault]) -> str:
+def _listed(faults: Sequence[Fault]) -> str:
     if not faults:
         return ""
     diverged = all("non-finite" in f.reason for f in faults)
     hint = " (training diverged: lower optimizer.lr)" if diverged else ""
-    clients = ", ".join(f.client_id for f in faults)
-    return f"{hint}; rejected {clients} (first: {faults[0].client_id}: {faults[0].reason})"
+    clients = ", ".join(f"{f.client_id} {f.kind}" for f in faults)
+    return f"{hint}; {clients} (first: {faults[0].client_id}: {faults[0].reason})"
 
 
 @dataclass
@@ -94,7 +95,10 @@ class Driver:
         eval_every: Evaluate on the clients' validation splits every this many rounds (and after
             the last); the global test set, when configured, is scored after the last round.
         seed: Run seed (client sampling).
-        min_clients: Accepted updates a round needs to be aggregated; below it the run stops.
+        min_clients: Accepted updates a round needs to be aggregated; fewer (because clients
+            failed) retry the round, fewer after the retries (or because updates were rejected)
+            stop the run.
+        max_retries: Retries of a round short of ``min_clients`` because clients failed.
         callbacks: Watchers of the run.
         faults: Every rejected update so far (round, client, reason).
         meta: Small facts callbacks keep across a resume (e.g. the W&B run id); checkpointed.
@@ -114,6 +118,7 @@ class Driver:
     eval_every: int = 1
     seed: int = 0
     min_clients: int = 1
+    max_retries: int = 2
     callbacks: Sequence[RunCallback] = ()
     history: list[Row] = field(default_factory=list)
     state: ServerState = field(default_factory=dict)
@@ -226,30 +231,58 @@ class Driver:
     def run_round(self, round_idx: int) -> Row:
         """One round: train the sampled clients, screen and aggregate their updates, maybe evaluate everyone."""
         start = time.perf_counter()
-        sampled = sample_clients(self.client_ids, self.fraction, self.seed, round_idx)
-        updates = self.backend.fit(sampled, self.state, round_idx)
-        by_id = {s.client_id: s for s in self.specs if s.client_id in set(sampled)}
-        accepted, faults = screen_updates(updates, by_id, self.layouts(), round_idx)
-        for fault in faults:
-            log.warning("round %d: rejected the update of %s: %s", round_idx, fault.client_id, fault.reason)
-        if len(accepted) < self.min_clients:
-            raise RoundFailed(
-                round_idx,
-                f"{len(accepted)} of {len(updates)} updates accepted, fewer than federation.min_clients="
-                f"{self.min_clients}{_rejections(faults)}",
-            )
+        accepted, faults = self._train(round_idx)
         state = self.strategy.aggregate(self.state, accepted)
         broken = nonfinite_scopes(state)
         if broken:
             raise RoundFailed(round_idx, f"the aggregated state has non-finite values in {broken}; it was not kept")
         self.state = state
-        self.faults.extend(faults)
-        row: Row = {"round": float(round_idx), **train_row(accepted), "fault/rejected": float(len(faults))}
-        row.update({f"fault/{f.client_id}/rejected": 1.0 for f in faults})
+        row: Row = {"round": float(round_idx), **train_row(accepted)}
         if round_idx % self.eval_every == 0 or round_idx == self.rounds:
-            row.update(eval_row(self.tasks, self.backend.evaluate(self.client_ids, self.state)))
+            evaluations, failed = self._evaluate(round_idx, "val")
+            row.update(eval_row(self.tasks, evaluations))
+            faults += failed
         if round_idx == self.rounds and self.setup.test_dataset is not None:
-            row.update(test_row(self.backend.evaluate(self.client_ids, self.state, split="test")))
+            evaluations, failed = self._evaluate(round_idx, "test")
+            row.update(test_row(evaluations))
+            faults += failed
+        self.faults.extend(faults)
+        row.update({f"fault/{kind}": float(sum(f.kind == kind for f in faults)) for kind in FAULT_KINDS})
+        row.update({f"fault/{f.client_id}/{f.kind}": 1.0 for f in faults})
         row["time/round_s"] = time.perf_counter() - start
         log.info("round %d/%d: %d clients trained in %.1fs", round_idx, self.rounds, len(accepted), row["time/round_s"])
         return row
+
+    def _train(self, round_idx: int) -> tuple[list[ClientUpdate], list[Fault]]:
+        """The round's accepted updates and its faults.
+
+        A round short of ``min_clients`` because clients failed is retried (up to ``max_retries``
+        times); one short because updates were rejected fails (a retry would compute the same).
+        """
+        sampled = sample_clients(self.client_ids, self.fraction, self.seed, round_idx)
+        by_id = {s.client_id: s for s in self.specs if s.client_id in set(sampled)}
+        for attempt in range(self.max_retries + 1):
+            outcomes = self.backend.fit(sampled, self.state, round_idx)
+            updates = [o for o in outcomes if isinstance(o, ClientUpdate)]
+            faults = [Fault(round_idx, o.client_id, o.kind, o.reason) for o in outcomes if isinstance(o, ClientFailure)]
+            accepted, rejected = screen_updates(updates, by_id, self.layouts(), round_idx)
+            faults += rejected
+            for fault in faults:
+                log.warning("round %d: %s %s: %s", round_idx, fault.client_id, fault.kind, fault.reason)
+            if len(accepted) >= self.min_clients:
+                return accepted, faults
+            short = f"{len(accepted)} of {len(sampled)} updates accepted, fewer than federation.min_clients="
+            short += str(self.min_clients)
+            if all(f.kind in ("rejected", "restarted") for f in faults) or attempt == self.max_retries:
+                raise RoundFailed(round_idx, short + _listed(faults))
+            log.warning("round %d: %s; retrying the round (%d of %d)", round_idx, short, attempt + 1, self.max_retries)
+        raise AssertionError("unreachable")
+
+    def _evaluate(self, round_idx: int, split: str) -> tuple[list[ClientEvaluation], list[Fault]]:
+        outcomes = self.backend.evaluate(self.client_ids, self.state, split=split)
+        faults = [
+            Fault(round_idx, o.client_id, o.kind, f"{split} evaluation: {o.reason}")
+            for o in outcomes
+            if isinstance(o, ClientFailure)
+        ]
+        return [o for o in outcomes if isinstance(o, ClientEvaluation)], faults

@@ -28,7 +28,9 @@ class Fault:
     Attributes:
         round: The round.
         client_id: The client.
-        kind: ``rejected`` (its update failed a check).
+        kind: ``rejected`` (its update failed a check), ``failed`` (its actor died past its
+            retries, or its code raised), ``timeout`` (late; its result was dropped) or
+            ``restarted`` (its actor died and was replaced; the call was retried).
         reason: What was wrong, in words.
 
     """

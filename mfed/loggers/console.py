@@ -79,7 +79,7 @@ class ConsoleReporter:
         """Advance the bar and print the round's line, and one line per rejected update."""
         for fault in (f for f in driver.faults if f.round == int(row["round"])):
             self.console.print(
-                f"[yellow]round {fault.round}: {fault.kind} the update of {fault.client_id}: {fault.reason}[/]",
+                f"[yellow]round {fault.round}: {fault.client_id} {fault.kind}: {fault.reason}[/]",
                 soft_wrap=True,
                 markup=True,
                 highlight=False,

@@ -1,0 +1,99 @@
+"""Collecting one call per client from Ray actors as results arrive, surviving dead and late actors.
+
+Results are taken with ``ray.wait`` as they come. A client whose actor died (its process was
+killed, its node removed) has the actor recreated and the call retried, up to ``max_retries``
+times: clients are stateless (everything they need arrives with the call), so a new actor loses
+nothing. A client whose code raised is not retried (it would raise again) and is reported. Past
+``timeout_s`` the calls still running are dropped and their actors recreated, so the next round
+does not queue behind a straggler. While it waits, the pending clients are logged every
+``NOTE_EVERY_S`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mfed.types import ClientFailure
+
+log = logging.getLogger(__name__)
+
+NOTE_EVERY_S = 10.0
+
+
+def _short(err: BaseException) -> str:
+    """The error's type and the first sentence of its last line (Ray's messages run long)."""
+    lines = str(err).strip().splitlines()
+    sentence = lines[-1].split(". ")[0].rstrip(".") if lines else ""
+    return f"{type(err).__name__}: {sentence}" if sentence else type(err).__name__
+
+
+def gather(
+    client_ids: Sequence[str],
+    submit: Callable[[str], Any],
+    recreate: Callable[[str], None],
+    max_retries: int,
+    timeout_s: float | None,
+    label: str,
+) -> tuple[dict[str, Any], list[ClientFailure]]:
+    """Run ``submit(client)`` for every client.
+
+    Returns:
+        ``{client: result or ClientFailure}``, and one ``restarted`` note per actor that died and
+        was replaced for a retry (the client's result may still have come).
+
+    Args:
+        client_ids: The clients.
+        submit: Starts the client's call and returns its ObjectRef.
+        recreate: Replaces the client's actor with a new one.
+        max_retries: Retries of a client whose actor died.
+        timeout_s: Seconds for the whole call; ``None`` waits as long as it takes.
+        label: What is being waited for, for the log (e.g. ``round 3 fit``).
+
+    """
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
+
+    start = time.monotonic()
+    noted = start
+    retries = dict.fromkeys(client_ids, 0)
+    pending = {submit(c): c for c in client_ids}
+    results: dict[str, Any] = {}
+    notes: list[ClientFailure] = []
+    while pending:
+        now = time.monotonic()
+        left = None if timeout_s is None else start + timeout_s - now
+        if left is not None and left <= 0:
+            for client in pending.values():
+                results[client] = ClientFailure(client, "timeout", f"no result within {timeout_s:g} s; dropped")
+                recreate(client)  # a hung actor would hold the next round's call
+            break
+        if now - noted >= NOTE_EVERY_S:
+            waiting = sorted(pending.values())
+            log.warning(
+                "%s: waiting for %d clients after %.0f s: %s", label, len(waiting), now - start, ", ".join(waiting)
+            )
+            noted = now
+        wait_s = NOTE_EVERY_S if left is None else min(NOTE_EVERY_S, left)
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s)
+        for ref in done:
+            client = pending.pop(ref)
+            try:
+                results[client] = ray.get(ref)
+            except RayTaskError as err:  # the client's own code raised: deterministic, not retried
+                results[client] = ClientFailure(client, "failed", f"raised {_short(err.cause or err)}")
+            except RayActorError as err:  # the actor's process is gone
+                if retries[client] < max_retries:
+                    retries[client] += 1
+                    notes.append(ClientFailure(client, "restarted", f"its actor died ({_short(err)}); retried"))
+                    log.warning("%s: the actor of %s died (%s); retry %d of %d on a new actor",
+                                label, client, _short(err), retries[client], max_retries)  # fmt: skip
+                    recreate(client)
+                    pending[submit(client)] = client
+                else:
+                    reason = f"its actor died {retries[client] + 1} times (last: {_short(err)})"
+                    results[client] = ClientFailure(client, "failed", reason)
+                    recreate(client)  # the next round gets a live actor
+    return results, notes
