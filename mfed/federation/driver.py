@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +19,7 @@ from mfed.federation.validation import Fault, Layout, expected_layout, nonfinite
 from mfed.interrupts import StopRequested
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
 from mfed.tasks.base import Task
-from mfed.types import ClientEvaluation, ClientFailure, ClientSpec, ClientUpdate, ServerState
+from mfed.types import ClientEvaluation, ClientFailure, ClientSpec, ClientUpdate, ServerState, client_scope
 
 log = logging.getLogger(__name__)
 
@@ -278,8 +279,28 @@ class Driver:
             log.warning("round %d: %s; retrying the round (%d of %d)", round_idx, short, attempt + 1, self.max_retries)
         raise AssertionError("unreachable")
 
+    def test_scorers(self) -> dict[str, list[str]]:
+        """Who scores the global test set, for whom: ``{scorer: clients it stands for}``.
+
+        A task's clients hold the same model when none has a private scope (M-Fed, FedAvg): they
+        would score the test set bit for bit alike, so one does it for all of them. Where clients
+        keep their own models (Local), each scores it.
+        """
+        scorers: dict[str, list[str]] = {}
+        for task in self.tasks:
+            ids = [s.client_id for s in self.specs if s.task == task]
+            if any(client_scope(c) in self.state for c in ids):
+                scorers.update({c: [c] for c in ids})
+            elif ids:
+                scorers[ids[0]] = ids
+        return scorers
+
     def _evaluate(self, round_idx: int, split: str) -> tuple[list[ClientEvaluation], list[Fault]]:
-        outcomes = self.backend.evaluate(self.client_ids, self.state, split=split)
+        scorers = self.test_scorers() if split == "test" else {c: [c] for c in self.client_ids}
+        outcomes: list[ClientEvaluation | ClientFailure] = []
+        for outcome in self.backend.evaluate(list(scorers), self.state, split=split):
+            stands_for = scorers.get(outcome.client_id, [outcome.client_id])
+            outcomes += [dataclasses.replace(outcome, client_id=c) for c in stands_for]
         faults = [
             Fault(round_idx, o.client_id, o.kind, f"{split} evaluation: {o.reason}")
             for o in outcomes

@@ -56,10 +56,11 @@ def eval_row(tasks: Mapping[str, Task], evaluations: Sequence[ClientEvaluation])
 
 
 def test_row(evaluations: Sequence[ClientEvaluation]) -> dict[str, float]:
-    """Global test set: each client's metrics and, per task, their mean over the task's clients.
+    """Global test set: each scoring client's metrics and, per task, their mean over those clients.
 
     Every client of a task scores the whole test set (the FedHCA2 / FMTL-Bench protocol), so the
-    task's figure is the mean of its clients' figures.
+    task's figure is the mean of its clients' figures. Where a task's clients hold one model, one
+    of them scores it for all (:meth:`mfed.federation.driver.Driver.test_scorers`).
     """
     row: dict[str, float] = {}
     for task_name, group in group_by_task(evaluations).items():

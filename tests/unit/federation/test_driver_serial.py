@@ -22,11 +22,10 @@ def test_round_loop_on_the_serial_backend_trains_aggregates_and_logs(tiny_cfg):
             assert key in row, key
         assert row["comm/bytes_up"] > 0 and row["comm/bytes_down"] > 0
     assert set(driver.state) == {"global", "task:semseg", "task:depth"}
-    # the global test set is scored once, after the last round, by every client
+    # the global test set is scored once, after the last round, by one client per task (they hold one model)
     assert "test/semseg/mIoU" not in history[0]
     last = history[-1]
-    per_client = [last["client/semseg-0/test_mIoU"], last["client/semseg-1/test_mIoU"]]
-    assert last["test/semseg/mIoU"] == pytest.approx(sum(per_client) / 2)
+    assert last["test/semseg/mIoU"] == last["client/semseg-0/test_mIoU"] == last["client/semseg-1/test_mIoU"]
     assert not torch.equal(
         driver.state["global"]["encoder.stages.0.0.0.weight"], initial["global"]["encoder.stages.0.0.0.weight"]
     )
@@ -79,3 +78,21 @@ def test_partial_participation_evaluates_everyone(tiny_cfg):
     history = run(tiny_cfg("task_mix=seg_depth", "federation.fraction=0.5", "federation.rounds=1"))
     assert history[0]["comm/clients"] == 2
     assert sum(k.startswith("client/") and k.endswith("/mIoU") for k in history[0]) == 2
+
+
+@pytest.mark.parametrize(("strategy", "scorers"), [("mfed", 2), ("fedavg", 2), ("local", 4)])
+def test_the_test_set_is_scored_once_per_shared_model_with_the_same_result(tiny_cfg, strategy, scorers):
+    driver = build(tiny_cfg("task_mix=seg_depth", f"aggregation={strategy}"))
+    history = driver.run()
+    assert len(driver.test_scorers()) == scorers
+    # every client, scored by hand on the final state: each task's figure is their mean
+    driver.backend.start(driver.specs, driver.setup)
+    everyone = driver.backend.evaluate(driver.client_ids, driver.state, split="test")
+    for task in ("semseg", "depth"):
+        metric = driver.tasks[task].headline
+        values = [e.metrics[metric] for e in everyone if e.task == task]
+        assert history[-1][f"test/{task}/{metric}"] == pytest.approx(sum(values) / len(values), rel=1e-6)
+        for e in (e for e in everyone if e.task == task):  # each client's own figure, scored once or not
+            assert history[-1][f"client/{e.client_id}/test_{metric}"] == pytest.approx(e.metrics[metric], rel=1e-6)
+        if strategy != "local":
+            assert values[0] == values[1]  # one model per task: scoring it once loses nothing
