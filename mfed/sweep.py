@@ -104,7 +104,7 @@ def trial_overrides(trial: Trial, base: Sequence[str], sweep_dir: Path, group: s
     """Everything a trial's config needs: base, its grid values, where and how it runs."""
     return [
         *base, *trial.overrides, f"out_dir={sweep_dir / trial.name}", f"name={trial.name}", f"group={group}",
-        "backend=ray", f"backend.num_cpus_per_client={cpus}", "backend.placement=pack",
+        "backend=ray", f"backend.num_cpus_per_client={cpus}", "backend.placement=pack", "backend.clients_per_actor=1",
     ]  # fmt: skip
 
 

@@ -114,9 +114,16 @@ class Client:
         self.system = TaskSystem(model_factory([task]), task, optimizer, prox_mu=config.prox_mu)
         self.train_data = shard(dataset, spec.train_indices, task.target_key)
         self.val_data = shard(dataset, spec.val_indices, task.target_key)
-        self.test_data = None
-        if test_dataset is not None:
-            self.test_data = shard(test_dataset, tuple(range(len(test_dataset))), task.target_key)  # type: ignore[arg-type]
+        self._test_source = test_dataset
+        self._test_data: Dataset | None = None
+
+    @property
+    def test_data(self) -> Dataset | None:
+        """The global test set, built on first use (only the clients that score it build it)."""
+        if self._test_data is None and self._test_source is not None:
+            n = len(self._test_source)  # type: ignore[arg-type]
+            self._test_data = shard(self._test_source, tuple(range(n)), self.system.task.target_key)
+        return self._test_data
 
     @property
     def client_id(self) -> str:

@@ -26,6 +26,23 @@ def test_serial_and_ray_backends_give_the_same_global_state(tiny_cfg, ray_cluste
     assert ray_cluster.is_initialized()  # the backend leaves a cluster it did not start running
 
 
+@pytest.mark.parametrize("per_actor", ["3", "auto"])
+def test_pooled_actors_give_the_same_global_state_as_resident_clients(tiny_cfg, ray_cluster, per_actor):
+    # Prepare: 4 clients, half sampled per round, on the serial backend and on actors hosting several each
+    args = (*TWO_BY_TWO, "federation.fraction=0.5", "federation.rounds=3")
+    serial = build(tiny_cfg(*args, "backend=serial"))
+    pooled = build(tiny_cfg(*args, "backend=ray", f"backend.clients_per_actor={per_actor}"))
+    # Execute
+    serial.run()
+    pooled.run()
+    # Assert: fewer actors than clients, and the same state scope by scope
+    assert len(pooled.backend.groups) == 2  # ceil(4 / 3) = 2, or one per CPU of the 2-CPU test cluster
+    for scope, tensors in serial.state.items():
+        for key, value in tensors.items():
+            torch.testing.assert_close(pooled.state[scope][key], value, rtol=1e-5, atol=1e-6, msg=f"{scope}/{key}")
+    assert pooled.history[-1]["val/depth/rmse"] == pytest.approx(serial.history[-1]["val/depth/rmse"], rel=1e-4)
+
+
 def test_offline_wandb_run_holds_per_task_curves_for_every_round(tiny_cfg, ray_cluster, offline_wandb):
     import wandb
 

@@ -3,7 +3,6 @@
 import os
 import signal
 import threading
-import time
 
 import pytest
 
@@ -69,7 +68,6 @@ def test_a_stalled_client_is_dropped_after_the_timeout_and_the_next_round_does_n
     driver = build(tiny_cfg(*TWO_BY_TWO, "federation.rounds=3", "federation.round_timeout_s=4"))
     driver.callbacks = [*driver.callbacks, AfterRound(1, lambda d: os.kill(actor_pid(d, VICTIM), signal.SIGSTOP))]
     # Execute
-    started = time.monotonic()
     history = driver.run()
     # Assert: round 2 goes on without the stalled client; its actor is replaced, so round 3 has everyone
     assert [r["round"] for r in history] == [1.0, 2.0, 3.0]
@@ -77,4 +75,3 @@ def test_a_stalled_client_is_dropped_after_the_timeout_and_the_next_round_does_n
     assert timeouts == [(2, VICTIM)], driver.faults
     assert history[1]["comm/clients"] == 3 and history[2]["comm/clients"] == 4
     assert "round 2 fit: waiting for 1 clients" in caplog.text and VICTIM in caplog.text
-    assert time.monotonic() - started < 60

@@ -61,11 +61,11 @@ def test_no_tasks_is_an_error(tiny_cfg):
     [
         (
             "backend.num_cpus_per_client=100",
-            "backend.num_cpus_per_client=100 x 6 clients needs 600 CPUs but the cluster has",
+            "backend.num_cpus_per_client=100 x 6 actors needs 600 CPUs but the cluster has",
         ),
         (
             "backend.num_gpus_per_client=1",
-            "backend.num_gpus_per_client=1 x 6 clients needs 6 GPUs but the cluster has 0:",
+            "backend.num_gpus_per_client=1 x 6 actors needs 6 GPUs but the cluster has 0:",
         ),
     ],
 )

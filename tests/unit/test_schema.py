@@ -9,7 +9,8 @@ from omegaconf import OmegaConf
 
 from mfed.cli import main
 from mfed.config import load_config
-from mfed.federation.backends import RayBackend, SerialBackend
+from mfed.federation.backends import SerialBackend
+from mfed.federation.ray_backend import RayBackend
 from mfed.schema import Allowed, ConfigError, check_config, check_writable, did_you_mean, error_line
 from tests.conftest import TINY
 

@@ -1,0 +1,94 @@
+"""A worker that hosts many clients and runs their work in turn (a plain class; Ray wraps it).
+
+Clients are stateless, so any host can serve any client: a host keeps the clients it built
+in a small LRU cache (their model and shard; nothing the server does not also hold) and
+rebuilds an evicted one from its spec and the dataset. With one client per host and a cache
+of one, a host is the classic resident actor. Work on one client that raises is reported as
+that client's :class:`~mfed.types.ClientFailure`; the host's other clients go on.
+
+The server state arrives as scope names plus one tensor dict per scope, so that the Ray
+backend can pass each scope as its own top-level ObjectRef (Ray resolves those before the call):
+a host receives only the scopes its clients need.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from torch.utils.data import Dataset
+
+from mfed.federation.client import Client
+from mfed.federation.setup import ClientSetup
+from mfed.types import ClientEvaluation, ClientFailure, ClientSpec, ClientUpdate, ServerState, State
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ClientHost:
+    """Runs the work of ``specs``' clients, one at a time.
+
+    Args:
+        specs: The clients this host serves.
+        setup: What every client is built from.
+        dataset: The training pool (replaces ``setup.dataset``; e.g. resolved from the object store).
+        test_dataset: The global test set (replaces ``setup.test_dataset``).
+        cache: Clients kept built; an evicted client is rebuilt on its next call.
+        build_now: Build the clients at construction (a resident host) instead of on first use.
+
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[ClientSpec],
+        setup: ClientSetup,
+        dataset: Dataset,
+        test_dataset: Dataset | None,
+        cache: int = 1,
+        build_now: bool = False,
+    ) -> None:
+        if cache < 1:
+            raise ValueError(f"backend.client_cache must be >= 1, got {cache}")
+        self.specs = {s.client_id: s for s in specs}
+        self.setup, self.dataset, self.test_dataset, self.cache = setup, dataset, test_dataset, cache
+        self._clients: OrderedDict[str, Client] = OrderedDict()
+        if build_now:
+            for client_id in list(self.specs)[:cache]:
+                self.client(client_id)
+
+    def client(self, client_id: str) -> Client:
+        """The built client ``client_id`` (built now if it is not cached)."""
+        if client_id in self._clients:
+            self._clients.move_to_end(client_id)
+            return self._clients[client_id]
+        spec = self.specs[client_id]
+        client = Client(*self.setup.client_args(spec, (self.dataset, self.test_dataset)))
+        self._clients[client_id] = client
+        while len(self._clients) > self.cache:
+            self._clients.popitem(last=False)
+        return client
+
+    def fit(
+        self, client_ids: Sequence[str], round_idx: int, scopes: Sequence[str], *tensors: State
+    ) -> list[ClientUpdate | ClientFailure]:
+        """Train ``client_ids`` in turn from the server state given as ``scopes`` and their ``tensors``."""
+        state: ServerState = dict(zip(scopes, tensors, strict=True))
+        return [self._run(c, lambda client: client.fit(state, round_idx)) for c in client_ids]
+
+    def evaluate(
+        self, client_ids: Sequence[str], split: str, scopes: Sequence[str], *tensors: State
+    ) -> list[ClientEvaluation | ClientFailure]:
+        """Score ``client_ids`` in turn on ``split``."""
+        state: ServerState = dict(zip(scopes, tensors, strict=True))
+        return [self._run(c, lambda client: client.evaluate(state, split)) for c in client_ids]
+
+    def _run(self, client_id: str, work: Callable[[Client], T]) -> T | ClientFailure:
+        try:
+            return work(self.client(client_id))
+        except Exception as err:  # one client's failure must not take the host's other clients down
+            log.exception("client %s failed", client_id)
+            text = str(err).strip().splitlines()
+            return ClientFailure(client_id, "failed", f"raised {type(err).__name__}: {text[0] if text else ''}")

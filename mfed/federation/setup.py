@@ -1,0 +1,39 @@
+"""What every client is built from: tasks, data, model and optimizer factories, training settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from mfed.federation.client import ClientConfig
+from mfed.models.multitask import MultiTaskModel
+from mfed.systems.module import OptimizerFactory
+from mfed.tasks.base import Task
+from mfed.types import ClientSpec
+
+
+@dataclass(frozen=True)
+class ClientSetup:
+    """Everything clients share, picklable: built by the driver, sent once to each client."""
+
+    tasks: dict[str, Task]
+    dataset: Dataset
+    model_factory: Callable[[list[Task]], MultiTaskModel]
+    optimizer: OptimizerFactory
+    config: ClientConfig
+    test_dataset: Dataset | None = None
+
+    def client_args(self, spec: ClientSpec, datasets: tuple[Any, Any] | None = None) -> tuple[Any, ...]:
+        """Constructor arguments of the client ``spec``.
+
+        ``datasets`` replaces ``(dataset, test_dataset)``, e.g. by Ray ObjectRefs.
+        """
+        pool, test = datasets if datasets is not None else (self.dataset, self.test_dataset)
+        return (spec, self.tasks[spec.task], pool, self.model_factory, self.optimizer, self.config, test)
+
+    def without_data(self) -> ClientSetup:
+        """The same setup without the datasets (they travel once, through the object store)."""
+        return ClientSetup(self.tasks, None, self.model_factory, self.optimizer, self.config, None)  # type: ignore[arg-type]
