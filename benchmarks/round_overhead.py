@@ -1,0 +1,196 @@
+"""A round of mfed against a plain PyTorch loop doing the same work, each in its own process.
+
+The plain loop is the floor: the same model, shards, batch size, optimizer, one local epoch per
+sampled client, M-Fed's aggregation and a validation of every client, with no Lightning, no Ray,
+one process using every core. It runs before and after the mfed backends (a Ray driver slows a
+later loop in the same process, hence separate processes). Each system prints start-up (until
+round 1 begins), the best and the median of the steady rounds (after two warm-up rounds) and
+the peak resident memory of its whole process tree (Ray's processes included), and each figure
+as a ratio to the plain loop's.
+
+Usage:
+    python benchmarks/round_overhead.py [--rounds 6] [--systems plain,serial,ray,plain]
+        [--clients-per-actor 1] [hydra overrides, e.g. federation.clients_per_task=4 data.pool.size=32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psutil
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and all its descendants."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += proc.memory_info().rss
+    return total
+
+
+def plain_rounds(cfg, rounds: int) -> tuple[float, list[float]]:
+    """The plain loop: returns (start-up s, seconds per round)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from mfed.federation.client import round_seed, shard
+    from mfed.federation.driver import sample_clients
+    from mfed.federation.summary import merge_evaluations
+    from mfed.run import build
+    from mfed.systems.regularisers import proximal_term
+    from mfed.types import ClientEvaluation, ClientUpdate
+
+    driver = build(cfg)  # the same specs, model factory, optimizer factory and strategy as mfed
+    begin = time.perf_counter()  # as for mfed: from the built objects to the first round
+    setup, strategy = driver.setup, driver.strategy
+    torch.set_num_threads(psutil.cpu_count())
+    data = {
+        s.client_id: (
+            shard(setup.dataset, s.train_indices, setup.tasks[s.task].target_key),
+            shard(setup.dataset, s.val_indices, setup.tasks[s.task].target_key),
+        )
+        for s in driver.specs
+    }
+    models = {s.client_id: setup.model_factory([setup.tasks[s.task]]) for s in driver.specs}
+    state = strategy.init_state(driver.model)
+    startup = time.perf_counter() - begin
+    times = []
+    for round_idx in range(1, rounds + 1):
+        start = time.perf_counter()
+        updates = []
+        for client_id in sample_clients(driver.client_ids, driver.fraction, driver.seed, round_idx):
+            spec = next(s for s in driver.specs if s.client_id == client_id)
+            task, model = setup.tasks[spec.task], models[client_id]
+            sent = {**state.get("global", {}), **state.get(f"task:{spec.task}", {})}
+            model.load_state_dict(sent, strict=False)
+            prefix = f"decoders.{spec.task}."
+            reference = {k[len(prefix) :]: v.clone() for k, v in sent.items() if k.startswith(prefix)}
+            decoder = model.decoders[spec.task]
+            optimizer = setup.optimizer(list(model.encoder.parameters()) + list(decoder.parameters()))
+            seed = round_seed(spec.seed, round_idx)
+            torch.manual_seed(seed)
+            loader = DataLoader(data[client_id][0], batch_size=setup.config.batch_size, shuffle=True,
+                                generator=torch.Generator().manual_seed(seed))  # fmt: skip
+            model.train()
+            for _ in range(setup.config.local_epochs):
+                for batch in loader:
+                    loss = task.loss_weight * task.loss(model(batch["image"], spec.task), batch[task.target_key])
+                    if strategy.prox_mu > 0:
+                        loss = loss + proximal_term(decoder.named_parameters(), reference, strategy.prox_mu)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+            trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            updates.append(ClientUpdate(client_id, spec.task, len(data[client_id][0]), trained))  # type: ignore[arg-type]
+        state = strategy.aggregate(state, updates)
+        evaluations = []
+        for spec in driver.specs:
+            task, model = setup.tasks[spec.task], models[spec.client_id]
+            model.load_state_dict({**state.get("global", {}), **state.get(f"task:{spec.task}", {})}, strict=False)
+            model.eval()
+            metrics = task.metrics()
+            with torch.no_grad():
+                for batch in DataLoader(data[spec.client_id][1], batch_size=setup.config.batch_size):
+                    output = task.activate(model(batch["image"], spec.task))
+                    for metric in metrics.values():
+                        metric.update(output, batch[task.target_key])
+            states = {n: dict(m.metric_state) for n, m in metrics.items()}
+            evaluations.append(ClientEvaluation(spec.client_id, spec.task, 0, {}, states))
+        for task_name, task in setup.tasks.items():
+            merge_evaluations(task, [e for e in evaluations if e.task == task_name])
+        times.append(time.perf_counter() - start)
+    return startup, times
+
+
+def mfed_rounds(cfg, rounds: int) -> tuple[float, list[float]]:
+    """mfed's own driver on the configured backend: returns (start-up s, seconds per round)."""
+    from mfed.run import build
+
+    driver = build(cfg)
+    driver.callbacks = []
+    begin = time.perf_counter()
+    history = driver.run()
+    total = time.perf_counter() - begin
+    per_round = [row["time/round_s"] for row in history]
+    return total - sum(per_round), per_round  # start-up plus shut-down
+
+
+def child(system: str, rounds: int, overrides: list[str]) -> None:
+    from mfed.config import load_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        backend = "serial" if system == "plain" else system
+        cfg = load_config([f"backend={backend}", "logger=none", f"federation.rounds={rounds}", f"out_dir={tmp}/run",
+                           *overrides])  # fmt: skip
+        startup, times = (plain_rounds if system == "plain" else mfed_rounds)(cfg, rounds)
+    print("RESULT " + json.dumps({"startup": startup, "rounds": times}), flush=True)
+
+
+def measure(system: str, rounds: int, overrides: list[str]) -> dict:
+    """Run ``system`` in its own process, sampling its process tree's memory; return its figures."""
+    command = [sys.executable, __file__, "--child", system, "--rounds", str(rounds), *overrides]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    peak = [0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], tree_rss(proc.pid))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = proc.communicate()
+    sampler.join()
+    line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        raise SystemExit(f"{system} failed (exit {proc.returncode}):\n{out[-2000:]}")
+    result = json.loads(line[len("RESULT ") :])
+    steady = result["rounds"][2:] or result["rounds"]
+    return {"startup": result["startup"], "best": min(steady), "median": statistics.median(steady),
+            "peak_gb": peak[0] / 2**30}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--systems", default="plain,serial,ray,plain")
+    parser.add_argument("--clients-per-actor", default="1")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args, overrides = parser.parse_known_args()
+    if args.child:
+        child(args.child, args.rounds, overrides)
+        return
+    if args.rounds < 3:
+        raise SystemExit("--rounds must be >= 3: two warm-up rounds, then steady ones")
+    rows = []
+    for system in args.systems.split(","):
+        extra = [f"backend.clients_per_actor={args.clients_per_actor}"] if system == "ray" else []
+        rows.append((system, measure(system, args.rounds, [*overrides, *extra])))
+        print(f"measured {system}: {rows[-1][1]}", file=sys.stderr, flush=True)
+    plain = [r for s, r in rows if s == "plain"]
+    ref = {k: min(r[k] for r in plain) for k in ("startup", "best", "median", "peak_gb")} if plain else None
+    print(f"overrides: {' '.join(overrides) or '(defaults)'}; clients per actor (ray): {args.clients_per_actor}")
+    print("| system | start-up s | best round s | median round s | peak GB | best / plain | median / plain |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for system, r in rows:
+        ratio = (f"{r['best'] / ref['best']:.2f}x", f"{r['median'] / ref['median']:.2f}x") if ref else ("-", "-")
+        print(f"| {system} | {r['startup']:.1f} | {r['best']:.2f} | {r['median']:.2f} | {r['peak_gb']:.2f} | "
+              f"{ratio[0]} | {ratio[1]} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
