@@ -6,7 +6,7 @@ times: clients are stateless (everything they need arrives with the call), so a 
 nothing. A client whose code raised is not retried (it would raise again) and is reported. Past
 ``timeout_s`` the calls still running are dropped and their actors recreated, so the next round
 does not queue behind a straggler. While it waits, the pending clients are logged every
-``NOTE_EVERY_S`` seconds.
+``NOTE_EVERY_S`` (30) seconds.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from mfed.types import ClientFailure
 
 log = logging.getLogger(__name__)
 
-NOTE_EVERY_S = 10.0
+NOTE_EVERY_S = 30.0
 
 
 def _short(err: BaseException) -> str:
