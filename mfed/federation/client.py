@@ -168,6 +168,7 @@ class Client:
             generator=torch.Generator().manual_seed(seed),
         )
         quiet_trainer(self.config.local_epochs, self.config.accelerator).fit(self.system, loader)
+        self.system.trainer = None  # drop the Trainer (optimizer, loaders) with the call
         return ClientUpdate(
             client_id=self.client_id,
             task=self.spec.task,
@@ -192,6 +193,7 @@ class Client:
         self.load(server_state)
         loader = DataLoader(data, batch_size=self.config.batch_size)
         quiet_trainer(accelerator=self.config.accelerator).validate(self.system, loader, verbose=False)
+        self.system.trainer = None
         metrics = {name: float(m.compute()) for name, m in self.system.val_metrics.items()}
         return ClientEvaluation(
             client_id=self.client_id,
