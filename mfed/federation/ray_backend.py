@@ -36,6 +36,8 @@ from mfed.types import (
 
 log = logging.getLogger(__name__)
 
+RECREATE_WAIT_S = 120.0
+
 
 class RayBackend:
     """Clients in Ray actors; the server state is ``ray.put`` once per call, scope by scope.
@@ -193,17 +195,25 @@ class RayBackend:
         ray.get([a.__ray_ready__.remote() for a in self.actors.values()])
 
     def recreate(self, host: str) -> None:
-        """Replace an actor by a new one and wait until it is built.
+        """Replace an actor by a new one and wait (up to ``RECREATE_WAIT_S``) until it is built.
 
         The old one is killed if it still runs (a hung or stopped process). Waiting here keeps
         the new actor's start-up (seconds: imports, the shards) out of the next call's time limit.
+        A new actor that is not running by then (no room left after a lost node) is logged; calls
+        to it wait for it, up to ``round_timeout_s`` when one is set.
         """
         import ray
 
         assert self._make_actor is not None, "start() first"
         ray.kill(self.actors[host], no_restart=True)
         self.actors[host] = self._make_actor(host)
-        ray.get(self.actors[host].__ray_ready__.remote())
+        ready, _ = ray.wait([self.actors[host].__ray_ready__.remote()], timeout=RECREATE_WAIT_S)
+        if not ready:
+            log.warning(
+                "the new actor of %s is not running after %.0f s: the cluster may have no room for it "
+                "(a lost node?); its calls wait for it (set federation.round_timeout_s to bound that)",
+                host, RECREATE_WAIT_S,
+            )  # fmt: skip
 
     def _call(self, client_ids: Sequence[str], state: ServerState, method: str, *args: Any) -> list[Any]:
         """Run ``method`` for ``client_ids`` on their actors; per client a result or a failure, then notes."""
