@@ -140,28 +140,34 @@ def child(system: str, rounds: int, overrides: list[str]) -> None:
     print("RESULT " + json.dumps({"startup": startup, "rounds": times}), flush=True)
 
 
-def measure(system: str, rounds: int, overrides: list[str]) -> dict:
-    """Run ``system`` in its own process, sampling its process tree's memory; return its figures."""
-    command = [sys.executable, __file__, "--child", system, "--rounds", str(rounds), *overrides]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+def run_sampled(command: list[str], every_s: float = 0.2) -> tuple[int, str, int]:
+    """Run ``command``, sampling its process tree's memory; return (exit code, stdout + stderr, peak bytes)."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = [0]
 
     def sample() -> None:
         while proc.poll() is None:
             peak[0] = max(peak[0], tree_rss(proc.pid))
-            time.sleep(0.2)
+            time.sleep(every_s)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     out, _ = proc.communicate()
     sampler.join()
+    return proc.returncode, out, peak[0]
+
+
+def measure(system: str, rounds: int, overrides: list[str]) -> dict:
+    """Run ``system`` in its own process, sampling its process tree's memory; return its figures."""
+    command = [sys.executable, __file__, "--child", system, "--rounds", str(rounds), *overrides]
+    code, out, peak_bytes = run_sampled(command)
     line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
-    if proc.returncode != 0 or line is None:
-        raise SystemExit(f"{system} failed (exit {proc.returncode}):\n{out[-2000:]}")
+    if code != 0 or line is None:
+        raise SystemExit(f"{system} failed (exit {code}):\n{out[-2000:]}")
     result = json.loads(line[len("RESULT ") :])
     steady = result["rounds"][2:] or result["rounds"]
     return {"startup": result["startup"], "best": min(steady), "median": statistics.median(steady),
-            "peak_gb": peak[0] / 2**30}  # fmt: skip
+            "peak_gb": peak_bytes / 2**30}  # fmt: skip
 
 
 def main() -> None:
