@@ -80,7 +80,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from hydra.errors import HydraException
 
     from mfed.config import load_config
-    from mfed.federation.rundir import default_out_dir, is_uri
+    from mfed.federation.rundir import DEFAULT_STORAGE, default_out_dir, is_uri
     from mfed.schema import ConfigError, check_config, error_line
     from mfed.sweep import run_sweep
 
@@ -90,7 +90,7 @@ def _sweep(args: argparse.Namespace) -> int:
             print("mfed: pick a sweep: mfed sweep sweep=<name> (configs/sweep/)", file=sys.stderr)
             return 2
         check_config(cfg)
-        storage = str(cfg.get("storage") or "~/mfed-runs")
+        storage = str(cfg.get("storage") or DEFAULT_STORAGE)
         sweep_dir = str(cfg.get("out_dir") or default_out_dir(storage, f"sweep-{cfg.sweep.name}"))
         if is_uri(sweep_dir):
             raise ConfigError(f"out_dir={sweep_dir}: a sweep writes to a folder, not a URI; give out_dir=<folder>")

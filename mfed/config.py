@@ -59,15 +59,11 @@ def load_run_config(overrides: Sequence[str] = ()) -> DictConfig:
 
 
 def _saved_config(resume: str) -> DictConfig | None:
-    if "://" in resume:  # a run at a storage URI: its config travels with the checkpoint fetch
-        from mfed.federation.rundir import fetch
+    from mfed.federation.rundir import read_text, run_dir_of
 
-        path = fetch(resume) / "config.yaml"
-    else:
-        run_dir = Path(resume).expanduser()
-        path = (run_dir.parent if run_dir.suffix == ".pt" else run_dir) / "config.yaml"
-    if not path.is_file():
+    text = read_text(f"{run_dir_of(resume)}/config.yaml")  # one file; a URI's run is fetched with its checkpoint
+    if text is None:
         return None
-    saved = OmegaConf.load(path)
+    saved = OmegaConf.create(text)
     assert isinstance(saved, DictConfig)
     return saved

@@ -20,7 +20,17 @@ from mfed.federation.backends import ClientSetup
 from mfed.federation.checkpointing import Checkpointer, load_checkpoint
 from mfed.federation.client import ClientConfig
 from mfed.federation.driver import Driver, RunCallback
-from mfed.federation.rundir import RunLock, StorageSync, check_fresh, fetch, is_uri, resolve_out_dir, staging_dir
+from mfed.federation.rundir import (
+    DEFAULT_STORAGE,
+    RunLock,
+    StorageSync,
+    check_fresh,
+    fetch,
+    is_uri,
+    resolve_out_dir,
+    run_dir_of,
+    staging_dir,
+)  # fmt: skip
 from mfed.loggers.console import ConsoleReporter
 from mfed.loggers.history import HistoryWriter
 from mfed.models.multitask import ModelFactory
@@ -98,7 +108,7 @@ def name_run(cfg: DictConfig, strategy: Strategy) -> None:
     cfg.name = run_name(cfg, strategy)
     cfg.group = cfg.get("group") or cfg.get("mix_name", "custom")
     resume = str(cfg.resume) if cfg.get("resume") else None
-    cfg.out_dir = resolve_out_dir(cfg.get("out_dir"), str(cfg.get("storage") or "~/mfed-runs"), cfg.name, resume)
+    cfg.out_dir = resolve_out_dir(cfg.get("out_dir"), str(cfg.get("storage") or DEFAULT_STORAGE), cfg.name, resume)
 
 
 def load_resume(resume: str) -> dict[str, Any]:
@@ -179,7 +189,7 @@ def start(driver: Driver, cfg: DictConfig) -> Driver:
     The folder stays locked until the driver's run ends (a ``RunLock`` callback releases it).
     """
     out_dir = local_dir(str(cfg.out_dir))
-    resuming = bool(cfg.get("resume")) and str(cfg.out_dir) == resolve_out_dir(None, "", "", str(cfg.resume))
+    resuming = bool(cfg.get("resume")) and str(cfg.out_dir) == run_dir_of(str(cfg.resume))
     lock = RunLock(out_dir)
     lock.acquire()  # first: a folder in use is refused naming the run that uses it
     try:

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from mfed.aggregation.functional import select
 from mfed.federation.trainer import quiet_trainer
-from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
+from mfed.models.multitask import MultiTaskModel, decoder_prefix, part_prefixes
 from mfed.systems.module import OptimizerFactory, TaskSystem
 from mfed.tasks.base import Task
 from mfed.types import (
@@ -181,13 +181,12 @@ class Client:
 
     def _parts(self, parts: tuple[str, ...]) -> State:
         """The model's ``parts`` (``encoder``, ``decoder``) as detached CPU tensors (what messages carry)."""
-        prefixes = {"encoder": ENCODER_PREFIX, "decoder": decoder_prefix(self.spec.task)}
-        chosen = select(self.system.model.state_dict(), [prefixes[p] for p in parts])
+        chosen = select(self.system.model.state_dict(), part_prefixes(parts, self.spec.task))
         return {k: v.detach().cpu().clone() for k, v in chosen.items()}
 
     def evaluate(self, server_state: ServerState, split: str = "val") -> ClientEvaluation:
         """Score the model this client would train next round on ``split`` (``val`` or ``test``)."""
-        data = {"val": self.val_data, "test": self.test_data}.get(split)
+        data = self.val_data if split == "val" else self.test_data if split == "test" else None
         if data is None:
             raise ValueError(f"client {self.client_id} has no {split!r} data (splits: val, and test when configured)")
         self.load(server_state)

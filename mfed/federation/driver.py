@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -17,7 +17,7 @@ from mfed.federation.backends import Backend, ClientSetup
 from mfed.federation.summary import eval_row, test_row, train_row
 from mfed.federation.validation import Fault, Layout, expected_layout, nonfinite_scopes, screen_updates
 from mfed.interrupts import StopRequested
-from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
+from mfed.models.multitask import MultiTaskModel, part_prefixes
 from mfed.tasks.base import Task
 from mfed.types import ClientEvaluation, ClientFailure, ClientSpec, ClientUpdate, ServerState, client_scope
 
@@ -219,15 +219,17 @@ class Driver:
             except Exception:  # one failing step must neither hide the run's error nor skip the others
                 log.exception("clean-up step failed: %s", what)
 
+    @cached_property
     def layouts(self) -> dict[str, tuple[Layout, Layout]]:
         """Per task, the keys, shapes and dtypes its clients' updates must send and keep."""
         full = self.model.state_dict()
-        layouts = {}
-        for task in self.tasks:
-            parts = {"encoder": ENCODER_PREFIX, "decoder": decoder_prefix(task)}
-            sent, kept = ([parts[p] for p in chosen] for chosen in (self.strategy.uploads, self.strategy.keeps))
-            layouts[task] = (expected_layout(full, sent), expected_layout(full, kept))
-        return layouts
+        return {
+            task: (
+                expected_layout(full, part_prefixes(self.strategy.uploads, task)),
+                expected_layout(full, part_prefixes(self.strategy.keeps, task)),
+            )
+            for task in self.tasks
+        }
 
     def run_round(self, round_idx: int) -> Row:
         """One round: train the sampled clients, screen and aggregate their updates, maybe evaluate everyone."""
@@ -261,12 +263,13 @@ class Driver:
         times); one short because updates were rejected fails (a retry would compute the same).
         """
         sampled = sample_clients(self.client_ids, self.fraction, self.seed, round_idx)
-        by_id = {s.client_id: s for s in self.specs if s.client_id in set(sampled)}
+        chosen = set(sampled)
+        by_id = {s.client_id: s for s in self.specs if s.client_id in chosen}
         for attempt in range(self.max_retries + 1):
             outcomes = self.backend.fit(sampled, self.state, round_idx)
             updates = [o for o in outcomes if isinstance(o, ClientUpdate)]
             faults = [Fault(round_idx, o.client_id, o.kind, o.reason) for o in outcomes if isinstance(o, ClientFailure)]
-            accepted, rejected = screen_updates(updates, by_id, self.layouts(), round_idx)
+            accepted, rejected = screen_updates(updates, by_id, self.layouts, round_idx)
             faults += rejected
             for fault in faults:
                 log.warning("round %d: %s %s: %s", round_idx, fault.client_id, fault.kind, fault.reason)

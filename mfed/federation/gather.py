@@ -38,19 +38,19 @@ def gather(
     timeout_s: float | None,
     label: str,
 ) -> tuple[dict[str, Any], list[ClientFailure]]:
-    """Run ``submit(client)`` for every client.
-
-    Returns:
-        ``{client: result or ClientFailure}``, and one ``restarted`` note per actor that died and
-        was replaced for a retry (the client's result may still have come).
+    """Run ``submit(key)`` for every key (an actor's: its client's id for a resident actor).
 
     Args:
-        client_ids: The clients.
-        submit: Starts the client's call and returns its ObjectRef.
-        recreate: Replaces the client's actor with a new one.
-        max_retries: Retries of a client whose actor died.
+        client_ids: The keys.
+        submit: Starts the key's call and returns its ObjectRef.
+        recreate: Replaces the key's actor with a new one.
+        max_retries: Retries of a key whose actor died.
         timeout_s: Seconds for the whole call; ``None`` waits as long as it takes.
         label: What is being waited for, for the log (e.g. ``round 3 fit``).
+
+    Returns:
+        ``{key: result or ClientFailure}``, and one ``restarted`` note per actor that died and
+        was replaced for a retry (the key's result may still have come).
 
     """
     import ray

@@ -222,13 +222,20 @@ class RayBackend:
         by_host: dict[str, list[str]] = {}
         for c in client_ids:
             by_host.setdefault(self.host_of[c], []).append(c)
-        refs = {scope: ray.put(tensors) for scope, tensors in state.items()}
+        task_of = {s.client_id: s.task for chunk in self.groups.values() for s in chunk}
+        scopes = {
+            host: [
+                n
+                for n in (global_scope(), *{task_scope(task_of[c]) for c in ids}, *(client_scope(c) for c in ids))
+                if n in state
+            ]
+            for host, ids in by_host.items()
+        }  # what each actor's clients load; only those scopes enter the object store
+        refs = {n: ray.put(state[n]) for n in {n for names in scopes.values() for n in names}}
 
         def submit(host: str) -> Any:
-            ids = by_host[host]
-            needed = [global_scope(), *{task_scope(s.task) for s in self.groups[host] if s.client_id in ids}]
-            names = [n for n in (*needed, *(client_scope(c) for c in ids)) if n in refs]
-            return getattr(self.actors[host], method).remote(ids, *args, names, *(refs[n] for n in names))
+            names = scopes[host]
+            return getattr(self.actors[host], method).remote(by_host[host], *args, names, *(refs[n] for n in names))
 
         label = f"round {args[0]} fit" if method == "fit" else f"{args[0]} evaluation"
         results, notes = gather(list(by_host), submit, self.recreate, self.max_retries, self.round_timeout_s, label)

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = ".mfed.lock"
 STAGING_ENV = "MFED_STAGING"
+DEFAULT_STORAGE = "~/mfed-runs"  # configs/config.yaml's default when $MFED_STORAGE is unset
 
 
 def is_uri(location: str) -> bool:
@@ -52,27 +53,45 @@ def default_out_dir(storage: str, name: str, now: datetime | None = None) -> str
     return str(Path(storage).expanduser().absolute() / f"{stamp}_{name}")
 
 
+def run_dir_of(resume: str) -> str:
+    """The run folder a ``resume=`` value names: the folder itself, or the one holding its checkpoint.pt."""
+    if is_uri(resume):
+        return resume.rstrip("/")
+    path = Path(resume).expanduser().absolute()
+    return str(path.parent if path.suffix == ".pt" else path)
+
+
 def resolve_out_dir(out_dir: str | None, storage: str, name: str, resume: str | None) -> str:
     """The run's output location: ``out_dir`` as given, else the resumed run's, else a new one in ``storage``."""
     if out_dir:
         return out_dir if is_uri(out_dir) else str(Path(out_dir).expanduser().absolute())
     if resume:
-        if is_uri(resume):
-            return resume.rstrip("/")
-        path = Path(resume).expanduser().absolute()
-        return str(path.parent if path.suffix == ".pt" else path)
+        return run_dir_of(resume)
     return default_out_dir(storage, name)
+
+
+def _filesystem(location: str) -> tuple[Any, str]:
+    import pyarrow.fs as pafs
+
+    return pafs.FileSystem.from_uri(location) if is_uri(location) else (pafs.LocalFileSystem(), location)
 
 
 def _copy(source: str, destination: str) -> None:
     import pyarrow.fs as pafs
 
-    src_fs, src = pafs.FileSystem.from_uri(source) if is_uri(source) else (pafs.LocalFileSystem(), source)
-    dst_fs, dst = (
-        pafs.FileSystem.from_uri(destination) if is_uri(destination) else (pafs.LocalFileSystem(), destination)
-    )
+    (src_fs, src), (dst_fs, dst) = _filesystem(source), _filesystem(destination)
     dst_fs.create_dir(dst, recursive=True)
     pafs.copy_files(src, dst, source_filesystem=src_fs, destination_filesystem=dst_fs)
+
+
+def read_text(location: str) -> str | None:
+    """The text of one file at a local path or a storage URI, or ``None`` when there is none."""
+    fs, path = _filesystem(location)
+    try:
+        with fs.open_input_stream(path) as f:
+            return f.read().decode()
+    except (OSError, ValueError):
+        return None
 
 
 def fetch(uri: str) -> Path:
@@ -94,7 +113,7 @@ class StorageSync:
         self.local, self.uri = Path(local), uri
 
     def sync(self) -> None:
-        """Copy every file of the staging folder (the lock excepted) to the URI."""
+        """Copy every file of the staging folder to the URI (:func:`fetch` drops the lock's copy)."""
         _copy(str(self.local), self.uri)
 
     def on_start(self, driver: Driver) -> None:

@@ -31,12 +31,14 @@ def read_history(out_dir: str | Path) -> list[dict[str, Any]]:
 
 def history_rows(driver: Driver) -> list[dict[str, Any]]:
     """The history as JSON rows; a round with rejected updates lists them under ``faults``."""
+    by_round: dict[int, list[dict[str, Any]]] = {}
+    for fault in driver.faults:
+        by_round.setdefault(fault.round, []).append(asdict(fault))
     rows = []
     for row in driver.history:
         out: dict[str, Any] = {k: _jsonable(v) for k, v in row.items()}
-        faults = [asdict(f) for f in driver.faults if f.round == int(row["round"])]
-        if faults:
-            out["faults"] = faults
+        if int(row["round"]) in by_round:
+            out["faults"] = by_round[int(row["round"])]
         rows.append(out)
     return rows
 

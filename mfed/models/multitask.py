@@ -23,6 +23,12 @@ def decoder_prefix(task: str) -> str:
     return f"decoders.{task}."
 
 
+def part_prefixes(parts: Iterable[str], task: str) -> list[str]:
+    """State-dict prefixes of a strategy's parts (``encoder``, ``decoder``) for a client of ``task``."""
+    prefixes = {"encoder": ENCODER_PREFIX, "decoder": decoder_prefix(task)}
+    return [prefixes[p] for p in parts]
+
+
 class MultiTaskModel(nn.Module):
     """A shared encoder with a ``nn.ModuleDict`` of decoders keyed by task name.
 
