@@ -48,7 +48,7 @@ def plain_rounds(cfg, rounds: int) -> tuple[float, list[float]]:
     from torch.utils.data import DataLoader
 
     from mfed.federation.client import round_seed, shard
-    from mfed.federation.driver import sample_clients
+    from mfed.federation.sampling import sample_clients
     from mfed.federation.summary import merge_evaluations
     from mfed.run import build
     from mfed.systems.regularisers import proximal_term

@@ -122,6 +122,11 @@ class ClientFailure:
     kind: str
     reason: str
 
+    @property
+    def note(self) -> bool:
+        """Whether this only reports what happened on the way (a retry); the client's result comes apart."""
+        return self.kind == "restarted"
+
 
 def state_nbytes(state: Mapping[str, Tensor]) -> int:
     """Return the bytes the tensors of ``state`` occupy (what crosses the network)."""

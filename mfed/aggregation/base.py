@@ -1,4 +1,4 @@
-"""What a strategy is: hyperparameters, what clients upload, and ``aggregate``.
+"""What a strategy is: hyperparameters, what clients upload and keep, and where uploads fold in.
 
 The server state is a dict of scopes (:data:`mfed.types.ServerState`). A client loads the scopes
 ``global``, ``task:<its task>`` and ``client:<its id>``, restricted to the keys its model has,
@@ -13,14 +13,13 @@ coordinate-wise trimmed mean or median.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 
-from torch import Tensor
-
-from mfed.aggregation.functional import WEIGHTINGS, check_same_layout, select, update_weights, weighted_average
-from mfed.aggregation.robust import ROBUST_RULES, clip_update, coordinate_median, trim_count, trimmed_mean
+from mfed.aggregation.functional import WEIGHTINGS
+from mfed.aggregation.robust import ROBUST_RULES, trim_count
+from mfed.aggregation.streaming import Aggregation
 from mfed.models.multitask import MultiTaskModel
-from mfed.types import ClientUpdate, ServerState, State
+from mfed.types import ClientUpdate, ServerState
 
 PARTS = ("encoder", "decoder")
 
@@ -69,31 +68,24 @@ class Strategy(ABC):
         """The server state before round 1, from the initial full multi-task model."""
 
     @abstractmethod
-    def aggregate(self, state: ServerState, updates: Sequence[ClientUpdate]) -> ServerState:
-        """Return the next server state from the current one and this round's updates."""
+    def targets(self, task: str) -> list[tuple[str, tuple[str, ...]]]:
+        """Where an update from a client of ``task`` folds in: ``(scope, key prefixes)`` pairs.
 
-    def combine(
-        self, updates: Sequence[ClientUpdate], prefixes: Iterable[str], reference: Mapping[str, Tensor]
-    ) -> State:
-        """Aggregate the ``prefixes`` part of ``updates``, with this strategy's defences.
-
-        Args:
-            updates: The round's accepted updates that hold this part.
-            prefixes: Key prefixes of the part (e.g. ``["encoder."]``).
-            reference: The state the clients were sent for this part (what clipping measures from).
-
+        Each pair averages the update's keys under those prefixes into that scope (e.g. M-Fed:
+        the encoder into ``global``, the task's decoder into ``task:<task>``). Empty for a
+        strategy that averages nothing.
         """
-        prefixes = tuple(prefixes)
-        states = [select(u.state, prefixes) for u in updates]
-        names = [f"client {u.client_id}" for u in updates]
-        check_same_layout(states, names)
-        if self.clip_norm is not None:
-            states = [clip_update(s, reference, self.clip_norm) for s in states]
-        if self.robust == "median":
-            return coordinate_median(states)
-        if self.robust == "trimmed_mean":
-            return trimmed_mean(states, self.trim_fraction)
-        return weighted_average(states, update_weights(updates, self.weighting), names)
+
+    def aggregation(self, state: ServerState) -> Aggregation:
+        """A new round from ``state``: fold in the accepted updates one by one, then take its result."""
+        return Aggregation(self, state)
+
+    def aggregate(self, state: ServerState, updates: Sequence[ClientUpdate]) -> ServerState:
+        """The next server state from the current one and this round's updates, folded in order."""
+        round_ = self.aggregation(state)
+        for update in updates:
+            round_.add(update)
+        return round_.result()
 
     def __repr__(self) -> str:
         options = f"weighting={self.weighting!r}, prox_mu={self.prox_mu}"

@@ -7,12 +7,10 @@ FedHCA2 / FMTL-Bench that averages all tasks' decoders into one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from mfed.aggregation.base import Strategy
-from mfed.aggregation.functional import group_by_task, select
+from mfed.aggregation.functional import select
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
-from mfed.types import ClientUpdate, ServerState, task_scope
+from mfed.types import ServerState, task_scope
 
 
 class FedAvgPerTask(Strategy):
@@ -31,10 +29,6 @@ class FedAvgPerTask(Strategy):
         full = model.state_dict()
         return {task_scope(t): select(full, [ENCODER_PREFIX, decoder_prefix(t)]) for t in model.tasks}
 
-    def aggregate(self, state: ServerState, updates: Sequence[ClientUpdate]) -> ServerState:
-        """Average each task group's whole model; other tasks keep theirs."""
-        new = dict(state)
-        for task, group in group_by_task(updates).items():
-            scope = task_scope(task)
-            new[scope] = self.combine(group, [ENCODER_PREFIX, decoder_prefix(task)], state[scope])
-        return new
+    def targets(self, task: str) -> list[tuple[str, tuple[str, ...]]]:
+        """The whole model (encoder and decoder) into its task's scope; other tasks keep theirs."""
+        return [(task_scope(task), (ENCODER_PREFIX, decoder_prefix(task)))]

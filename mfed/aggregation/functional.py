@@ -24,42 +24,81 @@ def select(state: Mapping[str, Tensor], prefixes: Iterable[str]) -> State:
     return {k: v for k, v in state.items() if k.startswith(prefixes)}
 
 
-def normalised_weights(weights: Sequence[float]) -> list[float]:
-    """Return ``weights`` divided by their sum; all must be >= 0 with a positive sum."""
-    if not weights:
-        raise ValueError("cannot average zero states")
-    if any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError(f"weights must be >= 0 with a positive sum, got {list(weights)}")
-    total = float(sum(weights))
-    return [w / total for w in weights]
+def check_layout(state: Mapping[str, Tensor], name: str, reference: Mapping[str, Tensor], reference_name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` when its keys or shapes differ from ``reference``'s."""
+    if set(state) != set(reference):
+        missing, extra = sorted(set(reference) - set(state)), sorted(set(state) - set(reference))
+        raise ValueError(
+            f"state of {name} has different keys than {reference_name}: missing {missing[:5]}, "
+            f"extra {extra[:5]} (do all clients build the same encoder/decoder?)"
+        )
+    for key, value in state.items():
+        if value.shape != reference[key].shape:
+            raise ValueError(
+                f"{key} has shape {tuple(value.shape)} in {name} but {tuple(reference[key].shape)} "
+                f"in {reference_name}: clients' model configs differ"
+            )
 
 
 def check_same_layout(states: Sequence[Mapping[str, Tensor]], names: Sequence[str]) -> None:
     """Raise ``ValueError`` naming the state whose keys or shapes differ from the first's."""
-    ref_keys = set(states[0])
     for name, state in zip(names[1:], states[1:], strict=True):
-        if set(state) != ref_keys:
-            missing, extra = sorted(ref_keys - set(state)), sorted(set(state) - ref_keys)
-            raise ValueError(
-                f"state of {name} has different keys than {names[0]}: missing {missing[:5]}, "
-                f"extra {extra[:5]} (do all clients build the same encoder/decoder?)"
-            )
+        check_layout(state, name, states[0], names[0])
+
+
+class RunningMean:
+    """A weighted mean of states with identical keys and shapes, accumulated one state at a time.
+
+    Sums are float64; :meth:`value` casts back as described in the module doc. Memory is one
+    state, however many are added: the driver folds each client's update in as it arrives.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.like: dict[str, Tensor] = {}  # empty slices: each key's shape-free dtype
+        self.total = 0.0
+        self.first = ""
+
+    def add(self, state: Mapping[str, Tensor], weight: float, name: str = "a state") -> None:
+        """Fold ``state`` in with ``weight`` (>= 0).
+
+        Raises:
+            ValueError: The weight is negative, or ``state``'s keys or shapes differ from the
+                first state's (naming both).
+
+        """
+        if weight < 0:
+            raise ValueError(f"weights must be >= 0, got {weight} for {name}")
+        if not self.sums:
+            self.first, self.like = name, {k: v.flatten()[:0] for k, v in state.items()}
+            self.sums = {k: torch.zeros(v.shape, dtype=torch.float64) for k, v in state.items()}
+        check_layout(state, name, self.sums, self.first)
         for key, value in state.items():
-            if value.shape != states[0][key].shape:
-                raise ValueError(
-                    f"{key} has shape {tuple(value.shape)} in {name} but {tuple(states[0][key].shape)} "
-                    f"in {names[0]}: clients' model configs differ"
-                )
+            self.sums[key].add_(value.to(torch.float64), alpha=weight)
+        self.total += weight
+
+    def value(self) -> State:
+        """The weighted mean of every state added so far."""
+        if not self.sums:
+            raise ValueError("cannot average zero states")
+        if self.total <= 0:
+            raise ValueError("weights must be >= 0 with a positive sum, got a sum of 0")
+        out: State = {}
+        for key, total in self.sums.items():
+            mean, like = total / self.total, self.like[key]
+            floating = like.is_floating_point() or like.is_complex()
+            out[key] = mean.to(like.dtype) if floating else torch.round(mean).to(like.dtype)
+        return out
 
 
 def weighted_average(
     states: Sequence[Mapping[str, Tensor]], weights: Sequence[float], names: Sequence[str] | None = None
 ) -> State:
-    """Average states key by key with the given weights.
+    """Average states key by key with the given weights (a :class:`RunningMean` over them, in order).
 
     Args:
         states: States with identical keys and shapes.
-        weights: One non-negative weight per state (normalised here).
+        weights: One non-negative weight per state, with a positive sum.
         names: Names of the states for error messages (e.g. client ids).
 
     Returns:
@@ -69,25 +108,20 @@ def weighted_average(
     if len(states) != len(weights):
         raise ValueError(f"got {len(states)} states but {len(weights)} weights")
     names = list(names) if names is not None else [f"state {i}" for i in range(len(states))]
-    w = normalised_weights(weights)
-    check_same_layout(states, names)
-    averaged: State = {}
-    for key, first in states[0].items():
-        acc = sum(wi * s[key].to(torch.float64) for wi, s in zip(w, states, strict=True))
-        assert isinstance(acc, Tensor)
-        if first.is_floating_point() or first.is_complex():
-            averaged[key] = acc.to(first.dtype)
-        else:
-            averaged[key] = torch.round(acc).to(first.dtype)
-    return averaged
+    if any(w < 0 for w in weights):
+        raise ValueError(f"weights must be >= 0 with a positive sum, got {list(weights)}")
+    mean = RunningMean()
+    for state, weight, name in zip(states, weights, names, strict=True):
+        mean.add(state, float(weight), name)
+    return mean.value()
 
 
-def update_weights(updates: Sequence[ClientUpdate], weighting: str) -> list[float]:
-    """Aggregation weights of ``updates``: by number of examples, or uniform."""
+def update_weight(update: ClientUpdate, weighting: str) -> float:
+    """Aggregation weight of ``update``: its number of examples, or 1 (uniform)."""
     if weighting == "examples":
-        return [float(u.num_examples) for u in updates]
+        return float(update.num_examples)
     if weighting == "uniform":
-        return [1.0] * len(updates)
+        return 1.0
     raise ValueError(f"aggregation.weighting must be one of {WEIGHTINGS}, got {weighting!r}")
 
 

@@ -9,11 +9,9 @@ back next round, so Local checkpoints and resumes like every other strategy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from mfed.aggregation.base import Strategy
 from mfed.models.multitask import MultiTaskModel
-from mfed.types import ClientUpdate, ServerState, client_scope
+from mfed.types import ServerState
 
 
 class Local(Strategy):
@@ -27,9 +25,6 @@ class Local(Strategy):
         """Nothing yet: clients build the same initial model themselves."""
         return {}
 
-    def aggregate(self, state: ServerState, updates: Sequence[ClientUpdate]) -> ServerState:
-        """Keep each client's own model under its scope; nothing is averaged."""
-        new = dict(state)
-        for update in updates:
-            new[client_scope(update.client_id)] = dict(update.private)
-        return new
+    def targets(self, task: str) -> list[tuple[str, tuple[str, ...]]]:
+        """Nothing is averaged: each client's model comes back as its private state."""
+        return []

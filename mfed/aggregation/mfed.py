@@ -9,12 +9,10 @@ Round t, clients k with task tau(k) and n_k examples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from mfed.aggregation.base import Strategy
-from mfed.aggregation.functional import group_by_task, select
+from mfed.aggregation.functional import select
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
-from mfed.types import ClientUpdate, ServerState, global_scope, task_scope
+from mfed.types import ServerState, global_scope, task_scope
 
 
 class MFed(Strategy):
@@ -50,12 +48,6 @@ class MFed(Strategy):
             state[task_scope(task)] = select(full, [decoder_prefix(task)])
         return state
 
-    def aggregate(self, state: ServerState, updates: Sequence[ClientUpdate]) -> ServerState:
-        """Encoder over every update; each task's decoder over that task's updates."""
-        if not updates:
-            return state
-        new = dict(state)
-        new[global_scope()] = self.combine(updates, [ENCODER_PREFIX], state[global_scope()])
-        for task, group in group_by_task(updates).items():
-            new[task_scope(task)] = self.combine(group, [decoder_prefix(task)], state[task_scope(task)])
-        return new
+    def targets(self, task: str) -> list[tuple[str, tuple[str, ...]]]:
+        """The encoder into the global scope (every client); the decoder into its task's scope."""
+        return [(global_scope(), (ENCODER_PREFIX,)), (task_scope(task), (decoder_prefix(task),))]

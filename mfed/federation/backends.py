@@ -7,7 +7,7 @@ The Ray backend (:mod:`mfed.federation.ray_backend`) drives the same
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from mfed.federation.client import Client
@@ -32,16 +32,18 @@ class Backend(Protocol):
 
     def fit(
         self, client_ids: Sequence[str], state: ServerState, round_idx: int
-    ) -> Sequence[ClientUpdate | ClientFailure]:
+    ) -> Iterator[ClientUpdate | ClientFailure]:
         """Train the given clients from ``state``.
 
-        Returns one result per client, in the order of ``client_ids``, then any ``restarted`` notes.
+        Yields each client's result as it comes, in any order (one per client: an update or a
+        failure), and ``restarted`` notes along the way. The driver folds each result in as it
+        arrives, so a backend never needs to hold them all.
         """
         ...
 
     def evaluate(
         self, client_ids: Sequence[str], state: ServerState, split: str = "val"
-    ) -> Sequence[ClientEvaluation | ClientFailure]:
+    ) -> Iterator[ClientEvaluation | ClientFailure]:
         """Score the given clients' next-round models on ``split``; results as :meth:`fit`'s."""
         ...
 
@@ -76,13 +78,13 @@ class SerialBackend:
         """Build every client here."""
         self.clients = {s.client_id: Client(*setup.client_args(s)) for s in specs}
 
-    def fit(self, client_ids: Sequence[str], state: ServerState, round_idx: int) -> list[ClientUpdate]:
+    def fit(self, client_ids: Sequence[str], state: ServerState, round_idx: int) -> Iterator[ClientUpdate]:
         """Train clients one by one."""
-        return [self.clients[c].fit(state, round_idx) for c in client_ids]
+        return (self.clients[c].fit(state, round_idx) for c in client_ids)
 
-    def evaluate(self, client_ids: Sequence[str], state: ServerState, split: str = "val") -> list[ClientEvaluation]:
+    def evaluate(self, client_ids: Sequence[str], state: ServerState, split: str = "val") -> Iterator[ClientEvaluation]:
         """Evaluate clients one by one."""
-        return [self.clients[c].evaluate(state, split) for c in client_ids]
+        return (self.clients[c].evaluate(state, split) for c in client_ids)
 
     def shutdown(self) -> None:
         """Drop the clients."""

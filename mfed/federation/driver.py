@@ -5,21 +5,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from typing import Any, Protocol
 
-import numpy as np
-
 from mfed.aggregation.base import Strategy
 from mfed.federation.backends import Backend, ClientSetup
-from mfed.federation.summary import eval_row, test_row, train_row
-from mfed.federation.validation import Fault, Layout, expected_layout, nonfinite_scopes, screen_updates
+from mfed.federation.sampling import in_order, required, sample_clients
+from mfed.federation.summary import EvalTally, TestTally, TrainTally
+from mfed.federation.validation import Fault, Layout, Screen, expected_layout, nonfinite_scopes
 from mfed.interrupts import StopRequested
 from mfed.models.multitask import MultiTaskModel, part_prefixes
 from mfed.tasks.base import Task
-from mfed.types import ClientEvaluation, ClientFailure, ClientSpec, ClientUpdate, ServerState, client_scope
+from mfed.types import ClientFailure, ClientSpec, ServerState, client_scope
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +55,6 @@ class RunCallback(Protocol):
         ...
 
 
-def sample_clients(client_ids: Sequence[str], fraction: float, seed: int, round_idx: int) -> list[str]:
-    """Clients taking part in ``round_idx``: ``max(1, round(fraction * n))`` of them, seeded.
-
-    The result keeps the order of ``client_ids``.
-    """
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"federation.fraction must lie in (0, 1], got {fraction}")
-    n = len(client_ids)
-    m = max(1, round(fraction * n))
-    if m >= n:
-        return list(client_ids)
-    chosen = np.random.default_rng([seed, round_idx]).choice(n, size=m, replace=False)
-    return [client_ids[i] for i in sorted(chosen)]
-
-
 def _listed(faults: Sequence[Fault]) -> str:
     if not faults:
         return ""
@@ -96,9 +80,9 @@ class Driver:
         eval_every: Evaluate on the clients' validation splits every this many rounds (and after
             the last); the global test set, when configured, is scored after the last round.
         seed: Run seed (client sampling).
-        min_clients: Accepted updates a round needs to be aggregated; fewer (because clients
-            failed) retry the round, fewer after the retries (or because updates were rejected)
-            stop the run.
+        min_clients: Accepted updates a round needs to be aggregated: a count, or a fraction in
+            (0, 1) of the sampled clients (rounded up). Fewer because clients failed retry the
+            round; fewer after the retries, or because updates were rejected, stop the run.
         max_retries: Retries of a round short of ``min_clients`` because clients failed.
         callbacks: Watchers of the run.
         faults: Every rejected update so far (round, client, reason).
@@ -118,7 +102,7 @@ class Driver:
     fraction: float = 1.0
     eval_every: int = 1
     seed: int = 0
-    min_clients: int = 1
+    min_clients: float = 1
     max_retries: int = 2
     callbacks: Sequence[RunCallback] = ()
     history: list[Row] = field(default_factory=list)
@@ -137,12 +121,7 @@ class Driver:
         sample_clients(["x"], self.fraction, 0, 0)  # validates fraction now, not in round 1
         if not self.specs:
             raise ValueError("a federation needs at least one client")
-        per_round = max(1, round(self.fraction * len(self.specs)))
-        if not 1 <= self.min_clients <= per_round:
-            raise ValueError(
-                f"federation.min_clients must lie in [1, {per_round}] (the clients sampled per round), "
-                f"got {self.min_clients}"
-            )
+        required(self.min_clients, max(1, round(self.fraction * len(self.specs))))  # validates it now
         unknown = sorted({s.task for s in self.specs} - set(self.tasks))
         if unknown:
             raise ValueError(f"clients have tasks {unknown} with no task config; tasks: {sorted(self.tasks)}")
@@ -232,55 +211,77 @@ class Driver:
         }
 
     def run_round(self, round_idx: int) -> Row:
-        """One round: train the sampled clients, screen and aggregate their updates, maybe evaluate everyone."""
+        """One round: train the sampled clients, screen and fold in their updates, maybe evaluate everyone."""
         start = time.perf_counter()
-        accepted, faults = self._train(round_idx)
-        state = self.strategy.aggregate(self.state, accepted)
+        state, row, faults = self._train(round_idx)
         broken = nonfinite_scopes(state)
         if broken:
             raise RoundFailed(round_idx, f"the aggregated state has non-finite values in {broken}; it was not kept")
         self.state = state
-        row: Row = {"round": float(round_idx), **train_row(accepted)}
+        row = {"round": float(round_idx), **row}
         if round_idx % self.eval_every == 0 or round_idx == self.rounds:
-            evaluations, failed = self._evaluate(round_idx, "val")
-            row.update(eval_row(self.tasks, evaluations))
-            faults += failed
+            row.update(self._evaluate(round_idx, "val", EvalTally(self.tasks), faults))
         if round_idx == self.rounds and self.setup.test_dataset is not None:
-            evaluations, failed = self._evaluate(round_idx, "test")
-            row.update(test_row(evaluations))
-            faults += failed
+            row.update(self._evaluate(round_idx, "test", TestTally(), faults))
         self.faults.extend(faults)
         row.update({f"fault/{kind}": float(sum(f.kind == kind for f in faults)) for kind in FAULT_KINDS})
         row.update({f"fault/{f.client_id}/{f.kind}": 1.0 for f in faults})
         row["time/round_s"] = time.perf_counter() - start
-        log.info("round %d/%d: %d clients trained in %.1fs", round_idx, self.rounds, len(accepted), row["time/round_s"])
+        log.info("round %d/%d: %d clients trained in %.1fs", round_idx, self.rounds, row["comm/clients"],
+                 row["time/round_s"])  # fmt: skip
         return row
 
-    def _train(self, round_idx: int) -> tuple[list[ClientUpdate], list[Fault]]:
-        """The round's accepted updates and its faults.
+    def _train(self, round_idx: int) -> tuple[ServerState, Row, list[Fault]]:
+        """The next state, the round's training entries and its faults.
 
-        A round short of ``min_clients`` because clients failed is retried (up to ``max_retries``
-        times); one short because updates were rejected fails (a retry would compute the same).
+        Updates are screened and folded in as they arrive, in the order the clients were
+        sampled. A round short of ``min_clients`` because clients failed is retried (up to
+        ``max_retries`` times); one short because updates were rejected fails (a retry would
+        compute the same).
         """
         sampled = sample_clients(self.client_ids, self.fraction, self.seed, round_idx)
         chosen = set(sampled)
         by_id = {s.client_id: s for s in self.specs if s.client_id in chosen}
+        needed = required(self.min_clients, len(sampled))
         for attempt in range(self.max_retries + 1):
+            screen, tally = Screen(by_id, self.layouts, round_idx), TrainTally()
+            fold = self.strategy.aggregation(self.state)
+            faults: list[Fault] = []
             outcomes = self.backend.fit(sampled, self.state, round_idx)
-            updates = [o for o in outcomes if isinstance(o, ClientUpdate)]
-            faults = [Fault(round_idx, o.client_id, o.kind, o.reason) for o in outcomes if isinstance(o, ClientFailure)]
-            accepted, rejected = screen_updates(updates, by_id, self.layouts, round_idx)
-            faults += rejected
-            for fault in faults:
-                log.warning("round %d: %s %s: %s", round_idx, fault.client_id, fault.kind, fault.reason)
-            if len(accepted) >= self.min_clients:
-                return accepted, faults
-            short = f"{len(accepted)} of {len(sampled)} updates accepted, fewer than federation.min_clients="
-            short += str(self.min_clients)
+            for outcome in self._collect(outcomes, sampled, round_idx, faults):
+                fault = screen(outcome)
+                if fault is None:
+                    fold.add(outcome)
+                    tally.add(outcome)
+                else:
+                    faults.append(fault)
+                    log.warning("round %d: %s rejected: %s", round_idx, fault.client_id, fault.reason)
+            if fold.count >= needed:
+                return fold.result(), tally.row(), faults
+            short = f"{fold.count} of {len(sampled)} updates accepted, fewer than federation.min_clients="
+            short += str(self.min_clients) + (f" ({needed} clients)" if self.min_clients < 1 else "")
             if all(f.kind in ("rejected", "restarted") for f in faults) or attempt == self.max_retries:
                 raise RoundFailed(round_idx, short + _listed(faults))
             log.warning("round %d: %s; retrying the round (%d of %d)", round_idx, short, attempt + 1, self.max_retries)
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _collect(outcomes: Iterable[Any], order: Sequence[str], round_idx: int, faults: list[Fault]) -> Iterator[Any]:
+        """The clients' messages in ``order`` as they arrive; failures go to ``faults`` (and the log).
+
+        A client that sent nothing at all (a backend's bug) is a ``failed`` fault, not a silent gap.
+        """
+        heard: set[str] = set()
+        for outcome in in_order(outcomes, order):
+            if isinstance(outcome, ClientFailure):
+                faults.append(Fault(round_idx, outcome.client_id, outcome.kind, outcome.reason))
+                log.warning("round %d: %s %s: %s", round_idx, outcome.client_id, outcome.kind, outcome.reason)
+                if outcome.note:
+                    continue
+            else:
+                yield outcome
+            heard.add(outcome.client_id)
+        faults += [Fault(round_idx, c, "failed", "the backend sent nothing for it") for c in order if c not in heard]
 
     def test_scorers(self) -> dict[str, list[str]]:
         """Who scores the global test set, for whom: ``{scorer: clients it stands for}``.
@@ -298,15 +299,16 @@ class Driver:
                 scorers[ids[0]] = ids
         return scorers
 
-    def _evaluate(self, round_idx: int, split: str) -> tuple[list[ClientEvaluation], list[Fault]]:
+    def _evaluate(self, round_idx: int, split: str, tally: EvalTally | TestTally, faults: list[Fault]) -> Row:
+        """Score ``split`` and return its row entries; failures join ``faults`` (reasons prefixed with the split)."""
         scorers = self.test_scorers() if split == "test" else {c: [c] for c in self.client_ids}
-        outcomes: list[ClientEvaluation | ClientFailure] = []
-        for outcome in self.backend.evaluate(list(scorers), self.state, split=split):
-            stands_for = scorers.get(outcome.client_id, [outcome.client_id])
-            outcomes += [dataclasses.replace(outcome, client_id=c) for c in stands_for]
-        faults = [
-            Fault(round_idx, o.client_id, o.kind, f"{split} evaluation: {o.reason}")
-            for o in outcomes
-            if isinstance(o, ClientFailure)
-        ]
-        return [o for o in outcomes if isinstance(o, ClientEvaluation)], faults
+        failed: list[Fault] = []
+        outcomes = self.backend.evaluate(list(scorers), self.state, split=split)
+        for evaluation in self._collect(outcomes, list(scorers), round_idx, failed):
+            for client in scorers.get(evaluation.client_id, [evaluation.client_id]):
+                tally.add(dataclasses.replace(evaluation, client_id=client))
+        for f in failed:
+            stands_for = scorers.get(f.client_id, [f.client_id])
+            reason = f"{split} evaluation: {f.reason}"
+            faults += [dataclasses.replace(f, client_id=c, reason=reason) for c in stands_for]
+        return tally.row()

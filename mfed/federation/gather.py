@@ -1,19 +1,19 @@
 """Collecting one call per client from Ray actors as results arrive, surviving dead and late actors.
 
-Results are taken with ``ray.wait`` as they come. A client whose actor died (its process was
-killed, its node removed) has the actor recreated and the call retried, up to ``max_retries``
-times: clients are stateless (everything they need arrives with the call), so a new actor loses
-nothing. A client whose code raised is not retried (it would raise again) and is reported. Past
-``timeout_s`` the calls still running are dropped and their actors recreated, so the next round
-does not queue behind a straggler. While it waits, the pending clients are logged every
-``NOTE_EVERY_S`` (30) seconds.
+Results are taken with ``ray.wait`` and passed on as they come, so the driver folds each one in
+while the others still run. A client whose actor died (its process was killed, its node removed)
+is retried on a replacement, up to ``max_retries`` times: clients are stateless (everything they
+need arrives with the call), so a new actor loses nothing. A client whose code raised is not
+retried (it would raise again) and is reported. Past ``timeout_s`` the calls still running are
+dropped and their actors replaced, so the next round does not queue behind a straggler. While it
+waits, the pending clients are logged every ``NOTE_EVERY_S`` (30) seconds.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from mfed.types import ClientFailure
@@ -33,24 +33,25 @@ def _short(err: BaseException) -> str:
 def gather(
     client_ids: Sequence[str],
     submit: Callable[[str], Any],
-    recreate: Callable[[str], None],
+    lost: Callable[[str, Any], None],
     max_retries: int,
     timeout_s: float | None,
     label: str,
-) -> tuple[dict[str, Any], list[ClientFailure]]:
-    """Run ``submit(key)`` for every key (an actor's: its client's id for a resident actor).
+) -> Iterator[Any]:
+    """Run ``submit(client)`` for every client and yield each result as it comes.
 
     Args:
-        client_ids: The keys.
-        submit: Starts the key's call and returns its ObjectRef.
-        recreate: Replaces the key's actor with a new one.
-        max_retries: Retries of a key whose actor died.
+        client_ids: The clients, one call each.
+        submit: Starts the client's call and returns its ObjectRef.
+        lost: ``lost(client, ref)``: the actor that ran the call ``ref`` is gone or hung; the
+            backend replaces it (once, however many of its calls report it) before a retry.
+        max_retries: Retries of a client whose actor died.
         timeout_s: Seconds for the whole call; ``None`` waits as long as it takes.
         label: What is being waited for, for the log (e.g. ``round 3 fit``).
 
-    Returns:
-        ``{key: result or ClientFailure}``, and one ``restarted`` note per actor that died and
-        was replaced for a retry (the key's result may still have come).
+    Yields:
+        Each client's result, or a :class:`~mfed.types.ClientFailure` (``failed``, ``timeout``),
+        in the order they arrive; and a ``restarted`` note per retry along the way.
 
     """
     import ray
@@ -60,16 +61,14 @@ def gather(
     noted = start
     retries = dict.fromkeys(client_ids, 0)
     pending = {submit(c): c for c in client_ids}
-    results: dict[str, Any] = {}
-    notes: list[ClientFailure] = []
     while pending:
         now = time.monotonic()
         left = None if timeout_s is None else start + timeout_s - now
         if left is not None and left <= 0:
-            for client in pending.values():
-                results[client] = ClientFailure(client, "timeout", f"no result within {timeout_s:g} s; dropped")
-                recreate(client)  # a hung actor would hold the next round's call
-            break
+            for ref, client in pending.items():
+                yield ClientFailure(client, "timeout", f"no result within {timeout_s:g} s; dropped")
+                lost(client, ref)  # a hung actor would hold the next round's call
+            return
         if now - noted >= NOTE_EVERY_S:
             waiting = sorted(pending.values())
             log.warning(
@@ -81,19 +80,17 @@ def gather(
         for ref in done:
             client = pending.pop(ref)
             try:
-                results[client] = ray.get(ref)
+                yield ray.get(ref)
             except RayTaskError as err:  # the client's own code raised: deterministic, not retried
-                results[client] = ClientFailure(client, "failed", f"raised {_short(err.cause or err)}")
+                yield ClientFailure(client, "failed", f"raised {_short(err.cause or err)}")
             except RayActorError as err:  # the actor's process is gone
+                lost(client, ref)
                 if retries[client] < max_retries:
                     retries[client] += 1
-                    notes.append(ClientFailure(client, "restarted", f"its actor died ({_short(err)}); retried"))
+                    yield ClientFailure(client, "restarted", f"its actor died ({_short(err)}); retried")
                     log.warning("%s: the actor of %s died (%s); retry %d of %d on a new actor",
                                 label, client, _short(err), retries[client], max_retries)  # fmt: skip
-                    recreate(client)
                     pending[submit(client)] = client
                 else:
                     reason = f"its actor died {retries[client] + 1} times (last: {_short(err)})"
-                    results[client] = ClientFailure(client, "failed", reason)
-                    recreate(client)  # the next round gets a live actor
-    return results, notes
+                    yield ClientFailure(client, "failed", reason)

@@ -1,10 +1,11 @@
-"""A worker that hosts many clients and runs their work in turn (a plain class; Ray wraps it).
+"""A worker that hosts many clients and runs their work one call at a time (a plain class; Ray wraps it).
 
 Clients are stateless, so any host can serve any client: a host keeps the clients it built
 in a small LRU cache (their model and shard; nothing the server does not also hold) and
 rebuilds an evicted one from its spec and the dataset. With one client per host and a cache
 of one, a host is the classic resident actor. Work on one client that raises is reported as
-that client's :class:`~mfed.types.ClientFailure`; the host's other clients go on.
+that client's :class:`~mfed.types.ClientFailure`; the host's other clients go on. Each call
+is one client's, so its result reaches the driver as soon as that client is done.
 
 The server state arrives as scope names plus one tensor dict per scope, so that the Ray
 backend can pass each scope as its own top-level ObjectRef (Ray resolves those before the call):
@@ -29,15 +30,16 @@ T = TypeVar("T")
 
 
 class ClientHost:
-    """Runs the work of ``specs``' clients, one at a time.
+    """Runs the work of any of ``specs``' clients, one call at a time.
 
     Args:
-        specs: The clients this host serves.
+        specs: Every client this host may be asked to serve (a backend may move clients between
+            hosts, e.g. off a lost node).
         setup: What every client is built from.
         dataset: The training pool (replaces ``setup.dataset``; e.g. resolved from the object store).
         test_dataset: The global test set (replaces ``setup.test_dataset``).
         cache: Clients kept built; an evicted client is rebuilt on its next call.
-        build_now: Build the clients at construction (a resident host) instead of on first use.
+        build_now: Clients to build at construction (a resident host's own client).
 
     """
 
@@ -48,16 +50,15 @@ class ClientHost:
         dataset: Dataset,
         test_dataset: Dataset | None,
         cache: int = 1,
-        build_now: bool = False,
+        build_now: Sequence[str] = (),
     ) -> None:
         if cache < 1:
             raise ValueError(f"backend.client_cache must be >= 1, got {cache}")
         self.specs = {s.client_id: s for s in specs}
         self.setup, self.dataset, self.test_dataset, self.cache = setup, dataset, test_dataset, cache
         self._clients: OrderedDict[str, Client] = OrderedDict()
-        if build_now:
-            for client_id in list(self.specs)[:cache]:
-                self.client(client_id)
+        for client_id in list(build_now)[:cache]:
+            self.client(client_id)
 
     def client(self, client_id: str) -> Client:
         """The built client ``client_id`` (built now if it is not cached)."""
@@ -72,18 +73,18 @@ class ClientHost:
         return client
 
     def fit(
-        self, client_ids: Sequence[str], round_idx: int, scopes: Sequence[str], *tensors: State
-    ) -> list[ClientUpdate | ClientFailure]:
-        """Train ``client_ids`` in turn from the server state given as ``scopes`` and their ``tensors``."""
+        self, client_id: str, round_idx: int, scopes: Sequence[str], *tensors: State
+    ) -> ClientUpdate | ClientFailure:
+        """Train ``client_id`` from the server state given as ``scopes`` and their ``tensors``."""
         state: ServerState = dict(zip(scopes, tensors, strict=True))
-        return [self._run(c, lambda client: client.fit(state, round_idx)) for c in client_ids]
+        return self._run(client_id, lambda client: client.fit(state, round_idx))
 
     def evaluate(
-        self, client_ids: Sequence[str], split: str, scopes: Sequence[str], *tensors: State
-    ) -> list[ClientEvaluation | ClientFailure]:
-        """Score ``client_ids`` in turn on ``split``."""
+        self, client_id: str, split: str, scopes: Sequence[str], *tensors: State
+    ) -> ClientEvaluation | ClientFailure:
+        """Score ``client_id`` on ``split``."""
         state: ServerState = dict(zip(scopes, tensors, strict=True))
-        return [self._run(c, lambda client: client.evaluate(state, split)) for c in client_ids]
+        return self._run(client_id, lambda client: client.evaluate(state, split))
 
     def _run(self, client_id: str, work: Callable[[Client], T]) -> T | ClientFailure:
         try:

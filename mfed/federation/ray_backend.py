@@ -2,14 +2,15 @@
 
 Each actor is a :class:`~mfed.federation.host.ClientHost`. With ``clients_per_actor=1`` (the
 default) every client has its own long-lived actor, built at start. With an integer K, or
-``auto`` (one actor per CPU of the cluster), each actor hosts a contiguous share of the clients
-and trains the sampled ones in turn; the results are the same for the same seed (tested),
+``auto`` (one actor per CPU of the cluster), the clients are dealt to the actors round-robin and
+each actor trains its sampled ones in turn; the results are the same for the same seed (tested),
 because clients are stateless and every random choice derives from (seed, round, client).
 
-Each round every scope of the server state is ``ray.put`` once and an actor receives only the
-scopes its clients load (global, their tasks', their own). Results come through
-:func:`mfed.federation.gather.gather`: a dead actor is recreated and its call retried, a late one
-dropped at ``round_timeout_s``.
+Each round every scope of the server state is ``ray.put`` once, and each client's call (one
+actor call per client) carries only the scopes it loads (global, its task's, its own). Results
+come through :func:`mfed.federation.gather.gather` as they arrive: a dead actor is replaced and
+its calls retried, a late one dropped at ``round_timeout_s``. An actor whose node is gone, or for
+which the cluster has no room any more, is not replaced: its clients move to the live actors.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from mfed.federation.gather import gather
@@ -37,6 +38,16 @@ from mfed.types import (
 log = logging.getLogger(__name__)
 
 RECREATE_WAIT_S = 120.0
+
+
+class _RayHost(ClientHost):
+    """A :class:`ClientHost` as a Ray actor, which can say which node it runs on."""
+
+    def node_id(self) -> str:
+        """The Ray node this actor runs on."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
 
 
 class RayBackend:
@@ -97,8 +108,10 @@ class RayBackend:
         self.address, self.num_cpus, self.num_gpus = address, num_cpus_per_client, num_gpus_per_client
         self.placement, self.clients_per_actor, self.client_cache = placement, clients_per_actor, client_cache
         self.actors: dict[str, Any] = {}  # by host key: the client's id for a resident actor
-        self.groups: dict[str, list[ClientSpec]] = {}
-        self.host_of: dict[str, str] = {}
+        self.node_of: dict[str, str] = {}  # host -> the Ray node its actor runs on
+        self.host_of: dict[str, str] = {}  # client -> host
+        self.task_of: dict[str, str] = {}
+        self._ran_on: dict[Any, tuple[str, Any]] = {}  # this call's ObjectRefs -> (host, actor)
         self._make_actor: Callable[[str], Any] | None = None
         self._started_ray = False
 
@@ -175,88 +188,94 @@ class RayBackend:
         total = float(ray.cluster_resources().get("CPU", 0.0))
         n = self.n_actors(len(specs), total)
         cpus = self._cpus_per_actor(n, total)
+        resident = n == len(specs)
+        hosts = [s.client_id for s in specs] if resident else [f"host-{i}" for i in range(n)]
+        # Round-robin: consecutive clients on different hosts, so results arrive about in the
+        # order they are folded in (the driver holds an early one only until those before it came).
+        self.host_of = {s.client_id: hosts[i % n] for i, s in enumerate(specs)}
+        self.task_of = {s.client_id: s.task for s in specs}
         per_actor = math.ceil(len(specs) / n)
-        resident = per_actor == 1
-        self.groups = {
-            (chunk[0].client_id if resident else f"host-{i}"): chunk
-            for i, chunk in enumerate(list(specs[k : k + per_actor]) for k in range(0, len(specs), per_actor))
-        }  # contiguous shares: clients of one task mostly share an actor and its scopes
-        self.host_of = {s.client_id: host for host, chunk in self.groups.items() for s in chunk}
         cache = self.client_cache or min(per_actor, 64)
         log.info("starting %d actors of %d clients (%.2f CPU, %g GPU each)", n, per_actor, cpus, self.num_gpus)
-        remote_host = ray.remote(ClientHost).options(
+        remote_host = ray.remote(_RayHost).options(
             num_cpus=cpus, num_gpus=self.num_gpus, scheduling_strategy=self.PLACEMENTS[self.placement]
         )
-        # Each dataset enters the object store once; top-level ObjectRef args reach actors as values.
-        data = (ray.put(setup.dataset), ray.put(setup.test_dataset))
-        bare = setup.without_data()
-        self._make_actor = lambda h: remote_host.remote(self.groups[h], bare, *data, cache, resident)
-        self.actors = {h: self._make_actor(h) for h in self.groups}
-        ray.get([a.__ray_ready__.remote() for a in self.actors.values()])
+        # The specs and each dataset enter the object store once; top-level ObjectRef args reach
+        # actors as values (any host can serve any client: clients move off a lost node).
+        shared = [ray.put(x) for x in (list(specs), setup.without_data(), setup.dataset, setup.test_dataset)]
+        self._make_actor = lambda h: remote_host.remote(*shared, cache, [h] if resident else [])
+        self.actors = {h: self._make_actor(h) for h in hosts}
+        self.node_of = dict(zip(hosts, ray.get([a.node_id.remote() for a in self.actors.values()]), strict=True))
 
-    def recreate(self, host: str) -> None:
-        """Replace an actor by a new one and wait (up to ``RECREATE_WAIT_S``) until it is built.
+    def _lost(self, client: str, ref: Any) -> None:
+        """The actor that ran ``ref`` for ``client`` died or hung: replace it, once however many calls say so."""
+        host, actor = self._ran_on.pop(ref)
+        if self.actors.get(host) is actor:
+            self._replace(host)
 
-        The old one is killed if it still runs (a hung or stopped process). Waiting here keeps
-        the new actor's start-up (seconds: imports, the shards) out of the next call's time limit.
-        A new actor that is not running by then (no room left after a lost node) is logged; calls
-        to it wait for it, up to ``round_timeout_s`` when one is set.
+    def _replace(self, host: str) -> None:
+        """Kill ``host``'s actor and start a new one; when it cannot run (its node is gone, no room), retire it.
+
+        Waiting (up to ``RECREATE_WAIT_S``) for the new actor keeps its start-up (seconds:
+        imports, the shards) out of the next call's time limit.
         """
         import ray
 
         assert self._make_actor is not None, "start() first"
         ray.kill(self.actors[host], no_restart=True)
-        self.actors[host] = self._make_actor(host)
-        ready, _ = ray.wait([self.actors[host].__ray_ready__.remote()], timeout=RECREATE_WAIT_S)
+        alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+        if self.node_of[host] not in alive:
+            self._retire(host, "its node is gone")
+            return
+        actor = self._make_actor(host)
+        ready, _ = ray.wait([where := actor.node_id.remote()], timeout=RECREATE_WAIT_S)
         if not ready:
-            log.warning(
-                "the new actor of %s is not running after %.0f s: the cluster may have no room for it "
-                "(a lost node?); its calls wait for it (set federation.round_timeout_s to bound that)",
-                host, RECREATE_WAIT_S,
-            )  # fmt: skip
+            ray.kill(actor, no_restart=True)
+            self._retire(host, f"its new actor was not running after {RECREATE_WAIT_S:.0f} s (no room in the cluster?)")
+            return
+        self.actors[host], self.node_of[host] = actor, ray.get(where)
 
-    def _call(self, client_ids: Sequence[str], state: ServerState, method: str, *args: Any) -> list[Any]:
-        """Run ``method`` for ``client_ids`` on their actors; per client a result or a failure, then notes."""
+    def _retire(self, host: str, why: str) -> None:
+        """Drop ``host`` and move its clients to the live hosts, round-robin (clients are stateless)."""
+        del self.actors[host], self.node_of[host]
+        if not self.actors:
+            raise RuntimeError(f"every client actor is lost (the last: {host}, {why}); the cluster has no room left")
+        moved = sorted(c for c, h in self.host_of.items() if h == host)
+        live = list(self.actors)
+        self.host_of.update({c: live[i % len(live)] for i, c in enumerate(moved)})
+        log.warning("%s is not replaced (%s): its %d clients move to %s", host, why, len(moved), ", ".join(live))
+
+    def _call(self, client_ids: Sequence[str], state: ServerState, method: str, arg: Any) -> Iterator[Any]:
+        """Run ``method`` for each of ``client_ids`` on its actor; yield each result as it comes (see gather)."""
         import ray
 
-        by_host: dict[str, list[str]] = {}
-        for c in client_ids:
-            by_host.setdefault(self.host_of[c], []).append(c)
-        task_of = {s.client_id: s.task for chunk in self.groups.values() for s in chunk}
         scopes = {
-            host: [
-                n
-                for n in (global_scope(), *{task_scope(task_of[c]) for c in ids}, *(client_scope(c) for c in ids))
-                if n in state
-            ]
-            for host, ids in by_host.items()
-        }  # what each actor's clients load; only those scopes enter the object store
+            c: [n for n in (global_scope(), task_scope(self.task_of[c]), client_scope(c)) if n in state]
+            for c in client_ids
+        }  # what each client loads; only those scopes enter the object store, once each
         refs = {n: ray.put(state[n]) for n in {n for names in scopes.values() for n in names}}
+        self._ran_on = {}
 
-        def submit(host: str) -> Any:
-            names = scopes[host]
-            return getattr(self.actors[host], method).remote(by_host[host], *args, names, *(refs[n] for n in names))
+        def submit(client: str) -> Any:
+            host = self.host_of[client]
+            actor, names = self.actors[host], scopes[client]
+            ref = getattr(actor, method).remote(client, arg, names, *(refs[n] for n in names))
+            self._ran_on[ref] = (host, actor)
+            return ref
 
-        label = f"round {args[0]} fit" if method == "fit" else f"{args[0]} evaluation"
-        results, notes = gather(list(by_host), submit, self.recreate, self.max_retries, self.round_timeout_s, label)
-        per_client: dict[str, Any] = {}
-        for host, ids in by_host.items():
-            result = results[host]
-            if isinstance(result, ClientFailure):  # the whole actor failed: each of its clients did
-                per_client.update({c: ClientFailure(c, result.kind, result.reason) for c in ids})
-            else:
-                per_client.update(zip(ids, result, strict=True))
-        expanded = [ClientFailure(c, n.kind, n.reason) for n in notes for c in by_host[n.client_id]]
-        return [per_client[c] for c in client_ids] + expanded
+        label = f"round {arg} fit" if method == "fit" else f"{arg} evaluation"
+        yield from gather(client_ids, submit, self._lost, self.max_retries, self.round_timeout_s, label)
 
-    def fit(self, client_ids: Sequence[str], state: ServerState, round_idx: int) -> list[ClientUpdate | ClientFailure]:
-        """Every actor trains its sampled clients; actors run concurrently."""
+    def fit(
+        self, client_ids: Sequence[str], state: ServerState, round_idx: int
+    ) -> Iterator[ClientUpdate | ClientFailure]:
+        """Train the sampled clients on their actors (concurrently across actors, in turn within one)."""
         return self._call(client_ids, state, "fit", round_idx)
 
     def evaluate(
         self, client_ids: Sequence[str], state: ServerState, split: str = "val"
-    ) -> list[ClientEvaluation | ClientFailure]:
-        """Every actor scores its clients on ``split``; actors run concurrently."""
+    ) -> Iterator[ClientEvaluation | ClientFailure]:
+        """Score the clients on ``split`` on their actors."""
         return self._call(client_ids, state, "evaluate", split)
 
     def shutdown(self) -> None:

@@ -1,4 +1,8 @@
-"""Turn one round's client messages into the flat metric row the loggers write.
+"""Turn one round's client messages into the flat metric row the loggers write, one message at a time.
+
+Each tally takes the messages as the driver receives them (in the order the clients were
+sampled) and keeps only sums and per-client scalars, so a round of any number of clients
+costs the driver the same memory.
 
 Keys use slashes so W&B groups panels: ``round``, ``train/<task>/loss``,
 ``val/<task>/<metric>``, ``client/<id>/...``, ``comm/bytes_up``, ``comm/bytes_down`` and
@@ -8,65 +12,106 @@ Keys use slashes so W&B groups panels: ``round``, ``train/<task>/loss``,
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
-from mfed.aggregation.functional import group_by_task
+from torchmetrics import Metric
+
 from mfed.tasks.base import Task
 from mfed.types import ClientEvaluation, ClientUpdate, state_nbytes
 
 
-def merge_evaluations(task: Task, evaluations: Sequence[ClientEvaluation]) -> dict[str, float]:
-    """Task metrics over the union of the clients' validation data (metric states merged exactly)."""
-    metrics = task.metrics()
-    for evaluation in evaluations:
-        for name, metric in metrics.items():
-            metric.merge_state(dict(evaluation.metric_states[name]))
+def _computed(metrics: Mapping[str, Metric]) -> dict[str, float]:
     with warnings.catch_warnings():
         # merge_state does not count as an update, so torchmetrics would warn on compute.
         warnings.filterwarnings("ignore", message=r".*was called before the ``update`` method.*")
         return {name: float(metric.compute()) for name, metric in metrics.items()}
 
 
-def train_row(updates: Sequence[ClientUpdate]) -> dict[str, float]:
+def merge_evaluations(task: Task, evaluations: Iterable[ClientEvaluation]) -> dict[str, float]:
+    """Task metrics over the union of the clients' validation data (metric states merged exactly)."""
+    metrics = task.metrics()
+    for evaluation in evaluations:
+        for name, metric in metrics.items():
+            metric.merge_state(dict(evaluation.metric_states[name]))
+    return _computed(metrics)
+
+
+class TrainTally:
     """Per-task example-weighted training losses, per-client losses and bytes moved."""
-    row: dict[str, float] = {}
-    for task, group in group_by_task(updates).items():
-        total = sum(u.num_examples for u in group)
-        for key in group[0].metrics:
-            row[f"train/{task}/{key}"] = sum(u.metrics[key] * u.num_examples for u in group) / total
-    for u in updates:
-        row[f"client/{u.client_id}/train_loss"] = u.metrics.get("loss", float("nan"))
-    row["comm/bytes_up"] = float(sum(state_nbytes(u.state) for u in updates))
-    row["comm/bytes_down"] = float(sum(u.bytes_down for u in updates))
-    row["comm/private_bytes"] = float(sum(state_nbytes(u.private) for u in updates))  # kept for clients, not sent
-    row["comm/clients"] = float(len(updates))
-    return row
+
+    def __init__(self) -> None:
+        self.losses: dict[str, dict[str, float]] = {}  # task -> metric -> sum of metric * examples
+        self.examples: dict[str, int] = {}
+        self.clients: dict[str, float] = {}
+        self.bytes = {"comm/bytes_up": 0.0, "comm/bytes_down": 0.0, "comm/private_bytes": 0.0}
+
+    def add(self, u: ClientUpdate) -> None:
+        """Count one accepted update."""
+        sums = self.losses.setdefault(u.task, dict.fromkeys(u.metrics, 0.0))
+        for key in sums:
+            sums[key] += u.metrics[key] * u.num_examples
+        self.examples[u.task] = self.examples.get(u.task, 0) + u.num_examples
+        self.clients[f"client/{u.client_id}/train_loss"] = u.metrics.get("loss", float("nan"))
+        self.bytes["comm/bytes_up"] += state_nbytes(u.state)
+        self.bytes["comm/bytes_down"] += u.bytes_down
+        self.bytes["comm/private_bytes"] += state_nbytes(u.private)  # kept for clients, not sent
+
+    def row(self) -> dict[str, float]:
+        """The round's training entries."""
+        row = {
+            f"train/{task}/{key}": total / self.examples[task]
+            for task, sums in self.losses.items()
+            for key, total in sums.items()
+        }
+        return {**row, **self.clients, **self.bytes, "comm/clients": float(len(self.clients))}
 
 
-def eval_row(tasks: Mapping[str, Task], evaluations: Sequence[ClientEvaluation]) -> dict[str, float]:
-    """Per-task merged validation metrics and per-client ones."""
-    row: dict[str, float] = {}
-    for task_name, group in group_by_task(evaluations).items():
-        for metric, value in merge_evaluations(tasks[task_name], group).items():
-            row[f"val/{task_name}/{metric}"] = value
-    for e in evaluations:
-        for metric, value in e.metrics.items():
-            row[f"client/{e.client_id}/{metric}"] = value
-    return row
+class EvalTally:
+    """Per-task validation metrics over the union of the clients' data, and per-client ones."""
+
+    def __init__(self, tasks: Mapping[str, Task]) -> None:
+        self.tasks = tasks
+        self.metrics: dict[str, dict[str, Metric]] = {}
+        self.clients: dict[str, float] = {}
+
+    def add(self, e: ClientEvaluation) -> None:
+        """Merge one client's metric states."""
+        if e.task not in self.metrics:
+            self.metrics[e.task] = self.tasks[e.task].metrics()
+        for name, metric in self.metrics[e.task].items():
+            metric.merge_state(dict(e.metric_states[name]))
+        self.clients.update({f"client/{e.client_id}/{metric}": value for metric, value in e.metrics.items()})
+
+    def row(self) -> dict[str, float]:
+        """The round's validation entries."""
+        row = {f"val/{task}/{m}": v for task, metrics in self.metrics.items() for m, v in _computed(metrics).items()}
+        return {**row, **self.clients}
 
 
-def test_row(evaluations: Sequence[ClientEvaluation]) -> dict[str, float]:
+class TestTally:
     """Global test set: each scoring client's metrics and, per task, their mean over those clients.
 
     Every client of a task scores the whole test set (the FedHCA2 / FMTL-Bench protocol), so the
     task's figure is the mean of its clients' figures. Where a task's clients hold one model, one
     of them scores it for all (:meth:`mfed.federation.driver.Driver.test_scorers`).
     """
-    row: dict[str, float] = {}
-    for task_name, group in group_by_task(evaluations).items():
-        for metric in group[0].metrics:
-            row[f"test/{task_name}/{metric}"] = sum(e.metrics[metric] for e in group) / len(group)
-    for e in evaluations:
-        for metric, value in e.metrics.items():
-            row[f"client/{e.client_id}/test_{metric}"] = value
-    return row
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self) -> None:
+        self.sums: dict[str, dict[str, float]] = {}
+        self.counts: dict[str, int] = {}
+        self.clients: dict[str, float] = {}
+
+    def add(self, e: ClientEvaluation) -> None:
+        """Count one client's test metrics."""
+        sums = self.sums.setdefault(e.task, dict.fromkeys(e.metrics, 0.0))
+        for metric in sums:
+            sums[metric] += e.metrics[metric]
+        self.counts[e.task] = self.counts.get(e.task, 0) + 1
+        self.clients.update({f"client/{e.client_id}/test_{metric}": value for metric, value in e.metrics.items()})
+
+    def row(self) -> dict[str, float]:
+        """The round's test entries."""
+        row = {f"test/{t}/{m}": total / self.counts[t] for t, sums in self.sums.items() for m, total in sums.items()}
+        return {**row, **self.clients}

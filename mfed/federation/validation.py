@@ -101,34 +101,34 @@ def check_update(update: ClientUpdate, spec: ClientSpec, layout: Layout, private
     return None
 
 
-def screen_updates(
-    updates: Sequence[ClientUpdate],
-    specs: Mapping[str, ClientSpec],
-    layouts: Mapping[str, tuple[Layout, Layout]],
-    round_idx: int,
-) -> tuple[list[ClientUpdate], list[Fault]]:
-    """Split a round's updates into those to aggregate and the rejected ones (as faults).
+class Screen:
+    """One round's screening: call it on each update as it arrives; a rejection comes back as a fault.
 
-    ``specs`` holds the round's sampled clients and ``layouts`` per task what its clients send
-    and keep; an update from any other client, or a second update from the same client, is rejected.
+    Args:
+        specs: The round's sampled clients by id; an update from any other client, or a second
+            update from the same client, is rejected.
+        layouts: Per task, what its clients send and keep (see :func:`expected_layout`).
+        round_idx: The round, for the faults.
+
     """
-    accepted: list[ClientUpdate] = []
-    faults: list[Fault] = []
-    seen: set[str] = set()
-    for update in updates:
-        spec = specs.get(update.client_id)
+
+    def __init__(
+        self, specs: Mapping[str, ClientSpec], layouts: Mapping[str, tuple[Layout, Layout]], round_idx: int
+    ) -> None:
+        self.specs, self.layouts, self.round = specs, layouts, round_idx
+        self.seen: set[str] = set()
+
+    def __call__(self, update: ClientUpdate) -> Fault | None:
+        """``None`` when ``update`` may be aggregated, else why not."""
+        spec = self.specs.get(update.client_id)
         if spec is None:
             reason: str | None = "was not sampled this round"
-        elif update.client_id in seen:
+        elif update.client_id in self.seen:
             reason = "sent a second update this round"
         else:
-            reason = check_update(update, spec, *layouts[spec.task])
-        seen.add(update.client_id)
-        if reason is None:
-            accepted.append(update)
-        else:
-            faults.append(Fault(round_idx, str(update.client_id), "rejected", reason))
-    return accepted, faults
+            reason = check_update(update, spec, *self.layouts[spec.task])
+        self.seen.add(update.client_id)
+        return None if reason is None else Fault(self.round, str(update.client_id), "rejected", reason)
 
 
 def nonfinite_scopes(state: Mapping[str, State]) -> list[str]:

@@ -29,7 +29,7 @@ PLAIN: dict[str, Spec] = {
         "min_per_client": "int",
     },
     "federation": {
-        "rounds": "int", "clients_per_task": "int", "min_clients": "int", "fraction": "float",
+        "rounds": "int", "clients_per_task": "int", "min_clients": "float", "fraction": "float",
         "local_epochs": "int", "batch_size": "int", "eval_every": "int", "torch_threads": "int",
         "accelerator": "str",
     },

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mfed.aggregation.functional import select, update_weights, weighted_average
+from mfed.aggregation.functional import select, update_weight, weighted_average
 from mfed.types import ClientUpdate
 
 
@@ -52,9 +52,9 @@ def test_select_by_prefix():
     assert select(state, ["encoder.", "decoders.seg."]) == {"encoder.a": 1, "decoders.seg.b": 2}
 
 
-def test_update_weights_examples_uniform_and_unknown():
+def test_update_weight_examples_uniform_and_unknown():
     updates = [ClientUpdate("a", "t", 3, {}), ClientUpdate("b", "t", 1, {})]
-    assert update_weights(updates, "examples") == [3.0, 1.0]
-    assert update_weights(updates, "uniform") == [1.0, 1.0]
+    assert [update_weight(u, "examples") for u in updates] == [3.0, 1.0]
+    assert [update_weight(u, "uniform") for u in updates] == [1.0, 1.0]
     with pytest.raises(ValueError, match="weighting must be one of"):
-        update_weights(updates, "median")
+        update_weight(updates[0], "median")

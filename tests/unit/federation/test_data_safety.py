@@ -100,8 +100,8 @@ def test_only_parameters_counts_and_metric_states_leave_a_client(tiny_cfg, aggre
     driver.backend.start(driver.specs, driver.setup)
     clients = driver.backend.clients  # the serial backend's Client objects
     # Execute
-    updates = driver.backend.fit(driver.client_ids, driver.state, 1)
-    evaluations = driver.backend.evaluate(driver.client_ids, driver.state)
+    updates = list(driver.backend.fit(driver.client_ids, driver.state, 1))
+    evaluations = list(driver.backend.evaluate(driver.client_ids, driver.state))
     # Assert
     assert len(updates) == len(evaluations) == len(clients) == 6
     for update, evaluation in zip(updates, evaluations, strict=True):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mfed.federation.checkpointing import load_checkpoint
-from mfed.federation.driver import sample_clients
+from mfed.federation.sampling import sample_clients
 from mfed.run import build, run
 
 
@@ -35,7 +35,7 @@ def test_aggregated_encoder_is_the_weighted_mean_of_the_clients_updates(tiny_cfg
     driver = build(tiny_cfg("task_mix=seg_depth", "federation.rounds=1"))
     driver.state = driver.strategy.init_state(driver.model)
     driver.backend.start(driver.specs, driver.setup)
-    updates = driver.backend.fit(driver.client_ids, driver.state, 1)
+    updates = list(driver.backend.fit(driver.client_ids, driver.state, 1))
     new = driver.strategy.aggregate(driver.state, updates)
     key = "encoder.stages.1.0.0.weight"
     n = torch.tensor([float(u.num_examples) for u in updates])
@@ -87,7 +87,7 @@ def test_the_test_set_is_scored_once_per_shared_model_with_the_same_result(tiny_
     assert len(driver.test_scorers()) == scorers
     # every client, scored by hand on the final state: each task's figure is their mean
     driver.backend.start(driver.specs, driver.setup)
-    everyone = driver.backend.evaluate(driver.client_ids, driver.state, split="test")
+    everyone = list(driver.backend.evaluate(driver.client_ids, driver.state, split="test"))
     for task in ("semseg", "depth"):
         metric = driver.tasks[task].headline
         values = [e.metrics[metric] for e in everyone if e.task == task]

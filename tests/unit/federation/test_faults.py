@@ -107,7 +107,7 @@ def test_one_client_scaled_by_1e6_is_contained_by_each_defence(tiny_cfg, defence
         probe = build(tiny_cfg("federation.rounds=1"))
         probe.state = initial
         probe.backend.start(probe.specs, probe.setup)
-        updates = probe.backend.fit(probe.client_ids, initial, 1)
+        updates = list(probe.backend.fit(probe.client_ids, initial, 1))
         norms = [update_norm(select(u.state, ["encoder."]), initial["global"]) for u in updates]
         overrides.append(f"aggregation.clip_norm={sorted(norms)[len(norms) // 2]}")
     else:
@@ -156,9 +156,21 @@ def test_a_run_that_fails_midway_says_so_in_summary_json(tiny_cfg):
     assert not (Path(cfg.out_dir) / ".mfed.lock").exists()  # released whatever happened
 
 
-def test_min_clients_above_the_sampled_count_is_refused(tiny_cfg):
-    with pytest.raises(ValueError, match=r"federation.min_clients must lie in \[1, 3\].*got 4"):
-        build(tiny_cfg("federation.fraction=0.5", "federation.min_clients=4"))
+@pytest.mark.parametrize("bad", ["4", "2.5", "0", "-0.5"])
+def test_min_clients_neither_a_count_of_the_sampled_nor_a_fraction_is_refused(tiny_cfg, bad):
+    with pytest.raises(ValueError, match=rf"federation.min_clients must be a count in \[1, 3\] .*got {bad}$"):
+        build(tiny_cfg("federation.fraction=0.5", f"federation.min_clients={bad}"))
+
+
+def test_min_clients_as_a_fraction_rounds_up_over_the_sampled_clients(tiny_cfg):
+    # 6 clients, one update poisoned: 5 accepted meet 0.8 (ceil(4.8) = 5), miss 0.9 (ceil(5.4) = 6)
+    passes = build(tiny_cfg("federation.rounds=1", "federation.min_clients=0.8"))
+    passes.backend = Tampering(passes.backend, with_nan)
+    assert passes.run()[0]["comm/clients"] == 5
+    fails = build(tiny_cfg("federation.rounds=1", "federation.min_clients=0.9"))
+    fails.backend = Tampering(fails.backend, with_nan)
+    with pytest.raises(RoundFailed, match=r"5 of 6 updates accepted, fewer than federation.min_clients=0.9 \(6 clients\)"):
+        fails.run()
 
 
 def test_too_few_accepted_updates_fail_the_round_without_averaging(tiny_cfg):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mfed.federation.validation import check_update, expected_layout, nonfinite_scopes, screen_updates
+from mfed.federation.validation import Screen, check_update, expected_layout, nonfinite_scopes
 from mfed.types import ClientSpec, ClientUpdate
 
 MODEL = {
@@ -71,12 +71,13 @@ def test_private_state_is_checked_like_the_shared_one():
     assert "private state: keys differ" in check_update(good(private={}), SPEC, LAYOUT, kept)
 
 
-def test_screening_rejects_duplicates_and_strangers_and_keeps_order():
+def test_screening_rejects_duplicates_and_strangers():
     other = ClientSpec("seg-1", "seg", (3,), (4,), 1)
+    screen = Screen({"seg-0": SPEC, "seg-1": other}, {"seg": (LAYOUT, {})}, round_idx=3)
     updates = [good(), good(client_id="seg-1"), good(), good(client_id="depth-9", task="depth")]
-    accepted, faults = screen_updates(updates, {"seg-0": SPEC, "seg-1": other}, {"seg": (LAYOUT, {})}, round_idx=3)
-    assert [u.client_id for u in accepted] == ["seg-0", "seg-1"]
-    assert [(f.round, f.client_id, f.reason) for f in faults] == [
+    verdicts = [screen(u) for u in updates]
+    assert verdicts[:2] == [None, None]
+    assert [(f.round, f.client_id, f.reason) for f in verdicts[2:]] == [
         (3, "seg-0", "sent a second update this round"),
         (3, "depth-9", "was not sampled this round"),
     ]
