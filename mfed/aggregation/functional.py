@@ -55,7 +55,7 @@ class RunningMean:
 
     def __init__(self) -> None:
         self.sums: dict[str, Tensor] = {}
-        self.like: dict[str, Tensor] = {}  # empty slices: each key's shape-free dtype
+        self.dtypes: dict[str, torch.dtype] = {}
         self.total = 0.0
         self.first = ""
 
@@ -70,7 +70,7 @@ class RunningMean:
         if weight < 0:
             raise ValueError(f"weights must be >= 0, got {weight} for {name}")
         if not self.sums:
-            self.first, self.like = name, {k: v.flatten()[:0] for k, v in state.items()}
+            self.first, self.dtypes = name, {k: v.dtype for k, v in state.items()}
             self.sums = {k: torch.zeros(v.shape, dtype=torch.float64) for k, v in state.items()}
         check_layout(state, name, self.sums, self.first)
         for key, value in state.items():
@@ -85,9 +85,8 @@ class RunningMean:
             raise ValueError("weights must be >= 0 with a positive sum, got a sum of 0")
         out: State = {}
         for key, total in self.sums.items():
-            mean, like = total / self.total, self.like[key]
-            floating = like.is_floating_point() or like.is_complex()
-            out[key] = mean.to(like.dtype) if floating else torch.round(mean).to(like.dtype)
+            mean, dtype = total / self.total, self.dtypes[key]
+            out[key] = mean.to(dtype) if dtype.is_floating_point or dtype.is_complex else torch.round(mean).to(dtype)
         return out
 
 

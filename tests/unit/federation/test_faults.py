@@ -169,7 +169,7 @@ def test_min_clients_as_a_fraction_rounds_up_over_the_sampled_clients(tiny_cfg):
     assert passes.run()[0]["comm/clients"] == 5
     fails = build(tiny_cfg("federation.rounds=1", "federation.min_clients=0.9"))
     fails.backend = Tampering(fails.backend, with_nan)
-    with pytest.raises(RoundFailed, match=r"5 of 6 updates accepted, fewer than federation.min_clients=0.9 \(6 clients\)"):
+    with pytest.raises(RoundFailed, match=r"5 of 6 updates accepted, fewer than federation.min_clients=0.9 \(6 "):
         fails.run()
 
 
