@@ -26,7 +26,7 @@ NOTE_EVERY_S = 30.0
 def _short(err: BaseException) -> str:
     """The error's type and the first sentence of its last line (Ray's messages run long)."""
     lines = str(err).strip().splitlines()
-    sentence = lines[-1].split(". ")[0].rstrip(".") if lines else ""
+    sentence = lines[-1].strip().split(". ")[0].rstrip(".") if lines else ""
     return f"{type(err).__name__}: {sentence}" if sentence else type(err).__name__
 
 
@@ -87,9 +87,8 @@ def gather(
                 lost(client, ref)
                 if retries[client] < max_retries:
                     retries[client] += 1
-                    yield ClientFailure(client, "restarted", f"its actor died ({_short(err)}); retried")
-                    log.warning("%s: the actor of %s died (%s); retry %d of %d on a new actor",
-                                label, client, _short(err), retries[client], max_retries)  # fmt: skip
+                    reason = f"its actor died ({_short(err)}); retry {retries[client]} of {max_retries}"
+                    yield ClientFailure(client, "restarted", reason)
                     pending[submit(client)] = client
                 else:
                     reason = f"its actor died {retries[client] + 1} times (last: {_short(err)})"

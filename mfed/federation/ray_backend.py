@@ -216,34 +216,43 @@ class RayBackend:
     def _replace(self, host: str) -> None:
         """Kill ``host``'s actor and start a new one; when it cannot run (its node is gone, no room), retire it.
 
+        Every other host whose node is gone is retired with it (its calls would fail next).
         Waiting (up to ``RECREATE_WAIT_S``) for the new actor keeps its start-up (seconds:
         imports, the shards) out of the next call's time limit.
         """
         import ray
 
         assert self._make_actor is not None, "start() first"
-        ray.kill(self.actors[host], no_restart=True)
         alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
-        if self.node_of[host] not in alive:
-            self._retire(host, "its node is gone")
+        gone = [h for h, node in self.node_of.items() if node not in alive]
+        if gone:
+            self._retire(gone, "node gone")
+        if host in gone:
             return
+        ray.kill(self.actors[host], no_restart=True)
         actor = self._make_actor(host)
         ready, _ = ray.wait([where := actor.node_id.remote()], timeout=RECREATE_WAIT_S)
         if not ready:
             ray.kill(actor, no_restart=True)
-            self._retire(host, f"its new actor was not running after {RECREATE_WAIT_S:.0f} s (no room in the cluster?)")
+            self._retire([host], f"no new actor running after {RECREATE_WAIT_S:.0f} s: no room in the cluster?")
             return
         self.actors[host], self.node_of[host] = actor, ray.get(where)
 
-    def _retire(self, host: str, why: str) -> None:
-        """Drop ``host`` and move its clients to the live hosts, round-robin (clients are stateless)."""
-        del self.actors[host], self.node_of[host]
+    def _retire(self, hosts: Sequence[str], why: str) -> None:
+        """Drop ``hosts`` and deal their clients to the live hosts, round-robin (clients are stateless)."""
+        import ray
+
+        for host in hosts:
+            ray.kill(self.actors.pop(host), no_restart=True)
+            del self.node_of[host]
         if not self.actors:
-            raise RuntimeError(f"every client actor is lost (the last: {host}, {why}); the cluster has no room left")
-        moved = sorted(c for c, h in self.host_of.items() if h == host)
+            raise RuntimeError(f"every client actor is lost (the last: {', '.join(hosts)}, {why}); no room is left")
+        moved = [c for c, h in self.host_of.items() if h in hosts]
         live = list(self.actors)
         self.host_of.update({c: live[i % len(live)] for i, c in enumerate(moved)})
-        log.warning("%s is not replaced (%s): its %d clients move to %s", host, why, len(moved), ", ".join(live))
+        log.warning(
+            "%s not replaced (%s): %d clients move to %d live actors", ", ".join(hosts), why, len(moved), len(live)
+        )
 
     def _call(self, client_ids: Sequence[str], state: ServerState, method: str, arg: Any) -> Iterator[Any]:
         """Run ``method`` for each of ``client_ids`` on its actor; yield each result as it comes (see gather)."""

@@ -1,10 +1,15 @@
 """Clients that die or lag on a real Ray: the run completes every round and says what happened."""
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from mfed.federation import gather
 from mfed.run import build
@@ -75,3 +80,28 @@ def test_a_stalled_client_is_dropped_after_the_timeout_and_the_next_round_does_n
     assert timeouts == [(2, VICTIM)], driver.faults
     assert history[1]["comm/clients"] == 3 and history[2]["comm/clients"] == 4
     assert "round 2 fit: waiting for 1 clients" in caplog.text and VICTIM in caplog.text
+
+
+def test_a_node_removed_mid_run_costs_only_a_retried_round(tiny_cfg, tmp_path):
+    # Prepare: 4 clients spread over a two-node cluster (its own processes, apart from the session's Ray)
+    args = (*TWO_BY_TWO, "federation.rounds=3", "data.test=null")
+    configs = []
+    for name, backend in (("ray", ("backend=ray", "backend.placement=spread")), ("serial", ("backend=serial",))):
+        path = tmp_path / f"{name}.yaml"
+        OmegaConf.save(tiny_cfg(*args, *backend, f"out_dir={tmp_path / name}"), path, resolve=True)
+        configs.append(str(path))
+    # Execute: the worker node is removed after round 1
+    script = Path(__file__).with_name("two_nodes.py")
+    done = subprocess.run([sys.executable, str(script), *configs], capture_output=True, text=True, timeout=600)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    result = json.loads(lines[0].removeprefix("RESULT "))
+    # Assert: clients on both nodes; those on the lost node retried in round 2 only; every round complete
+    placed = result["placed"]
+    assert sorted(placed.values()) == ["head", "head", "worker", "worker"], placed
+    lost = sorted(c for c, node in placed.items() if node == "worker")
+    assert sorted(c for r, c, kind in result["faults"] if kind == "restarted" and r == 2) == lost, result["faults"]
+    assert all(kind == "restarted" and r == 2 for r, _, kind in result["faults"]), result["faults"]
+    assert result["rounds"] == [1, 2, 3] and result["status"] == "completed"
+    assert result["clients_per_round"] == [4, 4, 4] and result["finite"]
+    assert result["max_abs_diff"] == 0.0  # the serial backend's state, bit for bit: moving clients changes nothing
