@@ -3,7 +3,8 @@
 The grid (``configs/sweep/<name>.yaml``) maps Hydra override keys to values; each trial is the
 base overrides plus one combination. Every trial is validated (``build``) before any starts.
 Each trial runs in its own Tune placement group: one small bundle for the trial's driver and one
-per client, so client actors of concurrent trials never wait on each other's CPUs.
+per client actor (one per client, or fewer hosting many with ``backend.clients_per_actor``), so
+client actors of concurrent trials never wait on each other's CPUs.
 """
 
 from __future__ import annotations
@@ -30,12 +31,27 @@ DRIVER_CPU = 0.01  # a trial's driver mostly waits on its clients
 
 @dataclass(frozen=True)
 class Trial:
-    """One run of the sweep: its name, its overrides and the number of clients it starts."""
+    """One run of the sweep: its name, its overrides, its clients and how many share an actor.
+
+    ``per_actor`` is the trial's ``backend.clients_per_actor`` (1, K or ``auto``); the sweep turns
+    it into a fixed number of actors per trial (:func:`actor_layout`), one placement bundle each.
+    """
 
     name: str
     overrides: tuple[str, ...]
     clients: int
     reference: bool = False  # added as the delta_m reference
+    per_actor: int | str = 1
+
+
+def actor_layout(trial: Trial, cpus_per_trial: float) -> tuple[int, int]:
+    """``(clients per actor, actors)`` of ``trial``: an actor per client, per K clients, or per CPU of its share."""
+    if trial.per_actor == "auto":
+        wanted = max(1, min(trial.clients, math.floor(cpus_per_trial + 1e-9)))
+        per_actor = math.ceil(trial.clients / wanted)
+    else:
+        per_actor = int(trial.per_actor)
+    return per_actor, math.ceil(trial.clients / per_actor)
 
 
 def expand_grid(grid: Mapping[str, Sequence[Any] | Any]) -> list[tuple[str, ...]]:
@@ -74,20 +90,27 @@ def plan_trials(sweep: DictConfig, base: Sequence[str]) -> list[Trial]:
         cfg = load_config([*base, *combo, "out_dir=unused", "logger=none"])
         driver = build(cfg)  # bad input fails here, before any trial starts
         name = "_".join(o.replace("=", "-").replace("/", "-") for o in combo)
-        trials.append(Trial(name, tuple(combo), len(driver.specs), reference=i >= n_grid))
+        per_actor = cfg.backend.get("clients_per_actor", 1)  # the serial backend's trials run on Ray, one per client
+        trials.append(Trial(name, tuple(combo), len(driver.specs), reference=i >= n_grid, per_actor=per_actor))
     return trials
 
 
-def cpus_per_client(trials: Sequence[Trial], total_cpus: float, max_concurrent: int) -> float:
-    """The CPU share that lets ``max_concurrent`` of the largest trials run at once (floored to 1/100)."""
+def per_trial_cpus(trials: Sequence[Trial], total_cpus: float, max_concurrent: int) -> float:
+    """The CPUs each of ``max_concurrent`` concurrent trials may use."""
     if max_concurrent < 1:
         raise ValueError(f"sweep.max_concurrent must be >= 1, got {max_concurrent}")
-    per_trial = total_cpus / min(max_concurrent, len(trials))
-    share = math.floor(100 * (per_trial - DRIVER_CPU) / max(t.clients for t in trials)) / 100
+    return total_cpus / min(max_concurrent, len(trials))
+
+
+def cpus_per_actor(trials: Sequence[Trial], total_cpus: float, max_concurrent: int) -> float:
+    """The CPU share per client actor that lets ``max_concurrent`` of the largest trials run at once (1/100 steps)."""
+    per_trial = per_trial_cpus(trials, total_cpus, max_concurrent)
+    most = max(actor_layout(t, per_trial)[1] for t in trials)
+    share = math.floor(100 * (per_trial - DRIVER_CPU) / most) / 100
     if share <= 0:
         raise ValueError(
-            f"{total_cpus:g} CPUs cannot hold {max_concurrent} trials of up to {max(t.clients for t in trials)} "
-            "clients: lower sweep.max_concurrent"
+            f"{total_cpus:g} CPUs cannot hold {max_concurrent} trials of up to {most} client actors: lower "
+            "sweep.max_concurrent, or set backend.clients_per_actor=auto (actors host many clients)"
         )
     return min(1.0, share)
 
@@ -100,11 +123,14 @@ def run_trial(config: dict[str, Any], plans: Mapping[str, Sequence[str]]) -> dic
     return {**final, "out_dir": str(cfg.out_dir)}
 
 
-def trial_overrides(trial: Trial, base: Sequence[str], sweep_dir: Path, group: str, cpus: float) -> list[str]:
+def trial_overrides(
+    trial: Trial, base: Sequence[str], sweep_dir: Path, group: str, cpus: float, per_actor: int
+) -> list[str]:
     """Everything a trial's config needs: base, its grid values, where and how it runs."""
     return [
         *base, *trial.overrides, f"out_dir={sweep_dir / trial.name}", f"name={trial.name}", f"group={group}",
-        "backend=ray", f"backend.num_cpus_per_client={cpus}", "backend.placement=pack", "backend.clients_per_actor=1",
+        "backend=ray", f"backend.num_cpus_per_client={cpus}", "backend.placement=pack",
+        f"backend.clients_per_actor={per_actor}",
     ]  # fmt: skip
 
 
@@ -125,15 +151,16 @@ def run_sweep(sweep: DictConfig, base: Sequence[str], sweep_dir: str | Path) -> 
             from mfed.federation.local_ray import init_local_ray
 
             init_local_ray()
-    cpus = cpus_per_client(trials, float(ray.cluster_resources().get("CPU", 0)), int(sweep.max_concurrent))
-    log.info("sweep %s: %d trials, %.2f CPU per client", sweep.name, len(trials), cpus)
-    by_name = {t.name: t for t in trials}
+    total, concurrent = float(ray.cluster_resources().get("CPU", 0)), int(sweep.max_concurrent)
+    cpus = cpus_per_actor(trials, total, concurrent)
+    per_trial = per_trial_cpus(trials, total, concurrent)
+    layouts = {t.name: actor_layout(t, per_trial) for t in trials}
+    log.info("sweep %s: %d trials, %.2f CPU per client actor", sweep.name, len(trials), cpus)
 
     def resources(config: dict[str, Any]) -> Any:
-        clients = by_name[config["trial"]].clients
-        return tune.PlacementGroupFactory([{"CPU": DRIVER_CPU}] + [{"CPU": cpus}] * clients)
+        return tune.PlacementGroupFactory([{"CPU": DRIVER_CPU}] + [{"CPU": cpus}] * layouts[config["trial"]][1])
 
-    plans = {t.name: trial_overrides(t, base, sweep_dir, str(sweep.name), cpus) for t in trials}
+    plans = {t.name: trial_overrides(t, base, sweep_dir, str(sweep.name), cpus, layouts[t.name][0]) for t in trials}
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(run_trial, plans=plans), resources),
         param_space={"trial": tune.grid_search(list(plans))},

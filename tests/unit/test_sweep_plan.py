@@ -1,7 +1,7 @@
 import pytest
 from omegaconf import OmegaConf
 
-from mfed.sweep import Trial, cpus_per_client, expand_grid, plan_trials, reference_overrides
+from mfed.sweep import Trial, actor_layout, cpus_per_actor, expand_grid, plan_trials, reference_overrides
 from tests.conftest import TINY
 
 
@@ -39,7 +39,18 @@ def test_a_mu_sweep_shares_one_local_reference_without_mu():
 
 def test_cpu_share_fits_the_concurrent_trials():
     trials = [Trial("a", (), 6), Trial("b", (), 4)]
-    share = cpus_per_client(trials, total_cpus=2.0, max_concurrent=2)
+    share = cpus_per_actor(trials, total_cpus=2.0, max_concurrent=2)
     assert share == 0.16 and 2 * (0.01 + 6 * share) <= 2.0
-    with pytest.raises(ValueError, match="lower sweep.max_concurrent"):
-        cpus_per_client([Trial("a", (), 300)], total_cpus=2.0, max_concurrent=2)
+    with pytest.raises(ValueError, match="lower sweep.max_concurrent, or set backend.clients_per_actor=auto"):
+        cpus_per_actor([Trial("a", (), 300)], total_cpus=2.0, max_concurrent=2)
+
+
+def test_pooled_trials_get_one_bundle_per_actor_not_per_client():
+    # 300 clients: auto on a 1-CPU share is one actor of all 300; K=64 is 5 actors (ceil(300 / 64))
+    auto, k64 = Trial("a", (), 300, per_actor="auto"), Trial("b", (), 300, per_actor=64)
+    assert actor_layout(auto, cpus_per_trial=1.0) == (300, 1)
+    assert actor_layout(auto, cpus_per_trial=4.0) == (75, 4)
+    assert actor_layout(k64, cpus_per_trial=1.0) == (64, 5)
+    assert actor_layout(Trial("c", (), 5, per_actor="auto"), cpus_per_trial=8.0) == (1, 5)  # at most one per client
+    share = cpus_per_actor([auto, k64], total_cpus=2.0, max_concurrent=2)
+    assert share == 0.19 and 0.01 + 5 * share <= 1.0  # the largest trial (5 actors) fits its 1-CPU share
