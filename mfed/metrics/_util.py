@@ -57,13 +57,23 @@ def count_reaching(values: Tensor, mask: Tensor, thresholds: Tensor, strict: boo
     ``thresholds`` must be sorted ascending. NaN values never reach a threshold. One pass
     (binary search + bincount) replaces T separate comparisons of the whole map.
     """
+    return count_reaching_masks(values, (mask,), thresholds, strict)[0]
+
+
+def count_reaching_masks(
+    values: Tensor, masks: Sequence[Tensor], thresholds: Tensor, strict: bool = False
+) -> list[Tensor]:
+    """:func:`count_reaching` of the same ``values`` under each of ``masks``, searching the thresholds once."""
     groups, num = values.shape[0], thresholds.numel()
     thr = thresholds.to(device=values.device, dtype=values.dtype)
     rank = torch.searchsorted(thr, values.contiguous(), right=not strict)  # thresholds reached, in [0, T]
     rank = rank + (num + 1) * torch.arange(groups, device=values.device)[:, None]
-    keep = mask & ~values.isnan()
-    hist = torch.bincount(rank[keep], minlength=groups * (num + 1)).view(groups, num + 1)
-    return hist[:, 1:].flip(1).cumsum(1).flip(1)
+    not_nan = ~values.isnan()
+    counts = []
+    for mask in masks:
+        hist = torch.bincount(rank[mask & not_nan], minlength=groups * (num + 1)).view(groups, num + 1)
+        counts.append(hist[:, 1:].flip(1).cumsum(1).flip(1))
+    return counts
 
 
 def as_probabilities(preds: Tensor) -> Tensor:
@@ -86,6 +96,10 @@ def count_nonfinite(preds: Tensor, dim: int | None = None) -> Tensor:
             ``None``: every element is one prediction.
 
     """
+    # Fast path on CPU: a NaN or inf anywhere makes the sum non-finite; a finite sum means none
+    # (a sum that overflows falls through to the exact count). Not on GPUs: it would sync per batch.
+    if preds.device.type == "cpu" and bool(torch.isfinite(preds.sum())):
+        return torch.zeros((), dtype=torch.int64)
     bad = ~torch.isfinite(preds)
     return (bad.any(dim=dim) if dim is not None else bad).sum()
 

@@ -25,6 +25,7 @@ from mfed.metrics._util import (
     check_binary_ignore_index,
     count_nonfinite,
     count_reaching,
+    count_reaching_masks,
     nan_if_nonfinite,
     threshold_grid,
 )
@@ -115,8 +116,9 @@ class EdgeODSF(Metric):
             nearby_max = F.max_pool2d(probs[:, None], side, stride=1, padding=self.tolerance)[:, 0]
         near_gt = dilate(gt, self.tolerance) & valid
         rows = [
-            count_reaching(probs.reshape(1, -1), near_gt.reshape(1, -1), self.thresholds),
-            count_reaching(probs.reshape(1, -1), valid.reshape(1, -1), self.thresholds),
+            *count_reaching_masks(
+                probs.reshape(1, -1), (near_gt.reshape(1, -1), valid.reshape(1, -1)), self.thresholds
+            ),  # one threshold search for both rows
             count_reaching(nearby_max.reshape(1, -1), gt.reshape(1, -1), self.thresholds),
             gt.sum().expand(1, len(self.thresholds)),
         ]

@@ -32,7 +32,7 @@ from mfed.metrics._util import (
     as_probabilities,
     check_binary_ignore_index,
     count_nonfinite,
-    count_reaching,
+    count_reaching_masks,
     nan_if_nonfinite,
     threshold_grid,
 )
@@ -110,8 +110,7 @@ class SaliencyMaxF(Metric):
         valid, probs = valid.flatten(1), as_probabilities(preds).flatten(1)
         if self.convention == "dataset":
             probs, gt, valid = probs.reshape(1, -1), gt.reshape(1, -1), valid.reshape(1, -1)
-        tp = count_reaching(probs, gt, self.thresholds, self.strict)  # (B or 1, T)
-        predicted = count_reaching(probs, valid, self.thresholds, self.strict)
+        tp, predicted = count_reaching_masks(probs, (gt, valid), self.thresholds, self.strict)  # (B or 1, T) each
         positives = gt.sum(1, keepdim=True)
         if self.convention == "dataset":
             self.counts += torch.cat([tp, predicted, positives.expand_as(tp)])
