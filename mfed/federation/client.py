@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from mfed.aggregation.functional import select
-from mfed.federation.trainer import quiet_trainer
 from mfed.models.multitask import MultiTaskModel, decoder_prefix, part_prefixes
-from mfed.systems.module import OptimizerFactory, TaskSystem
 from mfed.tasks.base import Task
 from mfed.types import (
     ClientEvaluation,
@@ -29,6 +28,9 @@ from mfed.types import (
     state_nbytes,
     task_scope,
 )  # fmt: skip
+
+if TYPE_CHECKING:
+    from mfed.systems.module import OptimizerFactory
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,9 @@ class Client:
     ) -> None:
         if spec.task != task.name:
             raise ValueError(f"client {spec.client_id} has task {spec.task!r} but got task object {task.name!r}")
+        # Lightning (about 3 s to import here) loads where a client is built, not in the driver.
+        from mfed.systems.module import TaskSystem
+
         torch.set_num_threads(config.torch_threads)
         self.spec, self.config = spec, config
         self.system = TaskSystem(model_factory([task]), task, optimizer, prox_mu=config.prox_mu)
@@ -167,6 +172,8 @@ class Client:
             shuffle=True,
             generator=torch.Generator().manual_seed(seed),
         )
+        from mfed.federation.trainer import quiet_trainer
+
         quiet_trainer(self.config.local_epochs, self.config.accelerator).fit(self.system, loader)
         self.system.trainer = None  # drop the Trainer (optimizer, loaders) with the call
         return ClientUpdate(
@@ -191,6 +198,8 @@ class Client:
             raise ValueError(f"client {self.client_id} has no {split!r} data (splits: val, and test when configured)")
         self.load(server_state)
         loader = DataLoader(data, batch_size=self.config.batch_size)
+        from mfed.federation.trainer import quiet_trainer
+
         quiet_trainer(accelerator=self.config.accelerator).validate(self.system, loader, verbose=False)
         self.system.trainer = None
         metrics = {name: float(m.compute()) for name, m in self.system.val_metrics.items()}

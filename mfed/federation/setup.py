@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch.utils.data import Dataset
 
 from mfed.federation.client import ClientConfig
 from mfed.models.multitask import MultiTaskModel
-from mfed.systems.module import OptimizerFactory
 from mfed.tasks.base import Task
 from mfed.types import ClientSpec
+
+if TYPE_CHECKING:
+    from mfed.systems.module import OptimizerFactory
 
 
 @dataclass(frozen=True)
