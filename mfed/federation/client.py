@@ -198,9 +198,9 @@ class Client:
             raise ValueError(f"client {self.client_id} has no {split!r} data (splits: val, and test when configured)")
         self.load(server_state)
         loader = DataLoader(data, batch_size=self.config.batch_size)
-        from mfed.federation.trainer import quiet_trainer
+        from mfed.federation.trainer import evaluation_trainer
 
-        quiet_trainer(accelerator=self.config.accelerator).validate(self.system, loader, verbose=False)
+        evaluation_trainer(self.config.accelerator).validate(self.system, loader, verbose=False)
         self.system.trainer = None
         metrics = {name: float(m.compute()) for name, m in self.system.val_metrics.items()}
         return ClientEvaluation(

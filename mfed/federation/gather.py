@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from mfed.types import ClientFailure
 log = logging.getLogger(__name__)
 
 NOTE_EVERY_S = 30.0
+IN_FLIGHT_PER_HOST = 2
 
 
 def _short(err: BaseException) -> str:
@@ -34,17 +36,24 @@ def gather(
     client_ids: Sequence[str],
     submit: Callable[[str], Any],
     lost: Callable[[str, Any], None],
+    host_of: Callable[[str], str],
     max_retries: int,
     timeout_s: float | None,
     label: str,
 ) -> Iterator[Any]:
     """Run ``submit(client)`` for every client and yield each result as it comes.
 
+    At most ``IN_FLIGHT_PER_HOST`` calls per host are submitted at a time (one running, one
+    queued behind it), in the order of ``client_ids``; each result makes room for the next. So
+    ``ray.wait`` looks at a handful of ObjectRefs however many clients there are, results arrive
+    about in order, and a dead host's queued clients are sent to wherever they live next.
+
     Args:
         client_ids: The clients, one call each.
         submit: Starts the client's call and returns its ObjectRef.
         lost: ``lost(client, ref)``: the actor that ran the call ``ref`` is gone or hung; the
             backend replaces it (once, however many of its calls report it) before a retry.
+        host_of: The host (actor) that serves a client now.
         max_retries: Retries of a client whose actor died.
         timeout_s: Seconds for the whole call; ``None`` waits as long as it takes.
         label: What is being waited for, for the log (e.g. ``round 3 fit``).
@@ -60,25 +69,42 @@ def gather(
     start = time.monotonic()
     noted = start
     retries = dict.fromkeys(client_ids, 0)
-    pending = {submit(c): c for c in client_ids}
+    waiting = list(client_ids)
+    pending: dict[Any, tuple[str, str]] = {}  # ObjectRef -> (client, host it was sent to)
+    busy: Counter[str] = Counter()
+
+    def send() -> None:
+        nonlocal waiting
+        later = []
+        for client in waiting:
+            host = host_of(client)
+            if busy[host] < IN_FLIGHT_PER_HOST:
+                pending[submit(client)] = (client, host)
+                busy[host] += 1
+            else:
+                later.append(client)
+        waiting = later
+
+    send()
     while pending:
         now = time.monotonic()
         left = None if timeout_s is None else start + timeout_s - now
         if left is not None and left <= 0:
-            for ref, client in pending.items():
+            for ref, (client, _) in pending.items():
                 yield ClientFailure(client, "timeout", f"no result within {timeout_s:g} s; dropped")
                 lost(client, ref)  # a hung actor would hold the next round's call
+            for client in waiting:
+                yield ClientFailure(client, "timeout", f"not started within {timeout_s:g} s; dropped")
             return
         if now - noted >= NOTE_EVERY_S:
-            waiting = sorted(pending.values())
-            log.warning(
-                "%s: waiting for %d clients after %.0f s: %s", label, len(waiting), now - start, ", ".join(waiting)
-            )
+            late = sorted([c for c, _ in pending.values()] + waiting)
+            log.warning("%s: waiting for %d clients after %.0f s: %s", label, len(late), now - start, _few(late))
             noted = now
         wait_s = NOTE_EVERY_S if left is None else min(NOTE_EVERY_S, left)
         done, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s)
         for ref in done:
-            client = pending.pop(ref)
+            client, host = pending.pop(ref)
+            busy[host] -= 1
             try:
                 yield ray.get(ref)
             except RayTaskError as err:  # the client's own code raised: deterministic, not retried
@@ -89,7 +115,14 @@ def gather(
                     retries[client] += 1
                     reason = f"its actor died ({_short(err)}); retry {retries[client]} of {max_retries}"
                     yield ClientFailure(client, "restarted", reason)
-                    pending[submit(client)] = client
+                    waiting.insert(0, client)
                 else:
                     reason = f"its actor died {retries[client] + 1} times (last: {_short(err)})"
                     yield ClientFailure(client, "failed", reason)
+        send()
+
+
+def _few(names: Sequence[str], most: int = 10) -> str:
+    """Up to ``most`` names, then how many more."""
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")

@@ -273,7 +273,9 @@ class RayBackend:
             return ref
 
         label = f"round {arg} fit" if method == "fit" else f"{arg} evaluation"
-        yield from gather(client_ids, submit, self._lost, self.max_retries, self.round_timeout_s, label)
+        yield from gather(
+            client_ids, submit, self._lost, self.host_of.__getitem__, self.max_retries, self.round_timeout_s, label
+        )
 
     def fit(
         self, client_ids: Sequence[str], state: ServerState, round_idx: int
