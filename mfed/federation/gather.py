@@ -34,26 +34,32 @@ def _short(err: BaseException) -> str:
 
 def gather(
     client_ids: Sequence[str],
-    submit: Callable[[str], Any],
+    submit: Callable[[str, str], Any],
     lost: Callable[[str, Any], None],
-    host_of: Callable[[str], str],
+    home: Callable[[str], str],
+    hosts: Callable[[], Sequence[str]],
     max_retries: int,
     timeout_s: float | None,
     label: str,
 ) -> Iterator[Any]:
-    """Run ``submit(client)`` for every client and yield each result as it comes.
+    """Run ``submit(client, host)`` for every client and yield each result as it comes.
 
-    At most ``IN_FLIGHT_PER_HOST`` calls per host are submitted at a time (one running, one
-    queued behind it), in the order of ``client_ids``; each result makes room for the next. So
-    ``ray.wait`` looks at a handful of ObjectRefs however many clients there are, results arrive
-    about in order, and a dead host's queued clients are sent to wherever they live next.
+    At most ``IN_FLIGHT_PER_HOST`` calls per host are out at a time (one running, one queued
+    behind it), taken in the order of ``client_ids``; each result makes room for the next. A
+    client goes to its home host (which keeps it built) when that has room; a host with room
+    and no waiting client of its own takes the next waiting client of another (clients are
+    stateless, so any host gives the same result). So ``ray.wait`` looks at a handful of
+    ObjectRefs however many clients there are, results arrive about in order, no host idles
+    while another has a queue (a sampled subset rarely splits evenly), and the clients of a
+    lost host go to wherever they live next.
 
     Args:
         client_ids: The clients, one call each.
-        submit: Starts the client's call and returns its ObjectRef.
+        submit: ``submit(client, host)`` starts the client's call on that host; returns its ObjectRef.
         lost: ``lost(client, ref)``: the actor that ran the call ``ref`` is gone or hung; the
             backend replaces it (once, however many of its calls report it) before a retry.
-        host_of: The host (actor) that serves a client now.
+        home: The host that keeps a client built.
+        hosts: The live hosts.
         max_retries: Retries of a client whose actor died.
         timeout_s: Seconds for the whole call; ``None`` waits as long as it takes.
         label: What is being waited for, for the log (e.g. ``round 3 fit``).
@@ -76,13 +82,18 @@ def gather(
     def send() -> None:
         nonlocal waiting
         later = []
-        for client in waiting:
-            host = host_of(client)
+        for client in waiting:  # home hosts first
+            host = home(client)
             if busy[host] < IN_FLIGHT_PER_HOST:
-                pending[submit(client)] = (client, host)
+                pending[submit(client, host)] = (client, host)
                 busy[host] += 1
             else:
                 later.append(client)
+        for host in hosts():  # then idle room takes what waits elsewhere
+            while later and busy[host] < IN_FLIGHT_PER_HOST:
+                client = later.pop(0)
+                pending[submit(client, host)] = (client, host)
+                busy[host] += 1
         waiting = later
 
     send()

@@ -60,3 +60,27 @@ def test_offline_wandb_run_holds_per_task_curves_for_every_round(tiny_cfg, ray_c
     assert logged.group == "seg_depth" and logged.name == "mfed-seg_depth-s0"
     assert logged.summary["final/val/depth/rmse"] == pytest.approx(logged.history[-1]["val/depth/rmse"])
     assert logged.summary["status"] == "completed"
+
+
+def test_a_host_with_room_takes_clients_whose_own_host_is_busy(tiny_cfg, ray_cluster):
+    # Prepare: 4 clients on 2 pooled hosts; the round's sample is every client of host-0
+    driver = build(tiny_cfg(*TWO_BY_TWO, "backend=ray", "backend.clients_per_actor=auto"))
+    backend = driver.backend
+    backend.start(driver.specs, driver.setup)
+    try:
+        own = [c for c, h in backend.host_of.items() if h == "host-0"]
+        assert len(own) == 2
+        state = driver.strategy.init_state(driver.model)
+        # Execute: each of them twice: four calls, and room for two on host-0
+        updates = list(backend.fit([*own, *own], state, 1))
+        # Assert: host-1 served some of them, and the results equal those of their own host
+        served = {host for host, _ in backend._ran_on.values()}
+        assert served == {"host-0", "host-1"}, backend._ran_on
+        by_client: dict[str, list] = {}
+        for u in updates:
+            by_client.setdefault(u.client_id, []).append(u)
+        for first, again in by_client.values():
+            for key, value in first.state.items():
+                assert torch.equal(again.state[key], value), key
+    finally:
+        backend.shutdown()
