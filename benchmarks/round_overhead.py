@@ -89,7 +89,7 @@ def plain_rounds(cfg, rounds: int) -> tuple[float, list[float]]:
             for _ in range(setup.config.local_epochs):
                 for batch in loader:
                     loss = task.loss_weight * task.loss(model(batch["image"], spec.task), batch[task.target_key])
-                    if strategy.prox_mu > 0:
+                    if strategy.prox_mu > 0:  # M-Fed's decoder term (the default run's strategy)
                         loss = loss + proximal_term(decoder.named_parameters(), reference, strategy.prox_mu)
                     optimizer.zero_grad()
                     loss.backward()

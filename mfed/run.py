@@ -150,9 +150,8 @@ def build(cfg: DictConfig) -> Driver:
     model = model_factory(list(tasks.values()))  # builds every decoder once: bad model configs fail here
     fed = cfg.federation
     config = ClientConfig(
-        local_epochs=int(fed.local_epochs), batch_size=int(fed.batch_size), prox_mu=strategy.prox_mu,
-        uploads=strategy.uploads, keeps=strategy.keeps, torch_threads=int(fed.torch_threads),
-        accelerator=str(fed.accelerator),
+        local_epochs=int(fed.local_epochs), batch_size=int(fed.batch_size), steps=strategy.steps,
+        torch_threads=int(fed.torch_threads), accelerator=str(fed.accelerator),
     )  # fmt: skip
     test = instantiate(cfg.data.test) if cfg.data.get("test") is not None else None
     setup = ClientSetup(dict(tasks), pool, model_factory, instantiate(cfg.optimizer), config, test)

@@ -39,6 +39,11 @@ def client_scope(client_id: str) -> str:
     return f"client:{client_id}"
 
 
+def scopes_of(client_id: str, task: str) -> tuple[str, str, str]:
+    """Every scope a client of ``task`` loads, in loading order: nothing else of the server state reaches it."""
+    return global_scope(), task_scope(task), client_scope(client_id)
+
+
 @dataclass(frozen=True)
 class ClientSpec:
     """Who a client is and which examples it holds.
@@ -57,6 +62,53 @@ class ClientSpec:
     train_indices: tuple[int, ...]
     val_indices: tuple[int, ...]
     seed: int
+
+
+PARTS = ("encoder", "decoder")
+"""The parts of a client's model: the shared encoder and its task's decoder."""
+
+
+@dataclass(frozen=True)
+class LocalStep:
+    """One local training pass a strategy asks of its clients in a round (Flower's ``configure_fit``).
+
+    A client starts each step from the server's state: where it holds both the shared copy of
+    a part (``global`` / ``task:<task>`` scopes) and its own (``client:<id>``), ``start`` says
+    which wins; anything in neither is the deterministic initial model, so a step never sees
+    what an earlier round left behind.
+
+    Attributes:
+        start: ``shared`` (the server's copy wins) or ``own`` (the client's kept copy wins).
+        train: Parts trained; the others are frozen (no gradient, not in the optimizer).
+        prox: ``(part, mu)`` pairs: add ``mu/2 ||w - w_sent||^2`` over that part's parameters,
+            toward what the server sent (its shared copy; a part it did not send has no term).
+        sends: Parts uploaded after this step (the update's ``state``).
+        keeps: Parts kept after this step (the update's ``private`` state, held by the driver).
+        epochs: Local epochs of this step; ``None``: ``federation.local_epochs``.
+        name: Prefix of this step's training metrics (``""``: ``loss``; ``"personal"``: ``personal_loss``).
+
+    """
+
+    start: str = "shared"
+    train: tuple[str, ...] = PARTS
+    prox: tuple[tuple[str, float], ...] = ()
+    sends: tuple[str, ...] = ()
+    keeps: tuple[str, ...] = ()
+    epochs: int | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.start not in ("shared", "own"):
+            raise ValueError(f"a local step starts from 'shared' or 'own', got {self.start!r}")
+        for field_name in ("train", "sends", "keeps"):
+            bad = sorted(set(getattr(self, field_name)) - set(PARTS))
+            if bad:
+                raise ValueError(f"a local step's {field_name} may hold only {PARTS}, got {bad}")
+        for part, mu in self.prox:
+            if part not in PARTS or not mu >= 0:
+                raise ValueError(f"a proximal term needs a part of {PARTS} and mu >= 0, got ({part!r}, {mu})")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"a local step's epochs must be >= 1 or null, got {self.epochs}")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """Aggregation: pure averaging functions and one strategy per file."""
 
 from mfed.aggregation.base import Strategy
+from mfed.aggregation.ditto import Ditto
 from mfed.aggregation.fedavg import FedAvgPerTask
+from mfed.aggregation.fedprox import FedProx
+from mfed.aggregation.fedrep import FedRep
 from mfed.aggregation.local import Local
 from mfed.aggregation.mfed import MFed
 
-__all__ = ["FedAvgPerTask", "Local", "MFed", "Strategy"]
+__all__ = ["Ditto", "FedAvgPerTask", "FedProx", "FedRep", "Local", "MFed", "Strategy"]

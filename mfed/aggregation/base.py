@@ -19,9 +19,7 @@ from mfed.aggregation.functional import WEIGHTINGS
 from mfed.aggregation.robust import ROBUST_RULES, trim_count
 from mfed.aggregation.streaming import Aggregation
 from mfed.models.multitask import MultiTaskModel
-from mfed.types import ClientUpdate, ServerState
-
-PARTS = ("encoder", "decoder")
+from mfed.types import PARTS, ClientUpdate, LocalStep, ServerState
 
 
 class Strategy(ABC):
@@ -32,18 +30,20 @@ class Strategy(ABC):
         clip_norm: Clip each client's update of each averaged part to this L2 norm; ``None`` = off.
         robust: ``None`` (the weighted mean), ``trimmed_mean`` or ``median`` (coordinate-wise, unweighted).
         trim_fraction: Share of clients cut from each end per coordinate by ``trimmed_mean``, in [0, 0.5).
+        name: The name in run names and reports (an ablation's, e.g. ``mfed_mu0``); ``None``: the class's.
 
     Attributes:
-        uploads: Which parts a client sends back: a subset of ``("encoder", "decoder")``.
-        keeps: Which parts a client keeps to itself between rounds (returned as its update's
-            ``private`` state and held by the driver under ``client:<id>``).
-        prox_mu: Strength of the client's decoder proximal term (0 = off).
+        name: The strategy's name in run names and reports.
+        prox_mu: Strength of the proximal term(s) its clients' steps add (0 = none); part of the
+            strategy's identity (its ``repr``, which a resume must match).
+
+    What a client does in a round is :attr:`steps`; what it sends and keeps follows from them
+    (:attr:`uploads`, :attr:`keeps`), and :meth:`targets` says where what it sends is averaged.
+    Clients and the driver never name a strategy: a new one is this class's subclass and a YAML.
 
     """
 
     name: str = "strategy"
-    uploads: tuple[str, ...] = PARTS
-    keeps: tuple[str, ...] = ()
     prox_mu: float = 0.0
 
     def __init__(
@@ -52,6 +52,7 @@ class Strategy(ABC):
         clip_norm: float | None = None,
         robust: str | None = None,
         trim_fraction: float = 0.1,
+        name: str | None = None,
     ) -> None:
         if weighting not in WEIGHTINGS:
             raise ValueError(f"aggregation.weighting must be one of {WEIGHTINGS}, got {weighting!r}")
@@ -62,6 +63,25 @@ class Strategy(ABC):
         trim_count(1, trim_fraction)  # validates the fraction now, not in round 1
         self.weighting, self.robust, self.trim_fraction = weighting, robust, float(trim_fraction)
         self.clip_norm = None if clip_norm is None else float(clip_norm)
+        if name is not None:
+            if not name or not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"aggregation.name must be letters, digits, _ or -, got {name!r}")
+            self.name = name
+
+    @property
+    def steps(self) -> tuple[LocalStep, ...]:
+        """What each client does in a round; by default: train its whole model from the server's and send it."""
+        return (LocalStep(sends=PARTS),)
+
+    @property
+    def uploads(self) -> tuple[str, ...]:
+        """Parts a client sends back (over all its steps)."""
+        return tuple(p for p in PARTS if any(p in s.sends for s in self.steps))
+
+    @property
+    def keeps(self) -> tuple[str, ...]:
+        """Parts a client keeps between rounds (its update's ``private`` state, held under ``client:<id>``)."""
+        return tuple(p for p in PARTS if any(p in s.keeps for s in self.steps))
 
     @abstractmethod
     def init_state(self, model: MultiTaskModel) -> ServerState:

@@ -19,6 +19,7 @@ class FedAvgPerTask(Strategy):
     Args:
         weighting: ``examples`` or ``uniform``.
         clip_norm, robust, trim_fraction: Defences against bad updates (see :class:`Strategy`).
+        name: Run and report name (see :class:`Strategy`).
 
     """
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from mfed.aggregation.base import Strategy
 from mfed.models.multitask import MultiTaskModel
-from mfed.types import ServerState
+from mfed.types import PARTS, LocalStep, ServerState
 
 
 class Local(Strategy):
     """Each client trains its own model; the server only holds it for the client."""
 
     name = "local"
-    uploads: tuple[str, ...] = ()
-    keeps: tuple[str, ...] = ("encoder", "decoder")
+
+    @property
+    def steps(self) -> tuple[LocalStep, ...]:
+        """Train its own model (the initial one in round 1) and keep it."""
+        return (LocalStep(start="own", keeps=PARTS),)
 
     def init_state(self, model: MultiTaskModel) -> ServerState:
         """Nothing yet: clients build the same initial model themselves."""

@@ -12,21 +12,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from mfed.aggregation.functional import select
-from mfed.models.multitask import MultiTaskModel, decoder_prefix, part_prefixes
+from mfed.models.multitask import MultiTaskModel, part_prefixes
 from mfed.tasks.base import Task
 from mfed.types import (
+    PARTS,
     ClientEvaluation,
     ClientSpec,
     ClientUpdate,
+    LocalStep,
     ServerState,
     State,
-    client_scope,
-    global_scope,
+    scopes_of,
     state_nbytes,
-    task_scope,
 )  # fmt: skip
 
 if TYPE_CHECKING:
@@ -38,12 +39,9 @@ class ClientConfig:
     """How a client trains (the same for every client of a run).
 
     Attributes:
-        local_epochs: Epochs over the shard per round.
+        local_epochs: Epochs over the shard per round (a step may set its own).
         batch_size: Training and evaluation batch size.
-        prox_mu: Strength of the decoder proximal term (set by the strategy).
-        uploads: Parts sent back: a subset of ``("encoder", "decoder")`` (set by the strategy).
-        keeps: Parts the client keeps between rounds, returned as the update's ``private`` state
-            (set by the strategy).
+        steps: What the client does each round, from the strategy (:attr:`Strategy.steps`).
         torch_threads: Intra-op threads; 1 when several clients share the cores.
         accelerator: Lightning accelerator: ``auto`` (a GPU when the client was given one),
             ``cpu`` or ``gpu``.
@@ -52,9 +50,7 @@ class ClientConfig:
 
     local_epochs: int = 1
     batch_size: int = 32
-    prox_mu: float = 0.0
-    uploads: tuple[str, ...] = ("encoder", "decoder")
-    keeps: tuple[str, ...] = ()
+    steps: tuple[LocalStep, ...] = (LocalStep(sends=PARTS),)
     torch_threads: int = 1
     accelerator: str = "auto"
 
@@ -62,14 +58,10 @@ class ClientConfig:
         for name in ("local_epochs", "batch_size", "torch_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"federation.{name} must be >= 1, got {getattr(self, name)}")
-        if self.prox_mu < 0:
-            raise ValueError(f"aggregation.mu must be >= 0, got {self.prox_mu}")
         if self.accelerator not in ("auto", "cpu", "gpu"):
             raise ValueError(f"federation.accelerator must be auto, cpu or gpu, got {self.accelerator!r}")
-        for name in ("uploads", "keeps"):
-            bad = sorted(set(getattr(self, name)) - {"encoder", "decoder"})
-            if bad:
-                raise ValueError(f"a strategy's {name} may hold only 'encoder' and 'decoder', got {bad}")
+        if not self.steps:
+            raise ValueError("a strategy must give its clients at least one local step")
 
 
 def shard(dataset: Dataset, indices: tuple[int, ...], key: str) -> Dataset:
@@ -116,7 +108,8 @@ class Client:
 
         torch.set_num_threads(config.torch_threads)
         self.spec, self.config = spec, config
-        self.system = TaskSystem(model_factory([task]), task, optimizer, prox_mu=config.prox_mu)
+        self.system = TaskSystem(model_factory([task]), task, optimizer)
+        self._initial = {k: v.clone() for k, v in self.system.model.state_dict().items()}
         self.train_data = shard(dataset, spec.train_indices, task.target_key)
         self.val_data = shard(dataset, spec.val_indices, task.target_key)
         self._test_source = test_dataset
@@ -135,56 +128,74 @@ class Client:
         """The client's id."""
         return self.spec.client_id
 
-    def load(self, server_state: ServerState) -> int:
-        """Load the scopes of ``server_state`` that concern this client; return the shared bytes loaded.
+    def _start(self, shared: State, own: State, start: str) -> None:
+        """Load the model a step starts from: the initial model, under the client's own state and the shared one.
 
-        The client's own scope (its private state) is loaded last and is not communication.
+        ``start="shared"``: the shared copy wins where both hold a part; ``"own"``: the kept one.
         """
-        payload: State = {}
-        for scope in (global_scope(), task_scope(self.spec.task)):
-            payload.update(server_state.get(scope, {}))
-        shared = state_nbytes(payload)
-        payload.update(server_state.get(client_scope(self.client_id), {}))
-        own = self.system.model.state_dict()
+        lower, upper = (own, shared) if start == "shared" else (shared, own)
+        initial = self._initial
+        payload = {**initial, **lower, **upper}
         for key, value in payload.items():
-            if key not in own:
+            if key not in initial:
                 raise ValueError(f"client {self.client_id}: server sent {key!r}, which its model lacks")
-            if value.shape != own[key].shape:
+            if value.shape != initial[key].shape:
                 raise ValueError(
                     f"client {self.client_id}: {key} is {tuple(value.shape)} on the server but "
-                    f"{tuple(own[key].shape)} locally: encoder/decoder configs differ"
+                    f"{tuple(initial[key].shape)} locally: encoder/decoder configs differ"
                 )
-        self.system.model.load_state_dict(payload, strict=False)
-        prefix = decoder_prefix(self.spec.task)
-        reference = {k[len(prefix) :]: v for k, v in payload.items() if k.startswith(prefix)}
-        named = dict(self.system.decoder.named_parameters())
-        self.system.set_decoder_reference({k: v for k, v in reference.items() if k in named})
-        return shared
+        self.system.model.load_state_dict(payload)
+
+    def _scopes(self, server_state: ServerState) -> tuple[State, State]:
+        """The shared state this client loads (global, then its task's) and its own kept state."""
+        *shared_scopes, own_scope = scopes_of(self.client_id, self.spec.task)
+        shared: State = {}
+        for scope in shared_scopes:
+            shared.update(server_state.get(scope, {}))
+        return shared, dict(server_state.get(own_scope, {}))
 
     def fit(self, server_state: ServerState, round_idx: int) -> ClientUpdate:
-        """Load the global state, train ``local_epochs`` and return the trained tensors."""
-        bytes_down = self.load(server_state)
-        seed = round_seed(self.spec.seed, round_idx)
-        torch.manual_seed(seed)
-        loader = DataLoader(
-            self.train_data,
-            batch_size=self.config.batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(seed),
-        )
+        """Run the strategy's local steps from the server's state; return what they send and keep."""
         from mfed.federation.trainer import quiet_trainer
 
-        quiet_trainer(self.config.local_epochs, self.config.accelerator).fit(self.system, loader)
-        self.system.trainer = None  # drop the Trainer (optimizer, loaders) with the call
+        shared, own = self._scopes(server_state)
+        seed = round_seed(self.spec.seed, round_idx)
+        sent: State = {}
+        kept: State = {}
+        metrics: dict[str, float] = {}
+        for i, step in enumerate(self.config.steps):
+            self._start(shared, own, step.start)
+            prox = {part: (mu, self._part_of(shared, part)) for part, mu in step.prox}
+            self.system.configure_step(step.train, prox)
+            step_seed = seed if i == 0 else round_seed(seed, i)
+            torch.manual_seed(step_seed)
+            loader = DataLoader(
+                self.train_data,
+                batch_size=self.config.batch_size,
+                shuffle=True,
+                generator=torch.Generator().manual_seed(step_seed),
+            )
+            quiet_trainer(step.epochs or self.config.local_epochs, self.config.accelerator).fit(self.system, loader)
+            self.system.trainer = None  # drop the Trainer (optimizer, loaders) with the call
+            means = self.system.train_epoch_means()
+            metrics.update({f"{step.name}_{k}" if step.name else k: v for k, v in means.items()})
+            sent.update(self._parts(step.sends))
+            kept.update(self._parts(step.keeps))
         return ClientUpdate(
             client_id=self.client_id,
             task=self.spec.task,
             num_examples=len(self.train_data),  # type: ignore[arg-type]
-            state=self._parts(self.config.uploads),
-            metrics=self.system.train_epoch_means(),
-            bytes_down=bytes_down,
-            private=self._parts(self.config.keeps),
+            state=sent,
+            metrics=metrics,
+            bytes_down=state_nbytes(shared),
+            private=kept,
         )
+
+    def _part_of(self, state: State, part: str) -> dict[str, Tensor]:
+        """``part``'s parameters in ``state``, by the part module's own names (a proximal term's reference)."""
+        prefix = part_prefixes((part,), self.spec.task)[0]
+        named = dict(self.system.part(part).named_parameters())
+        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix) and k[len(prefix) :] in named}
 
     def _parts(self, parts: tuple[str, ...]) -> State:
         """The model's ``parts`` (``encoder``, ``decoder``) as detached CPU tensors (what messages carry)."""
@@ -196,7 +207,8 @@ class Client:
         data = self.val_data if split == "val" else self.test_data if split == "test" else None
         if data is None:
             raise ValueError(f"client {self.client_id} has no {split!r} data (splits: val, and test when configured)")
-        self.load(server_state)
+        shared, own = self._scopes(server_state)
+        self._start(shared, own, "own")  # the model it would use: its own part where it keeps one
         loader = DataLoader(data, batch_size=self.config.batch_size)
         from mfed.federation.trainer import evaluation_trainer
 

@@ -31,9 +31,7 @@ from mfed.types import (
     ClientUpdate,
     ServerState,
     State,
-    client_scope,
-    global_scope,
-    task_scope,
+    scopes_of,
 )  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -285,10 +283,8 @@ class RayBackend:
         """Run ``method`` for each of ``client_ids`` on its actor; yield each result as it comes (see gather)."""
         import ray
 
-        scopes = {
-            c: [n for n in (global_scope(), task_scope(self.task_of[c]), client_scope(c)) if n in state]
-            for c in client_ids
-        }  # what each client loads; only those scopes enter the object store, once each
+        scopes = {c: [n for n in scopes_of(c, self.task_of[c]) if n in state] for c in client_ids}
+        # what each client loads; only those scopes enter the object store, once each
         refs = {n: ray.put(state[n]) for n in {n for names in scopes.values() for n in names}}
         self._ran_on = {}
 

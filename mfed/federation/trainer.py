@@ -24,6 +24,8 @@ def silence_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
     warnings.filterwarnings("ignore", message=r".*defined a `validation_step` but have no `val_dataloader`.*")
+    # A part a strategy freezes (e.g. M-Fed's frozen-encoder ablation) is kept in eval mode on purpose.
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 
 
 def quiet_trainer(max_epochs: int = 1, accelerator: str = "cpu") -> pl.Trainer:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -18,30 +18,28 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 
 class TaskSystem(pl.LightningModule):
-    """Trains ``model``'s encoder and ``task``'s decoder on that task's loss.
+    """Trains ``model``'s encoder and ``task``'s decoder (or one of them) on that task's loss.
 
-    The loss is ``loss_weight * L_task + mu/2 * ||decoder - global decoder||^2`` where the second
-    term is active once :meth:`set_decoder_reference` has been given a global decoder and
-    ``prox_mu > 0``.
+    The loss is ``loss_weight * L_task + sum_part mu_part/2 * ||part - reference||^2`` over the
+    proximal terms set by :meth:`configure_step` (M-Fed: the decoder toward its task's global
+    decoder; FedProx and Ditto: both parts toward the server's model).
 
     Args:
         model: A model with a decoder for ``task``.
         task: The task to train.
         optimizer: Factory taking the parameters (a Hydra partial of a torch optimizer).
-        prox_mu: Strength of the decoder proximal term.
 
     """
 
-    def __init__(self, model: MultiTaskModel, task: Task, optimizer: OptimizerFactory, prox_mu: float = 0.0):
+    def __init__(self, model: MultiTaskModel, task: Task, optimizer: OptimizerFactory):
         super().__init__()
         if task.name not in model.tasks:
             raise ValueError(f"model has no decoder for task {task.name!r}; decoders: {list(model.tasks)}")
-        if prox_mu < 0:
-            raise ValueError(f"aggregation.mu must be >= 0, got {prox_mu}")
-        self.model, self.task, self.optimizer_factory, self.prox_mu = model, task, optimizer, prox_mu
+        self.model, self.task, self.optimizer_factory = model, task, optimizer
         metrics: dict[str, Metric | MetricCollection] = dict(task.metrics())
         self.val_metrics = MetricCollection(metrics, compute_groups=False)
-        self._reference: dict[str, Tensor] = {}
+        self.trained: tuple[str, ...] = ("encoder", "decoder")
+        self._prox: dict[str, tuple[float, dict[str, Tensor]]] = {}
         self._epoch_sums: dict[str, float] = {}
 
     @property
@@ -49,9 +47,23 @@ class TaskSystem(pl.LightningModule):
         """The decoder of this system's task."""
         return self.model.decoders[self.task.name]
 
-    def set_decoder_reference(self, state: Mapping[str, Tensor]) -> None:
-        """Remember the global decoder (by decoder-local parameter names) for the proximal term."""
-        self._reference = {k: v.detach().clone() for k, v in state.items()}
+    def part(self, name: str) -> torch.nn.Module:
+        """The module of a part: ``encoder`` or ``decoder``."""
+        return self.model.encoder if name == "encoder" else self.decoder
+
+    def configure_step(self, train: Sequence[str], prox: Mapping[str, tuple[float, Mapping[str, Tensor]]]) -> None:
+        """Set what the next fit trains and which proximal terms it adds.
+
+        Args:
+            train: Parts trained; the others are frozen (no gradient, kept in eval mode, so a
+                frozen encoder's BatchNorm statistics do not move either).
+            prox: ``{part: (mu, reference)}``, the reference by the part's own parameter names.
+
+        """
+        self.trained = tuple(train)
+        for name in ("encoder", "decoder"):
+            self.part(name).requires_grad_(name in self.trained).train(name in self.trained)
+        self._prox = {part: (mu, {k: v.detach().clone() for k, v in ref.items()}) for part, (mu, ref) in prox.items()}
 
     def forward(self, image: Tensor) -> Tensor:  # (B, C, H, W) -> (B, C_task, H, W)
         """Raw prediction of this task."""
@@ -63,9 +75,10 @@ class TaskSystem(pl.LightningModule):
         task_loss = self.task.loss(output, batch[self.task.target_key])
         loss = self.task.loss_weight * task_loss
         reg = torch.zeros(())
-        if self.prox_mu > 0 and self._reference:
-            reg = proximal_term(self.decoder.named_parameters(), self._reference, self.prox_mu)
-            loss = loss + reg
+        for part, (mu, reference) in self._prox.items():
+            if mu > 0 and reference:
+                reg = reg + proximal_term(self.part(part).named_parameters(), reference, mu)
+        loss = loss + reg
         n = len(batch["image"])
         for key, value in (("loss", loss), ("task_loss", task_loss), ("reg", reg)):
             self._epoch_sums[key] = self._epoch_sums.get(key, 0.0) + float(value.detach()) * n
@@ -73,8 +86,11 @@ class TaskSystem(pl.LightningModule):
         return loss
 
     def on_train_epoch_start(self) -> None:
-        """Report the last epoch's means only."""
+        """Report the last epoch's means only; frozen parts stay in eval mode."""
         self._epoch_sums = {}
+        for name in ("encoder", "decoder"):
+            if name not in self.trained:
+                self.part(name).eval()
 
     def train_epoch_means(self) -> dict[str, float]:
         """Example-weighted means of the last training epoch's loss terms."""
@@ -99,9 +115,8 @@ class TaskSystem(pl.LightningModule):
         return states
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """A fresh optimizer over encoder and this task's decoder (rebuilt every round)."""
-        params = list(self.model.encoder.parameters()) + list(self.decoder.parameters())
-        return self.optimizer_factory(params)
+        """A fresh optimizer over the trained parts (rebuilt every step of every round)."""
+        return self.optimizer_factory([p for name in self.trained for p in self.part(name).parameters()])
 
 
 def _to_cpu(value: Any) -> Any:

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from mfed.aggregation import FedAvgPerTask, Local, MFed
+from mfed.aggregation import Ditto, FedAvgPerTask, FedProx, FedRep, Local, MFed
+from mfed.aggregation.functional import select
 from mfed.models.multitask import MultiTaskModel
 from mfed.types import ClientUpdate
 
@@ -78,3 +79,57 @@ def test_local_uploads_nothing_and_holds_each_clients_model_apart():
     for u in UPDATES:  # each client's own tensors, untouched by the others'
         assert all(torch.equal(new[f"client:{u.client_id}"][k], v) for k, v in u.state.items())
     assert strategy.uploads == () and strategy.keeps == ("encoder", "decoder")
+
+
+def test_fedprox_averages_like_fedavg_per_task_and_pulls_the_whole_model():
+    strategy = FedProx(mu=0.5)
+    new = strategy.aggregate(strategy.init_state(tiny_model()), UPDATES)
+    assert torch.allclose(new["task:seg"]["encoder.weight"], torch.full((2, 2), 3.0))  # (1*0 + 3*4) / 4
+    assert torch.allclose(new["task:seg"]["decoders.seg.bias"], torch.full((3,), 17.5))  # (1*10 + 3*20) / 4
+    assert torch.allclose(new["task:depth"]["encoder.weight"], torch.full((2, 2), 8.0))
+    (step,) = strategy.steps
+    assert dict(step.prox) == {"encoder": 0.5, "decoder": 0.5} and step.sends == ("encoder", "decoder")
+
+
+def test_fedrep_averages_the_encoder_over_every_task_and_keeps_each_decoder_private():
+    strategy = FedRep()
+    state = strategy.init_state(tiny_model())
+    assert set(state) == {"global"}
+    sent = [
+        dataclasses.replace(u, state=select(u.state, ["encoder."]), private=select(u.state, [f"decoders.{u.task}."]))
+        for u in UPDATES
+    ]
+    new = strategy.aggregate(state, sent)
+    assert torch.allclose(new["global"]["encoder.weight"], torch.full((2, 2), 5.5))  # (0 + 12 + 32) / 8
+    assert set(new) == {"global", "client:s0", "client:s1", "client:d0"}  # no task scope: decoders never mix
+    assert torch.equal(new["client:s1"]["decoders.seg.bias"], torch.full((3,), 20.0))
+    assert strategy.uploads == ("encoder",) and strategy.keeps == ("decoder",)
+
+
+def test_ditto_averages_the_global_models_per_task_and_keeps_the_personal_ones():
+    strategy = Ditto(lam=0.2)
+    personal = [dataclasses.replace(u, private={k: v + 100 for k, v in u.state.items()}) for u in UPDATES]
+    new = strategy.aggregate(strategy.init_state(tiny_model()), personal)
+    assert torch.allclose(new["task:seg"]["encoder.weight"], torch.full((2, 2), 3.0))  # global models: FedAvg per task
+    assert torch.equal(new["client:s0"]["encoder.weight"], torch.full((2, 2), 100.0))  # personal: untouched
+    federated, own = strategy.steps
+    assert (federated.start, federated.sends, federated.keeps) == ("shared", ("encoder", "decoder"), ())
+    assert (own.start, own.sends, own.keeps, own.name) == ("own", (), ("encoder", "decoder"), "personal")
+    assert dict(own.prox) == {"encoder": 0.2, "decoder": 0.2}
+
+
+def test_mfed_with_a_frozen_encoder_trains_and_averages_only_decoders():
+    strategy = MFed(freeze_encoder=True, name="mfed_frozen_encoder")
+    state = strategy.init_state(tiny_model())
+    sent = [dataclasses.replace(u, state=select(u.state, [f"decoders.{u.task}."])) for u in UPDATES]
+    new = strategy.aggregate(state, sent)
+    assert new["global"] is state["global"]  # the initial encoder, never moved
+    assert torch.allclose(new["task:seg"]["decoders.seg.bias"], torch.full((3,), 17.5))
+    (step,) = strategy.steps
+    assert step.train == step.sends == ("decoder",) and strategy.name == "mfed_frozen_encoder"
+    assert "freeze_encoder=True" in repr(strategy)  # a resume with the encoder unfrozen is refused
+
+
+def test_a_strategy_name_must_be_a_plain_word():
+    with pytest.raises(ValueError, match="aggregation.name must be letters, digits, _ or -, got 'a b'"):
+        MFed(name="a b")

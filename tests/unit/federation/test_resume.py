@@ -40,8 +40,8 @@ def test_resume_refuses_a_different_or_finished_setup(tiny_cfg, tmp_path, second
         )
 
 
-@pytest.mark.parametrize("strategy", ["local", "fedavg"])
-def test_local_and_fedavg_resume_bit_identically(tiny_cfg, tmp_path, strategy):
+@pytest.mark.parametrize("strategy", ["local", "fedavg", "fedprox", "fedrep", "ditto", "mfed_frozen_encoder"])
+def test_every_strategy_resumes_bit_identically(tiny_cfg, tmp_path, strategy):
     # Prepare: 3 rounds straight, and 2 rounds then a resume to 3 (half the clients per round)
     args = (*MIX, f"aggregation={strategy}", "federation.fraction=0.5")
     straight = build(tiny_cfg(*args, "federation.rounds=3", f"out_dir={tmp_path / 'straight'}"))
@@ -50,11 +50,13 @@ def test_local_and_fedavg_resume_bit_identically(tiny_cfg, tmp_path, strategy):
     # Execute
     resumed = build(tiny_cfg(*args, "federation.rounds=3", f"resume={tmp_path / 'first'}", f"out_dir={tmp_path / 'b'}"))
     resumed.run()
-    # Assert: Local's private models are in the server state, and everything matches bit for bit
+    # Assert: private models (Local's, FedRep's decoders, Ditto's personal ones) are in the server
+    # state, and everything matches bit for bit
     assert set(resumed.state) == set(straight.state)
-    if strategy == "local":
+    if strategy in ("local", "fedrep", "ditto"):
         assert {s for s in straight.state if s.startswith("client:")} == {"client:" + c for c in straight.client_ids}
-        assert straight.history[-1]["comm/bytes_up"] == 0 and straight.history[-1]["comm/private_bytes"] > 0
+        assert straight.history[-1]["comm/private_bytes"] > 0
+        assert (straight.history[-1]["comm/bytes_up"] == 0) == (strategy == "local")
     for scope, tensors in straight.state.items():
         for key, value in tensors.items():
             torch.testing.assert_close(resumed.state[scope][key], value, rtol=0, atol=0)
