@@ -3,9 +3,10 @@
 from mfed.aggregation.base import Strategy
 from mfed.aggregation.ditto import Ditto
 from mfed.aggregation.fedavg import FedAvgPerTask
+from mfed.aggregation.fedavg_all import FedAvgAll
 from mfed.aggregation.fedprox import FedProx
 from mfed.aggregation.fedrep import FedRep
 from mfed.aggregation.local import Local
 from mfed.aggregation.mfed import MFed
 
-__all__ = ["Ditto", "FedAvgPerTask", "FedProx", "FedRep", "Local", "MFed", "Strategy"]
+__all__ = ["Ditto", "FedAvgAll", "FedAvgPerTask", "FedProx", "FedRep", "Local", "MFed", "Strategy"]

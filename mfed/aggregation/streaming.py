@@ -50,6 +50,8 @@ class Aggregation:
         weight = update_weight(update, strategy.weighting)
         for scope, prefixes in strategy.targets(update.task):
             part = select(update.state, prefixes)
+            if not part:  # nothing of this update goes there (e.g. no decoder parameter is shared)
+                continue
             if strategy.clip_norm is not None:
                 part = clip_update(part, self.state[scope], strategy.clip_norm)
             if strategy.robust is None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from mfed.aggregation import Ditto, FedAvgPerTask, FedProx, FedRep, Local, MFed
+from mfed.aggregation import Ditto, FedAvgAll, FedAvgPerTask, FedProx, FedRep, Local, MFed
 from mfed.aggregation.functional import select
 from mfed.models.multitask import MultiTaskModel
 from mfed.types import ClientUpdate
@@ -133,3 +133,34 @@ def test_mfed_with_a_frozen_encoder_trains_and_averages_only_decoders():
 def test_a_strategy_name_must_be_a_plain_word():
     with pytest.raises(ValueError, match="aggregation.name must be letters, digits, _ or -, got 'a b'"):
         MFed(name="a b")
+
+
+def test_fedavg_all_averages_the_shared_decoder_over_every_task_and_heads_within_each():
+    # Prepare: decoders with a shared body (same shape for both tasks) and task-sized heads
+    model = MultiTaskModel(nn.Linear(2, 2), {"seg": nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 3)),
+                                             "depth": nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))})  # fmt: skip
+    strategy = FedAvgAll()
+    state = strategy.init_state(model)
+    # every task's shared body starts as one soup; heads are their own
+    assert torch.equal(state["task:seg"]["decoders.seg.0.weight"], state["task:depth"]["decoders.depth.0.weight"])
+
+    def sent(cid, task, n, value):
+        return ClientUpdate(cid, task, n, {k: torch.full_like(v, value) for k, v in state[f"task:{task}"].items()}
+                            | {k: torch.full_like(v, value) for k, v in state["global"].items()})  # fmt: skip
+
+    updates = [sent("s0", "seg", 1, 0.0), sent("s1", "seg", 3, 4.0), sent("d0", "depth", 4, 8.0)]
+    # Execute
+    new = strategy.aggregate(state, updates)
+    # Assert: encoder and shared body over everyone (1*0 + 3*4 + 4*8) / 8 = 5.5, heads per task
+    assert torch.allclose(new["global"]["encoder.weight"], torch.full((2, 2), 5.5))
+    for task in ("seg", "depth"):
+        assert torch.allclose(new[f"task:{task}"][f"decoders.{task}.0.bias"], torch.full((2,), 5.5))
+    assert torch.allclose(new["task:seg"]["decoders.seg.1.weight"], torch.full((3, 2), 3.0))  # (0 + 12) / 4
+    assert torch.allclose(new["task:depth"]["decoders.depth.1.weight"], torch.full((1, 2), 8.0))
+    assert set(new) == {"global", "task:seg", "task:depth"}
+
+
+def test_fedavg_all_refuses_decoders_it_cannot_mix_naming_the_tasks():
+    model = MultiTaskModel(nn.Linear(2, 2), {"seg": nn.Linear(2, 3), "depth": nn.Sequential(nn.Linear(2, 1))})
+    with pytest.raises(ValueError, match="the decoders of tasks 'depth' and 'seg' have different parameters"):
+        FedAvgAll().init_state(model)

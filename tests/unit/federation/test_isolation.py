@@ -5,7 +5,7 @@ import pytest
 from mfed.run import build
 from mfed.types import scopes_of
 
-STRATEGIES = ["mfed", "fedavg", "local", "fedprox", "fedrep", "ditto", "mfed_frozen_encoder"]
+STRATEGIES = ["mfed", "fedavg", "fedavg_all", "local", "fedprox", "fedrep", "ditto", "mfed_frozen_encoder"]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
