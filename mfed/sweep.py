@@ -22,6 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mfed.config import load_config
+from mfed.federation.ray_backend import actor_count
 from mfed.run import build, run
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,7 @@ class Trial:
 def actor_layout(trial: Trial, cpus_per_trial: float) -> tuple[int, int]:
     """``(clients per actor, actors)`` of ``trial``: an actor per client, per K clients, or per CPU of its share."""
     if trial.per_actor == "auto":
-        wanted = max(1, min(trial.clients, math.floor(cpus_per_trial + 1e-9)))
-        per_actor = math.ceil(trial.clients / wanted)
+        per_actor = math.ceil(trial.clients / actor_count(trial.clients, "auto", cpus_per_trial))
     else:
         per_actor = int(trial.per_actor)
     return per_actor, math.ceil(trial.clients / per_actor)

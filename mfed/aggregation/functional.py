@@ -8,7 +8,6 @@ rounded to the nearest integer, in their own dtype, so that a counter stays a pl
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol, TypeVar
 
 import torch
 from torch import Tensor
@@ -107,8 +106,6 @@ def weighted_average(
     if len(states) != len(weights):
         raise ValueError(f"got {len(states)} states but {len(weights)} weights")
     names = list(names) if names is not None else [f"state {i}" for i in range(len(states))]
-    if any(w < 0 for w in weights):
-        raise ValueError(f"weights must be >= 0 with a positive sum, got {list(weights)}")
     mean = RunningMean()
     for state, weight, name in zip(states, weights, names, strict=True):
         mean.add(state, float(weight), name)
@@ -122,19 +119,3 @@ def update_weight(update: ClientUpdate, weighting: str) -> float:
     if weighting == "uniform":
         return 1.0
     raise ValueError(f"aggregation.weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-
-
-class _HasTask(Protocol):
-    @property
-    def task(self) -> str: ...
-
-
-T = TypeVar("T", bound=_HasTask)
-
-
-def group_by_task(updates: Iterable[T]) -> dict[str, list[T]]:
-    """Messages (updates, evaluations) grouped by task, in first-seen order."""
-    groups: dict[str, list[T]] = {}
-    for update in updates:
-        groups.setdefault(update.task, []).append(update)
-    return groups

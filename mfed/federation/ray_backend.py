@@ -38,6 +38,13 @@ log = logging.getLogger(__name__)
 RECREATE_WAIT_S = 120.0
 
 
+def actor_count(n_clients: int, clients_per_actor: int | str, total_cpus: float) -> int:
+    """Actors for ``n_clients``: one each (1), ``ceil(n / K)`` (K), or one per whole CPU (``auto``)."""
+    if clients_per_actor == "auto":
+        return max(1, min(n_clients, math.floor(total_cpus + 1e-9)))
+    return math.ceil(n_clients / int(clients_per_actor))
+
+
 class _RayHost(ClientHost):
     """A :class:`ClientHost` as a Ray actor, which can say which node it runs on."""
 
@@ -140,10 +147,8 @@ class RayBackend:
         return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
 
     def n_actors(self, n_clients: int, total_cpus: float) -> int:
-        """Actors for ``n_clients``: one each, ``ceil(n / K)``, or one per CPU (``auto``)."""
-        if self.clients_per_actor == "auto":
-            return max(1, min(n_clients, int(total_cpus)))
-        return math.ceil(n_clients / int(self.clients_per_actor))
+        """Actors for ``n_clients`` on ``total_cpus`` (see :func:`actor_count`)."""
+        return actor_count(n_clients, self.clients_per_actor, total_cpus)
 
     def check(self, n_clients: int) -> None:
         """Refuse CPU and GPU requests the cluster cannot hold at once (before Ray or W&B start)."""
