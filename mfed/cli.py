@@ -82,7 +82,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from mfed.config import load_config
     from mfed.federation.rundir import DEFAULT_STORAGE, default_out_dir, is_uri
     from mfed.schema import ConfigError, check_config, error_line
-    from mfed.sweep import run_sweep
+    from mfed.sweeps.sweep import run_sweep
 
     try:
         cfg = load_config(args.overrides)
@@ -99,7 +99,7 @@ def _sweep(args: argparse.Namespace) -> int:
     except (HydraException, ConfigError, ValueError, FileNotFoundError) as err:
         print(f"mfed: {error_line(err)}", file=sys.stderr)
         return 2
-    from mfed.loggers.sweep_report import markdown
+    from mfed.sweeps.report import markdown
 
     print(markdown(rows, str(cfg.sweep.name)).split("\n![")[0])
     print(f"sweep results in {sweep_dir}: sweep.md, sweep.json, sweep.png, one run directory per trial")

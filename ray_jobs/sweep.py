@@ -1,6 +1,6 @@
 """Entry point for ``ray job submit -- python ray_jobs/sweep.py sweep=<name> [overrides]``.
 
-A thin shim over :func:`mfed.sweep.run_sweep`: trials run on the cluster the job joins.
+A thin shim over :func:`mfed.sweeps.sweep.run_sweep`: trials run on the cluster the job joins.
 """
 
 import sys

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from mfed.config import load_config
-from mfed.sweep import run_sweep
+from mfed.sweeps.sweep import run_sweep
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

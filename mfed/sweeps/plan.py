@@ -1,7 +1,7 @@
-"""Sweeps: a grid of full federated runs scheduled on the Ray cluster by Ray Tune.
+"""Planning trials: which runs, with which overrides, and how many CPUs each of their actors gets.
 
-The grid (``configs/sweep/<name>.yaml``) maps Hydra override keys to values; each trial is the
-base overrides plus one combination. Every trial is validated (``build``) before any starts.
+A sweep's grid (``configs/sweep/<name>.yaml``) maps Hydra override keys to values; each trial is
+the base overrides plus one combination. Every trial is validated (``build``) before any starts.
 Each trial runs in its own Tune placement group: one small bundle for the trial's driver and one
 per client actor (one per client, or fewer hosting many with ``backend.clients_per_actor``), so
 client actors of concurrent trials never wait on each other's CPUs.
@@ -10,12 +10,9 @@ client actors of concurrent trials never wait on each other's CPUs.
 from __future__ import annotations
 
 import itertools
-import json
-import logging
 import math
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +20,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from mfed.config import load_config
 from mfed.federation.ray_backend import actor_count
-from mfed.run import build, run
-
-log = logging.getLogger(__name__)
+from mfed.run import build
 
 DRIVER_CPU = 0.01  # a trial's driver mostly waits on its clients
 
 
 @dataclass(frozen=True)
 class Trial:
-    """One run of the sweep: its name, its overrides, its clients and how many share an actor.
+    """One run of a sweep or benchmark: its name, its overrides, its clients and how many share an actor.
 
     ``per_actor`` is the trial's ``backend.clients_per_actor`` (1, K or ``auto``); the sweep turns
     it into a fixed number of actors per trial (:func:`actor_layout`), one placement bundle each.
+    ``labels`` are what a benchmark reports the trial under (strategy, seed, setting).
     """
 
     name: str
@@ -43,6 +39,7 @@ class Trial:
     clients: int
     reference: bool = False  # added as the delta_m reference
     per_actor: int | str = 1
+    labels: Mapping[str, Any] = field(default_factory=dict)
 
 
 def actor_layout(trial: Trial, cpus_per_trial: float) -> tuple[int, int]:
@@ -73,6 +70,19 @@ def reference_overrides(overrides: Sequence[str], reference: str) -> tuple[str, 
     return tuple(sorted([*keep, f"aggregation={reference}"]))
 
 
+def checked_trial(name: str, overrides: Sequence[str], base: Sequence[str], **fields: Any) -> Trial:
+    """A trial of ``base`` + ``overrides``, built (and so checked) now: bad input fails before any trial starts."""
+    cfg = load_config([*base, *overrides, "out_dir=unused", "logger=none"])
+    driver = build(cfg)
+    per_actor = cfg.backend.get("clients_per_actor", 1)  # the serial backend's trials run on Ray, one per client
+    return Trial(name, tuple(overrides), len(driver.specs), per_actor=per_actor, **fields)
+
+
+def trial_name(overrides: Sequence[str]) -> str:
+    """A folder-safe name from overrides: ``aggregation=mfed, seed=1`` -> ``aggregation-mfed_seed-1``."""
+    return "_".join(o.replace("=", "-").replace("/", "-") for o in overrides)
+
+
 def plan_trials(sweep: DictConfig, base: Sequence[str]) -> list[Trial]:
     """The sweep's trials, plus the reference runs that delta_m needs; each validated by ``build``."""
     combos = expand_grid(OmegaConf.to_container(sweep.get("grid") or {}, resolve=True))  # type: ignore[arg-type]
@@ -85,14 +95,7 @@ def plan_trials(sweep: DictConfig, base: Sequence[str]) -> list[Trial]:
             if ref not in have:
                 have.add(ref)
                 combos.append(ref)
-    trials = []
-    for i, combo in enumerate(combos):
-        cfg = load_config([*base, *combo, "out_dir=unused", "logger=none"])
-        driver = build(cfg)  # bad input fails here, before any trial starts
-        name = "_".join(o.replace("=", "-").replace("/", "-") for o in combo)
-        per_actor = cfg.backend.get("clients_per_actor", 1)  # the serial backend's trials run on Ray, one per client
-        trials.append(Trial(name, tuple(combo), len(driver.specs), reference=i >= n_grid, per_actor=per_actor))
-    return trials
+    return [checked_trial(trial_name(c), c, base, reference=i >= n_grid) for i, c in enumerate(combos)]
 
 
 def per_trial_cpus(trials: Sequence[Trial], total_cpus: float, max_concurrent: int) -> float:
@@ -115,14 +118,6 @@ def cpus_per_actor(trials: Sequence[Trial], total_cpus: float, max_concurrent: i
     return min(1.0, share)
 
 
-def run_trial(config: dict[str, Any], plans: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """Ray Tune function trainable: one federated run; returns its final metrics."""
-    cfg = load_config(plans[config["trial"]])
-    history = run(cfg)
-    final = {k: v for k, v in history[-1].items() if k.startswith(("val/", "test/")) and v == v}
-    return {**final, "out_dir": str(cfg.out_dir)}
-
-
 def trial_overrides(
     trial: Trial, base: Sequence[str], sweep_dir: Path, group: str, cpus: float, per_actor: int
 ) -> list[str]:
@@ -132,47 +127,3 @@ def trial_overrides(
         "backend=ray", f"backend.num_cpus_per_client={cpus}", "backend.placement=pack",
         f"backend.clients_per_actor={per_actor}",
     ]  # fmt: skip
-
-
-def run_sweep(sweep: DictConfig, base: Sequence[str], sweep_dir: str | Path) -> list[dict[str, Any]]:
-    """Plan, validate, run every trial with Ray Tune, and write sweep.json, sweep.md, sweep.png."""
-    import ray
-    from ray import tune
-
-    from mfed.loggers.sweep_report import collect, write_sweep_outputs
-
-    sweep_dir = Path(sweep_dir).resolve()
-    trials = plan_trials(sweep, base)
-    if not ray.is_initialized():
-        # RAY_ADDRESS (set inside a Ray job) joins that cluster; else an embedded local one
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(include_dashboard=False)
-        else:
-            from mfed.federation.local_ray import init_local_ray
-
-            init_local_ray()
-    total, concurrent = float(ray.cluster_resources().get("CPU", 0)), int(sweep.max_concurrent)
-    cpus = cpus_per_actor(trials, total, concurrent)
-    per_trial = per_trial_cpus(trials, total, concurrent)
-    layouts = {t.name: actor_layout(t, per_trial) for t in trials}
-    log.info("sweep %s: %d trials, %.2f CPU per client actor", sweep.name, len(trials), cpus)
-
-    def resources(config: dict[str, Any]) -> Any:
-        return tune.PlacementGroupFactory([{"CPU": DRIVER_CPU}] + [{"CPU": cpus}] * layouts[config["trial"]][1])
-
-    plans = {t.name: trial_overrides(t, base, sweep_dir, str(sweep.name), cpus, layouts[t.name][0]) for t in trials}
-    tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(run_trial, plans=plans), resources),
-        param_space={"trial": tune.grid_search(list(plans))},
-        tune_config=tune.TuneConfig(max_concurrent_trials=int(sweep.max_concurrent)),
-        run_config=tune.RunConfig(name=str(sweep.name), storage_path=str(sweep_dir / "tune"), verbose=1),
-    )
-    results = tuner.fit()
-    errors = {}
-    for i in range(len(results)):
-        if results[i].error is not None:
-            errors[(results[i].config or {})["trial"]] = str(results[i].error)
-    rows = collect(trials, sweep_dir, errors, str(sweep.get("reference") or "local"))
-    write_sweep_outputs(rows, sweep_dir, str(sweep.name))
-    (sweep_dir / "trials.json").write_text(json.dumps([asdict(t) for t in trials], indent=1))
-    return rows

@@ -1,7 +1,7 @@
 import pytest
 from omegaconf import OmegaConf
 
-from mfed.sweep import Trial, actor_layout, cpus_per_actor, expand_grid, plan_trials, reference_overrides
+from mfed.sweeps.plan import Trial, actor_layout, cpus_per_actor, expand_grid, plan_trials, reference_overrides
 from tests.conftest import TINY
 
 

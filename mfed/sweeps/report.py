@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mfed.metrics.delta import delta_m
-from mfed.sweep import reference_overrides
+from mfed.sweeps.plan import reference_overrides
 
 if TYPE_CHECKING:
-    from mfed.sweep import Trial
+    from mfed.sweeps.plan import Trial
 
 
 def client_delta(summary: Mapping[str, Any], reference: Mapping[str, Any]) -> float | None:
