@@ -1,0 +1,59 @@
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from mfed.sweeps.stats import mean_ci, paired
+
+
+def test_mean_ci_is_the_student_t_interval_by_hand():
+    # values 1, 2, 3: mean 2, sample sd 1, sem 1/sqrt(3); t(0.975, df=2) = 4.30265273 (tables)
+    ci = mean_ci([1.0, 2.0, 3.0])
+    half = 4.30265273 / math.sqrt(3)
+    assert ci.mean == 2.0 and ci.n == 3
+    assert ci.low == pytest.approx(2 - half, abs=1e-8) and ci.high == pytest.approx(2 + half, abs=1e-8)
+    assert ci.text() == "2.00 ± 2.48"
+
+
+def test_mean_ci_matches_scipy_on_fixed_numbers_at_other_levels():
+    values = [30.12, 28.4, 31.9, 29.75, 30.6]
+    for level in (0.9, 0.95, 0.99):
+        ci = mean_ci(values, level)
+        low, high = sps.t.interval(level, len(values) - 1, loc=np.mean(values), scale=sps.sem(values))
+        assert (ci.low, ci.high) == pytest.approx((low, high), abs=1e-12)
+
+
+def test_degenerate_inputs_say_so():
+    single = mean_ci([4.0])
+    assert single.mean == 4.0 and math.isnan(single.half_width) and single.text() == "4.00"
+    same = mean_ci([2.0, 2.0, 2.0])
+    assert (same.low, same.high) == (2.0, 2.0)
+    assert mean_ci([]).text() == "-"
+    with pytest.raises(ValueError, match="finite values"):
+        mean_ci([1.0, float("nan")])
+    with pytest.raises(ValueError, match="confidence must be in"):
+        mean_ci([1.0, 2.0], 1.5)
+
+
+def test_paired_test_matches_scipy_and_the_difference_interval():
+    # M-Fed and a baseline on the same three seeds
+    a, b = [31.0, 29.5, 30.2], [30.1, 29.4, 29.0]
+    result = paired(a, b)
+    expected = sps.ttest_rel(a, b)
+    assert result.p_value == pytest.approx(expected.pvalue, abs=1e-12)
+    diffs = np.subtract(a, b)
+    assert result.difference.mean == pytest.approx(diffs.mean(), abs=1e-12)
+    low, high = sps.t.interval(0.95, 2, loc=diffs.mean(), scale=sps.sem(diffs))
+    assert (result.difference.low, result.difference.high) == pytest.approx((low, high), abs=1e-12)
+    # the paired test sees what unpaired intervals hide: a constant seed effect cancels
+    shifted = paired([10.0, 20.0, 30.0], [9.0, 19.1, 28.9])
+    assert shifted.p_value < 0.01
+
+
+def test_paired_edge_cases():
+    assert math.isnan(paired([1.0], [0.5]).p_value)
+    same = paired([1.0, 2.0], [0.5, 1.5])  # every difference 0.5: no spread, no t statistic
+    assert math.isnan(same.p_value) and same.difference.mean == 0.5
+    with pytest.raises(ValueError, match="as many values on each side"):
+        paired([1.0, 2.0], [1.0])
