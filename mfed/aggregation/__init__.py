@@ -1,6 +1,7 @@
 """Aggregation: pure averaging functions and one strategy per file."""
 
 from mfed.aggregation.base import Strategy
+from mfed.aggregation.centralised import Centralised
 from mfed.aggregation.ditto import Ditto
 from mfed.aggregation.fedavg import FedAvgPerTask
 from mfed.aggregation.fedavg_all import FedAvgAll
@@ -9,4 +10,4 @@ from mfed.aggregation.fedrep import FedRep
 from mfed.aggregation.local import Local
 from mfed.aggregation.mfed import MFed
 
-__all__ = ["Ditto", "FedAvgAll", "FedAvgPerTask", "FedProx", "FedRep", "Local", "MFed", "Strategy"]
+__all__ = ["Centralised", "Ditto", "FedAvgAll", "FedAvgPerTask", "FedProx", "FedRep", "Local", "MFed", "Strategy"]

@@ -36,6 +36,8 @@ class Strategy(ABC):
         name: The strategy's name in run names and reports.
         prox_mu: Strength of the proximal term(s) its clients' steps add (0 = none); part of the
             strategy's identity (its ``repr``, which a resume must match).
+        pooled: The model is trained on every client's training data pooled, where the driver
+            runs (:mod:`mfed.federation.pooled`); the clients only score it.
 
     What a client does in a round is :attr:`steps`; what it sends and keeps follows from them
     (:attr:`uploads`, :attr:`keeps`), and :meth:`targets` says where what it sends is averaged.
@@ -45,6 +47,7 @@ class Strategy(ABC):
 
     name: str = "strategy"
     prox_mu: float = 0.0
+    pooled: bool = False  # True: trained centrally on the pooled data (the reference row), not by clients
 
     def __init__(
         self,

@@ -199,6 +199,13 @@ class Driver:
                 log.exception("clean-up step failed: %s", what)
 
     @cached_property
+    def pooled(self) -> Any:
+        """The centralised reference's trainer (a ``pooled`` strategy), built on first use."""
+        from mfed.federation.pooled import PooledTraining  # imports Lightning: only for a pooled strategy
+
+        return PooledTraining(self.specs, self.setup, self.seed)
+
+    @cached_property
     def layouts(self) -> dict[str, tuple[Layout, Layout]]:
         """Per task, the keys, shapes and dtypes its clients' updates must send and keep."""
         full = self.model.state_dict()
@@ -234,11 +241,14 @@ class Driver:
     def _train(self, round_idx: int) -> tuple[ServerState, Row, list[Fault]]:
         """The next state, the round's training entries and its faults.
 
+        A ``pooled`` strategy (the centralised reference) trains here on the pooled data instead.
         Updates are screened and folded in as they arrive, in the order the clients were
         sampled. A round short of ``min_clients`` because clients failed is retried (up to
         ``max_retries`` times); one short because updates were rejected fails (a retry would
         compute the same).
         """
+        if self.strategy.pooled:
+            return (*self.pooled.fit(self.state, round_idx), [])
         sampled = sample_clients(self.client_ids, self.fraction, self.seed, round_idx)
         chosen = set(sampled)
         by_id = {s.client_id: s for s in self.specs if s.client_id in chosen}

@@ -181,8 +181,8 @@ def test_allowed_values():
 def test_hydra_errors_become_one_line():
     with pytest.raises(MissingConfigException) as missing:
         load_config(["aggregation=foo"])
-    expected = "aggregation=foo: there is no configs/aggregation/foo.yaml; choose one of ditto, fedavg, fedavg_all, "
-    expected += "fedprox, fedrep, local, mfed, mfed_frozen_encoder, mfed_mu0, mfed_private_decoders"
+    expected = "aggregation=foo: there is no configs/aggregation/foo.yaml; choose one of centralised, ditto, "
+    expected += "fedavg, fedavg_all, fedprox, fedrep, local, mfed, mfed_frozen_encoder, mfed_mu0, mfed_private_decoders"
     assert error_line(missing.value) == expected
     with pytest.raises(ConfigCompositionException) as typo:
         load_config(["federation.roundz=3"])

@@ -1,0 +1,46 @@
+"""The centralised multi-task reference: every client's training data pooled, one model trained on all tasks.
+
+Not a federation: each round, one encoder and every task's decoder are trained jointly for
+``federation.local_epochs`` epochs over the union of the clients' training shards (each example
+with its client's task; batches of one task each, the tasks' batches interleaved at random), in
+the driver's process (:mod:`mfed.federation.pooled`). The clients only score the result, exactly
+as they score a federated model, so the rows are comparable. The optimizer restarts every
+round, as the clients' does, so the reference differs from a federation only in where the data
+is. No model is exchanged: the bytes up and down are zero (the data moved instead).
+"""
+
+from __future__ import annotations
+
+from mfed.aggregation.base import Strategy
+from mfed.aggregation.functional import select
+from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
+from mfed.types import ServerState, global_scope, task_scope
+
+
+class Centralised(Strategy):
+    """Joint multi-task training on the pooled data (a reference row, not a federated strategy).
+
+    Args:
+        name: Run and report name (see :class:`Strategy`).
+
+    """
+
+    name = "centralised"
+    pooled = True
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name=name)
+
+    def init_state(self, model: MultiTaskModel) -> ServerState:
+        """The encoder, and one decoder per task: the layout every client loads its model from."""
+        full = model.state_dict()
+        state = {global_scope(): select(full, [ENCODER_PREFIX])}
+        state.update({task_scope(t): select(full, [decoder_prefix(t)]) for t in model.tasks})
+        return state
+
+    def targets(self, task: str) -> list[tuple[str, tuple[str, ...]]]:
+        """Nothing: no client update is averaged."""
+        return []
+
+    def __repr__(self) -> str:
+        return "Centralised()"

@@ -1,0 +1,70 @@
+"""Training the centralised reference where the driver runs: every client's training shard pooled per task.
+
+Used by the driver for a strategy with ``pooled = True`` (:class:`mfed.aggregation.centralised.Centralised`).
+The data of each client is what that client trains on (its task's target only), so the pooled
+model sees exactly the federation's data, in one place. Lightning is imported here, on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from mfed.aggregation.functional import select
+from mfed.federation.client import round_seed, shard
+from mfed.federation.setup import ClientSetup
+from mfed.models.multitask import ENCODER_PREFIX, decoder_prefix
+from mfed.types import ClientSpec, ServerState, global_scope, task_scope
+
+
+class PooledTraining:
+    """One model with every task's decoder, trained on the union of the clients' training shards.
+
+    Args:
+        specs: The federation's clients (their tasks and training indices).
+        setup: Tasks, dataset, model factory, optimizer and training settings of the run.
+        seed: The run's seed (the data order of every round derives from it).
+
+    """
+
+    def __init__(self, specs: Sequence[ClientSpec], setup: ClientSetup, seed: int) -> None:
+        from mfed.systems.joint import JointSystem
+
+        self.setup, self.seed = setup, seed
+        tasks = {t: setup.tasks[t] for t in dict.fromkeys(s.task for s in specs)}
+        self.data: dict[str, Dataset] = {
+            name: ConcatDataset(
+                [shard(setup.dataset, s.train_indices, task.target_key) for s in specs if s.task == name]
+            )
+            for name, task in tasks.items()
+        }
+        self.system = JointSystem(setup.model_factory(list(tasks.values())), tasks, setup.optimizer)
+
+    def fit(self, state: ServerState, round_idx: int) -> tuple[ServerState, dict[str, float]]:
+        """One round: ``local_epochs`` epochs from ``state``; the next state and the round's training entries."""
+        from mfed.federation.trainer import quiet_trainer
+        from mfed.systems.joint import TaskBatches
+
+        config = self.setup.config
+        torch.set_num_threads(config.torch_threads)  # the run's CPU share, and bit-for-bit results by seed
+        model = self.system.model
+        model.load_state_dict({k: v for scope in state.values() for k, v in scope.items()})
+        seed = round_seed(self.seed, round_idx)
+        torch.manual_seed(seed)
+        loaders = {
+            name: DataLoader(
+                data, batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed + i)
+            )
+            for i, (name, data) in enumerate(self.data.items())
+        }
+        quiet_trainer(config.local_epochs, config.accelerator).fit(self.system, TaskBatches(loaders, seed))
+        self.system.trainer = None
+        full = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        new = {global_scope(): select(full, [ENCODER_PREFIX])}
+        new.update({task_scope(t): select(full, [decoder_prefix(t)]) for t in model.tasks})
+        means = self.system.train_epoch_means()
+        row = {f"train/{task}/{key}": value for task, losses in means.items() for key, value in losses.items()}
+        row.update({"comm/clients": 0.0, "comm/bytes_up": 0.0, "comm/bytes_down": 0.0, "comm/private_bytes": 0.0})
+        return new, row
