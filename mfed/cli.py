@@ -76,33 +76,44 @@ def _data_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep(args: argparse.Namespace) -> int:
+def _many(args: argparse.Namespace, kind: str) -> int:
+    """``mfed sweep`` and ``mfed benchmark``: check every trial, run them on Ray Tune, print the report."""
     from hydra.errors import HydraException
 
     from mfed.config import load_config
     from mfed.federation.rundir import DEFAULT_STORAGE, default_out_dir, is_uri
     from mfed.schema import ConfigError, check_config, error_line
-    from mfed.sweeps.sweep import run_sweep
+    from mfed.sweeps.plan import override_key
 
     try:
         cfg = load_config(args.overrides)
-        if cfg.get("sweep") is None:
-            print("mfed: pick a sweep: mfed sweep sweep=<name> (configs/sweep/)", file=sys.stderr)
+        if cfg.get(kind) is None:
+            print(f"mfed: pick a {kind}: mfed {kind} {kind}=<name> (configs/{kind}/)", file=sys.stderr)
             return 2
         check_config(cfg)
         storage = str(cfg.get("storage") or DEFAULT_STORAGE)
-        sweep_dir = str(cfg.get("out_dir") or default_out_dir(storage, f"sweep-{cfg.sweep.name}"))
-        if is_uri(sweep_dir):
-            raise ConfigError(f"out_dir={sweep_dir}: a sweep writes to a folder, not a URI; give out_dir=<folder>")
-        base = [o for o in args.overrides if not o.startswith(("sweep=", "out_dir="))]
-        rows = run_sweep(cfg.sweep, base, sweep_dir)  # every trial is built (and so checked) before Ray starts
-    except (HydraException, ConfigError, ValueError, FileNotFoundError) as err:
+        out_dir = str(cfg.get("out_dir") or default_out_dir(storage, f"{kind}-{cfg[kind].name}"))
+        if is_uri(out_dir):
+            raise ConfigError(f"out_dir={out_dir}: a {kind} writes to a folder, not a URI; give out_dir=<folder>")
+        own = (kind, "out_dir")  # the sweep's or benchmark's own keys; the rest goes to every run
+        base = [o for o in args.overrides if override_key(o).split(".")[0] not in own]
+        if kind == "sweep":
+            from mfed.sweeps.report import markdown
+            from mfed.sweeps.sweep import run_sweep
+
+            text = markdown(run_sweep(cfg.sweep, base, out_dir), str(cfg.sweep.name)).split("\n![")[0]
+            files = "sweep.md, sweep.json, sweep.png"
+        else:
+            from mfed.sweeps.benchmark import run_benchmark
+            from mfed.sweeps.results import markdown as results_markdown
+
+            text = results_markdown(run_benchmark(cfg.benchmark, base, out_dir), images=False)
+            files = "results.md, results.json, curves_<task>.png, delta_m.png"
+    except (HydraException, ConfigError, ValueError, FileNotFoundError) as err:  # every trial is checked first
         print(f"mfed: {error_line(err)}", file=sys.stderr)
         return 2
-    from mfed.sweeps.report import markdown
-
-    print(markdown(rows, str(cfg.sweep.name)).split("\n![")[0])
-    print(f"sweep results in {sweep_dir}: sweep.md, sweep.json, sweep.png, one run directory per trial")
+    print(text)
+    print(f"{kind} results in {out_dir}: {files}, one run folder per trial")
     return 0
 
 
@@ -134,7 +145,12 @@ def parser() -> argparse.ArgumentParser:
     preview.set_defaults(func=_data_preview)
     sweep = sub.add_parser("sweep", help="run a grid of federations on Ray Tune (configs/sweep/)")
     sweep.add_argument("overrides", nargs="*", help="sweep=<name> plus overrides for every trial")
-    sweep.set_defaults(func=_sweep)
+    sweep.set_defaults(func=lambda args: _many(args, "sweep"))
+    bench = sub.add_parser(
+        "benchmark", help="strategies x seeds on Ray Tune, with intervals and paired tests (configs/benchmark/)"
+    )
+    bench.add_argument("overrides", nargs="*", help="benchmark=<name> plus overrides for every run")
+    bench.set_defaults(func=lambda args: _many(args, "benchmark"))
     report = sub.add_parser("report", help="render a run's curves (PNG) and report.md from history.json")
     report.add_argument("out_dir", help="the run's output directory")
     report.set_defaults(func=_report)

@@ -66,5 +66,7 @@ class PooledTraining:
         new.update({task_scope(t): select(full, [decoder_prefix(t)]) for t in model.tasks})
         means = self.system.train_epoch_means()
         row = {f"train/{task}/{key}": value for task, losses in means.items() for key, value in losses.items()}
-        row.update({"comm/clients": 0.0, "comm/bytes_up": 0.0, "comm/bytes_down": 0.0, "comm/private_bytes": 0.0})
+        row.update(
+            {f"comm/{key}": 0.0 for key in ("clients", "bytes_up", "bytes_up_encoder", "bytes_down", "private_bytes")}
+        )
         return new, row

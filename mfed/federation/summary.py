@@ -5,8 +5,9 @@ sampled) and keeps only sums and per-client scalars, so a round of any number of
 costs the driver the same memory.
 
 Keys use slashes so W&B groups panels: ``round``, ``train/<task>/loss``,
-``val/<task>/<metric>``, ``client/<id>/...``, ``comm/bytes_up``, ``comm/bytes_down`` and
-``comm/private_bytes`` (state the driver holds for clients, e.g. Local's models: not communication).
+``val/<task>/<metric>``, ``client/<id>/...``, ``comm/bytes_up`` (of which the encoder:
+``comm/bytes_up_encoder``), ``comm/bytes_down`` and ``comm/private_bytes`` (state the driver
+holds for clients, e.g. Local's models: not communication).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Mapping
 
 from torchmetrics import Metric
 
+from mfed.models.multitask import ENCODER_PREFIX
 from mfed.tasks.base import Task
 from mfed.types import ClientEvaluation, ClientUpdate, state_nbytes
 
@@ -43,7 +45,9 @@ class TrainTally:
         self.losses: dict[str, dict[str, float]] = {}  # task -> metric -> sum of metric * examples
         self.examples: dict[str, int] = {}
         self.clients: dict[str, float] = {}
-        self.bytes = {"comm/bytes_up": 0.0, "comm/bytes_down": 0.0, "comm/private_bytes": 0.0}
+        self.bytes = dict.fromkeys(
+            ("comm/bytes_up", "comm/bytes_up_encoder", "comm/bytes_down", "comm/private_bytes"), 0.0
+        )
 
     def add(self, u: ClientUpdate) -> None:
         """Count one accepted update."""
@@ -53,6 +57,9 @@ class TrainTally:
         self.examples[u.task] = self.examples.get(u.task, 0) + u.num_examples
         self.clients[f"client/{u.client_id}/train_loss"] = u.metrics.get("loss", float("nan"))
         self.bytes["comm/bytes_up"] += state_nbytes(u.state)
+        self.bytes["comm/bytes_up_encoder"] += state_nbytes(
+            {k: v for k, v in u.state.items() if k.startswith(ENCODER_PREFIX)}
+        )
         self.bytes["comm/bytes_down"] += u.bytes_down
         self.bytes["comm/private_bytes"] += state_nbytes(u.private)  # kept for clients, not sent
 

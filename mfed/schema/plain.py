@@ -34,6 +34,10 @@ PLAIN: dict[str, Spec] = {
         "accelerator": "str",
     },
     "sweep": {"name": "str", "grid": "any", "reference": "str?", "max_concurrent": "int"},
+    "benchmark": {
+        "name": "str", "strategies": "any", "seeds": "any", "overrides": "any", "settings": "any",
+        "reference": "str?", "compare": "str?", "confidence": "float", "max_concurrent": "int", "aliases": "any",
+    },
 }
 # fmt: on
 

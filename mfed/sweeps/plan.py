@@ -70,6 +70,21 @@ def reference_overrides(overrides: Sequence[str], reference: str) -> tuple[str, 
     return tuple(sorted([*keep, f"aggregation={reference}"]))
 
 
+def override_key(override: str) -> str:
+    """The key an override sets: ``federation.rounds=3`` -> ``federation.rounds``; ``~tasks.x`` -> ``tasks.x``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def merge_overrides(*lists: Sequence[str]) -> list[str]:
+    """Overrides of every list in order, a later list's value replacing an earlier one's for the same key."""
+    merged: dict[str, str] = {}
+    for overrides in lists:
+        for o in overrides:
+            merged.pop(override_key(o), None)
+            merged[override_key(o)] = o
+    return list(merged.values())
+
+
 def checked_trial(name: str, overrides: Sequence[str], base: Sequence[str], **fields: Any) -> Trial:
     """A trial of ``base`` + ``overrides``, built (and so checked) now: bad input fails before any trial starts."""
     cfg = load_config([*base, *overrides, "out_dir=unused", "logger=none"])
@@ -85,7 +100,8 @@ def trial_name(overrides: Sequence[str]) -> str:
 
 def plan_trials(sweep: DictConfig, base: Sequence[str]) -> list[Trial]:
     """The sweep's trials, plus the reference runs that delta_m needs; each validated by ``build``."""
-    combos = expand_grid(OmegaConf.to_container(sweep.get("grid") or {}, resolve=True))  # type: ignore[arg-type]
+    grid = OmegaConf.to_container(sweep.grid, resolve=True) if sweep.get("grid") else {}
+    combos = expand_grid(grid)  # type: ignore[arg-type]
     n_grid = len(combos)
     reference = sweep.get("reference")
     if reference is not None:
@@ -121,9 +137,9 @@ def cpus_per_actor(trials: Sequence[Trial], total_cpus: float, max_concurrent: i
 def trial_overrides(
     trial: Trial, base: Sequence[str], sweep_dir: Path, group: str, cpus: float, per_actor: int
 ) -> list[str]:
-    """Everything a trial's config needs: base, its grid values, where and how it runs."""
-    return [
-        *base, *trial.overrides, f"out_dir={sweep_dir / trial.name}", f"name={trial.name}", f"group={group}",
+    """Everything a trial's config needs: base, its grid values, where and how it runs (these last win)."""
+    return merge_overrides(base, trial.overrides, [
+        f"out_dir={sweep_dir / trial.name}", f"name={trial.name}", f"group={group}",
         "backend=ray", f"backend.num_cpus_per_client={cpus}", "backend.placement=pack",
         f"backend.clients_per_actor={per_actor}",
-    ]  # fmt: skip
+    ])  # fmt: skip

@@ -21,6 +21,11 @@ def test_round_loop_on_the_serial_backend_trains_aggregates_and_logs(tiny_cfg):
         for key in ("train/semseg/loss", "train/depth/loss", "val/semseg/mIoU", "val/depth/rmse", "comm/bytes_up"):
             assert key in row, key
         assert row["comm/bytes_up"] > 0 and row["comm/bytes_down"] > 0
+    # 4 clients each send the encoder (and their decoder): the encoder's share is 4 encoders
+    encoder = sum(
+        v.numel() * v.element_size() for k, v in driver.model.state_dict().items() if k.startswith("encoder.")
+    )
+    assert history[0]["comm/bytes_up_encoder"] == 4 * encoder < history[0]["comm/bytes_up"]
     assert set(driver.state) == {"global", "task:semseg", "task:depth"}
     # the global test set is scored once, after the last round, by one client per task (they hold one model)
     assert "test/semseg/mIoU" not in history[0]

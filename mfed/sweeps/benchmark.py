@@ -1,0 +1,252 @@
+"""A benchmark: every selected strategy x seeds (x settings), run as Ray Tune trials, with intervals and paired tests.
+
+``configs/benchmark/<name>.yaml`` names the strategies (a ``configs/aggregation`` name, or
+``{label: [overrides]}`` for a variant such as M-Fed with GroupNorm), the seeds, the overrides of
+every run and optionally a grid of ``settings`` (each one a whole comparison, e.g. the data per
+client). Seed ``s`` fixes the data, the partition and the initial model, so the runs of one seed
+differ only in the strategy: M-Fed is compared with each baseline seed by seed (a paired
+t-test), and delta_m of a run is taken against the reference strategy's run of the same setting
+and seed, client by client. The outputs (``results.json``, ``results.md``, the PNGs) are
+described in :mod:`mfed.sweeps.results`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mfed.models.multitask import ENCODER_PREFIX, decoder_prefix
+from mfed.sweeps.plan import Trial, checked_trial, expand_grid, merge_overrides, override_key, trial_name
+from mfed.sweeps.report import client_delta
+from mfed.sweeps.stats import Interval, mean_ci, paired
+
+
+def strategy_runs(entries: Sequence[Any]) -> dict[str, list[str]]:
+    """``{label: overrides}`` of the benchmark's strategies: ``mfed`` -> ``[aggregation=mfed]``; a mapping as given."""
+    runs: dict[str, list[str]] = {}
+    for entry in entries:
+        if isinstance(entry, str):
+            label, overrides = entry, [f"aggregation={entry}"]
+        elif isinstance(entry, Mapping) and len(entry) == 1:
+            label, overrides = next(iter(entry.items()))
+            overrides = [str(o) for o in overrides]
+            if not any(override_key(o) == "aggregation" for o in overrides):
+                raise ValueError(f"benchmark.strategies: {label!r} must pick a strategy: add aggregation=<name>")
+        else:
+            raise ValueError(
+                f"benchmark.strategies: each entry is a strategy name or {{label: [overrides]}}, got {entry!r}"
+            )
+        if label in runs:
+            raise ValueError(f"benchmark.strategies: {label!r} appears twice")
+        if not label.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"benchmark.strategies: label {label!r} must be letters, digits, _ or -")
+        runs[label] = overrides
+    if not runs:
+        raise ValueError("benchmark.strategies is empty: name at least two, e.g. [local, mfed]")
+    return runs
+
+
+def benchmark_seeds(bench: DictConfig) -> list[int]:
+    """The seeds, checked: whole numbers, no repeats."""
+    seeds = list(bench.seeds)
+    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"benchmark.seeds must be distinct integers, e.g. [0, 1, 2], got {seeds}")
+    return seeds
+
+
+def plan_benchmark(bench: DictConfig, base: Sequence[str]) -> list[Trial]:
+    """Every (setting, strategy, seed) run, in that order; one run of each (setting, strategy) is built to check it."""
+    bad = [o for o in base if override_key(o) in ("aggregation", "seed")]
+    if bad:
+        raise ValueError(f"{bad[0]}: a benchmark picks the strategies and seeds itself (benchmark.strategies, "
+                         "benchmark.seeds); leave it off the command line")  # fmt: skip
+    runs, seeds = strategy_runs(OmegaConf.to_container(bench.strategies)), benchmark_seeds(bench)  # type: ignore[arg-type]
+    for role in ("reference", "compare"):
+        if bench.get(role) is not None and bench[role] not in runs:
+            raise ValueError(f"benchmark.{role}={bench[role]} is not among benchmark.strategies {list(runs)}")
+    grid = OmegaConf.to_container(bench.settings, resolve=True) if bench.get("settings") else {}
+    settings = expand_grid(grid) if grid else [()]  # type: ignore[arg-type]
+    common = [str(o) for o in bench.get("overrides") or []]
+    trials = []
+    for setting in settings:
+        setting_name = trial_name(setting) or "default"
+        for label, chosen in runs.items():
+            first = None
+            for seed in seeds:
+                overrides = merge_overrides(common, setting, base, chosen, [f"seed={seed}"])
+                name = f"{setting_name}_{label}-s{seed}" if grid else f"{label}-s{seed}"
+                labels = {"strategy": label, "seed": seed, "setting": setting_name}
+                if first is None:  # the seed changes no shape: one build per strategy and setting checks them
+                    first = checked_trial(name, overrides, [], labels=labels, reference=label == bench.get("reference"))
+                    trials.append(first)
+                else:
+                    trials.append(
+                        Trial(name, tuple(overrides), first.clients, first.reference, first.per_actor, labels)
+                    )
+    return trials
+
+
+def _curves(history: Sequence[Mapping[str, Any]]) -> dict[str, list[list[float]]]:
+    """``{key: [[round, value], ...]}`` of every per-task validation metric and training loss."""
+    curves: dict[str, list[list[float]]] = {}
+    for row in history:
+        for key, value in row.items():
+            if key.startswith(("val/", "train/")) and key.count("/") == 2 and value is not None:
+                curves.setdefault(key, []).append([float(row["round"]), float(value)])
+    return curves
+
+
+def _per_round(history: Sequence[Mapping[str, Any]], key: str) -> float | None:
+    """Mean over rounds of ``comm/<key>`` per trained client (None where no client trained)."""
+    values = [row[key] / row["comm/clients"] for row in history if row.get("comm/clients")]
+    return sum(values) / len(values) if values else None
+
+
+def collect_runs(
+    trials: Sequence[Trial], out_dir: Path, errors: Mapping[str, str], reference: str | None
+) -> list[dict[str, Any]]:
+    """One record per trial (see :mod:`mfed.sweeps.results`), delta_m against ``reference`` (same setting, seed)."""
+    summaries: dict[str, dict[str, Any]] = {}
+    records = []
+    for t in trials:
+        folder = out_dir / t.name
+        record: dict[str, Any] = {**t.labels, "trial": t.name, "overrides": list(t.overrides), "out_dir": str(folder)}
+        summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").exists() else None
+        if summary is None or summary.get("status") != "completed":
+            record["status"] = summary["status"] if summary else "failed"
+            record["error"] = errors.get(t.name) or (summary or {}).get("error") or "no summary.json: it did not finish"
+            records.append(record)
+            continue
+        summaries[t.name] = summary
+        history = json.loads((folder / "history.json").read_text())
+        final = summary["final"]
+        record["status"] = "completed"
+        for split in ("val", "test"):
+            record[split] = {k[len(split) + 1 :]: v for k, v in final.items() if k.startswith(f"{split}/")}
+        record["clients"] = {
+            k[len("client/") :]: v for k, v in final.items() if k.startswith("client/") and "/test_" in k
+        }
+        record["curves"] = _curves(history)
+        record["comm"] = {
+            k: _per_round(history, f"comm/{k}") for k in ("bytes_up", "bytes_up_encoder", "bytes_down", "private_bytes")
+        }
+        record["tasks"] = summary["tasks"]
+        record["task_order"] = list(dict.fromkeys(c.rsplit("-", 1)[0] for c in summary["clients"]))
+        records.append(record)
+    by_labels = {(r["setting"], r["strategy"], r["seed"]): r for r in records}
+    for r in records:
+        ref = by_labels.get((r["setting"], reference, r["seed"])) if reference else None
+        ours, theirs = summaries.get(r["trial"]), summaries.get(ref["trial"]) if ref else None
+        r["delta_m"] = client_delta(ours, theirs) if ours is not None and theirs is not None else None
+    return records
+
+
+def _headlines(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{task: {headline, higher_is_better}}`` of the completed runs, in the runs' task order."""
+    tasks: dict[str, dict[str, Any]] = {}
+    for r in records:
+        for task in r.get("task_order", []):
+            info = r["tasks"][task]
+            higher = info["higher_is_better"][info["headline"]]
+            tasks.setdefault(task, {"name": task, "headline": info["headline"], "higher_is_better": higher})
+    return tasks
+
+
+def summarise(records: Sequence[Mapping[str, Any]], compare: str | None, confidence: float) -> dict[str, Any]:
+    """Per setting: mean ± CI of each strategy per task headline and delta_m; ``compare`` against each, by seed."""
+    tasks = _headlines(records)
+    out: dict[str, Any] = {}
+    for setting in dict.fromkeys(r["setting"] for r in records):
+        mine = [r for r in records if r["setting"] == setting]
+        strategies = list(dict.fromkeys(r["strategy"] for r in mine))
+        done = {
+            s: {r["seed"]: r for r in mine if r["strategy"] == s and r["status"] == "completed"} for s in strategies
+        }
+        table: dict[str, Any] = {}
+        for s in strategies:
+            entry: dict[str, Any] = {
+                "seeds": sorted(done[s]),
+                "failed": sum(r["strategy"] == s and r["status"] != "completed" for r in mine),
+            }
+            for task, info in tasks.items():
+                values = [r["test"].get(f"{task}/{info['headline']}") for r in done[s].values()]
+                entry[task] = _interval([v for v in values if v is not None and math.isfinite(v)], confidence)
+            entry["delta_m"] = _interval(
+                [r["delta_m"] for r in done[s].values() if r["delta_m"] is not None], confidence
+            )
+            table[s] = entry
+        comparisons: dict[str, Any] = {}
+        if compare in done:
+            for s in strategies:
+                if s == compare:
+                    continue
+                seeds = sorted(set(done[compare]) & set(done[s]))
+                entry = {"seeds": seeds}
+                for task, info in tasks.items():
+                    key = f"{task}/{info['headline']}"
+                    pairs = [(done[compare][k]["test"].get(key), done[s][k]["test"].get(key)) for k in seeds]
+                    entry[task] = _paired([p for p in pairs if None not in p], confidence)
+                pairs = [(done[compare][k]["delta_m"], done[s][k]["delta_m"]) for k in seeds]
+                entry["delta_m"] = _paired([p for p in pairs if None not in p], confidence)
+                comparisons[s] = entry
+        out[setting] = {"strategies": table, "compare": compare, "against": comparisons}
+    return {"tasks": list(tasks.values()), "confidence": confidence, "settings": out}
+
+
+def _interval(values: Sequence[float], confidence: float) -> dict[str, Any]:
+    return _as_dict(mean_ci(values, confidence))
+
+
+def _paired(pairs: Sequence[tuple[float, float]], confidence: float) -> dict[str, Any]:
+    result = paired([a for a, _ in pairs], [b for _, b in pairs], confidence)
+    return {**_as_dict(result.difference), "p": result.p_value}
+
+
+def _as_dict(ci: Interval) -> dict[str, Any]:
+    return {"mean": ci.mean, "low": ci.low, "high": ci.high, "n": ci.n}
+
+
+def model_bytes(overrides: Sequence[str]) -> dict[str, Any]:
+    """Bytes of the encoder, of each task's decoder and of the full multi-task model (all of them) of a run."""
+    from mfed.config import load_config
+    from mfed.models.multitask import ModelFactory
+    from mfed.run import build_tasks, instantiate
+
+    cfg = load_config([*overrides, "out_dir=unused", "logger=none"])
+    tasks = build_tasks(cfg)
+    model = ModelFactory(instantiate(cfg.model.encoder), instantiate(cfg.model.decoder), int(cfg.seed))(
+        list(tasks.values())
+    )
+    sizes = {k: v.numel() * v.element_size() for k, v in model.state_dict().items()}
+    encoder = sum(n for k, n in sizes.items() if k.startswith(ENCODER_PREFIX))
+    decoders = {t: sum(n for k, n in sizes.items() if k.startswith(decoder_prefix(t))) for t in tasks}
+    return {"encoder": encoder, "decoders": decoders, "full": encoder + sum(decoders.values())}
+
+
+def run_benchmark(bench: DictConfig, base: Sequence[str], out_dir: str | Path) -> dict[str, Any]:
+    """Plan and check every run, run them with Ray Tune, and write results.json, results.md and the PNGs."""
+    from mfed.sweeps.results import write_results
+    from mfed.sweeps.schedule import run_trials
+
+    out_dir = Path(out_dir).resolve()
+    trials = plan_benchmark(bench, base)
+    firsts = {t.labels["setting"]: t for t in reversed(trials)}
+    sizes = {setting: model_bytes(t.overrides) for setting, t in firsts.items()}
+    errors = run_trials(trials, [], out_dir, str(bench.name), int(bench.max_concurrent))
+    confidence = float(bench.get("confidence", 0.95))
+    common = [str(o) for o in bench.get("overrides") or []]
+    records = collect_runs(trials, out_dir, errors, bench.get("reference"))
+    results = {
+        "benchmark": str(bench.name), "overrides": merge_overrides(common, base),
+        "strategies": list(dict.fromkeys(t.labels["strategy"] for t in trials)), "seeds": benchmark_seeds(bench),
+        "reference": bench.get("reference"), "model_bytes": sizes,
+        "aliases": OmegaConf.to_container(bench.aliases) if bench.get("aliases") else {},
+        **summarise(records, bench.get("compare"), confidence), "runs": records,
+    }  # fmt: skip
+    write_results(results, out_dir)
+    return results

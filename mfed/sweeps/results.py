@@ -1,0 +1,264 @@
+"""A benchmark's outputs: ``results.json``, ``results.md``, learning curves and delta_m per strategy (PNG).
+
+``results.json``::
+
+    {"benchmark": str, "overrides": [...], "strategies": [...], "seeds": [...], "reference": str,
+     "aliases": {strategy: its other name},
+     "model_bytes": {setting: {"encoder": int, "decoders": {task: int}, "full": int}},
+     "tasks": [{"name": str, "headline": str, "higher_is_better": bool}, ...], "confidence": 0.95,
+     "settings": {setting: {"strategies": {strategy: {task: interval, "delta_m": interval, ...}},
+                            "compare": str, "against": {strategy: {task: paired, "delta_m": paired}}}},
+     "runs": [{"strategy": str, "seed": int, "setting": str, "status": str, "overrides": [...],
+               "test": {"<task>/<metric>": float}, "val": {...}, "clients": {"<id>/test_<metric>": float},
+               "delta_m": float | null, "curves": {"val/<task>/<metric>": [[round, value], ...]},
+               "comm": {"bytes_up": ..., "bytes_up_encoder": ..., "bytes_down": ..., "private_bytes": ...},
+               "out_dir": str}, ...]}
+
+An interval is ``{"mean", "low", "high", "n"}`` (Student t over seeds); a paired comparison adds
+``"p"`` (paired t-test). ``comm`` values are per trained client per round, averaged over rounds.
+Non-finite numbers are written as null.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mfed.atomic import write_json
+
+
+def _tasks(results: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The benchmark's tasks by name, in the runs' order."""
+    return {t["name"]: t for t in results["tasks"]}
+
+
+def _arrow(higher: bool) -> str:
+    return "↑" if higher else "↓"
+
+
+def _ci(entry: Mapping[str, Any], digits: int = 2) -> str:
+    mean = entry["mean"]
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f}" if entry["low"] is None else f"{mean:.{digits}f} ± {_half(entry):.{digits}f}"
+
+
+def _half(entry: Mapping[str, Any]) -> float:
+    """Half the interval's width; 0 where there is none (one seed)."""
+    low, high = entry["low"], entry["high"]
+    return 0.0 if low is None or high is None else (high - low) / 2
+
+
+def _diff(entry: Mapping[str, Any], digits: int = 2) -> str:
+    if not entry["n"]:
+        return "-"
+    text = _ci(entry, digits)
+    text = text if text.startswith("-") else "+" + text
+    p = entry.get("p")
+    return text + (" (p -)" if p is None else f" (p={p:.3f})")
+
+
+def _kb(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1024:.1f} KB"
+
+
+def setting_tables(results: Mapping[str, Any], setting: str) -> list[str]:
+    """The markdown of one setting: the strategies' table, the paired comparisons, communication."""
+    tasks, section = _tasks(results), results["settings"][setting]
+    level = f"{results['confidence']:.0%}"
+    reference = results.get("reference")
+    head = [f"{t} {info['headline']} {_arrow(info['higher_is_better'])}" for t, info in tasks.items()]
+    lines = [
+        f"| strategy | {' | '.join(head)} | Δm vs {reference} % ↑ | seeds |",
+        "|---|" + "---:|" * (len(tasks) + 2),
+    ]
+    for strategy, entry in section["strategies"].items():
+        cells = [_ci(entry[t]) for t in tasks] + [_ci(entry["delta_m"])]
+        seeds = ",".join(map(str, entry["seeds"])) + (f" ({entry['failed']} failed)" if entry["failed"] else "")
+        name = f"**{strategy}**" if strategy == section["compare"] else strategy
+        name += f" (= {results['aliases'][strategy]})" if strategy in results.get("aliases", {}) else ""
+        lines.append(f"| {name} | {' | '.join(cells)} | {seeds} |")
+    compare = section["compare"]
+    if section["against"]:
+        lines += [
+            "",
+            f"**{compare} against each strategy, paired by seed**: mean of ({compare} − other) ± its {level} "
+            "interval, and the paired t-test's p-value. ↑/↓: the sign that is better for " + compare + ".",
+            "",
+            f"| other | {' | '.join(head)} | Δm ↑ |",
+            "|---|" + "---:|" * (len(tasks) + 1),
+        ]
+        for other, entry in section["against"].items():
+            cells = [_diff(entry[t]) for t in tasks] + [_diff(entry["delta_m"])]
+            lines.append(f"| {other} | {' | '.join(cells)} |")
+    sizes = results["model_bytes"].get(setting)
+    if sizes:
+        decoders = ", ".join(f"{t} {_kb(n)}" for t, n in sizes["decoders"].items())
+        lines += [
+            "",
+            f"**Communication per client per round** (mean over rounds). The full multi-task model is "
+            f"{_kb(sizes['full'])} (encoder {_kb(sizes['encoder'])}; decoders {decoders}).",
+            "",
+            "| strategy | up | of which encoder | down | up + down vs the full model both ways | kept for the client |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for strategy in section["strategies"]:
+            comm = _mean_comm(results["runs"], setting, strategy)
+            if not comm:
+                continue
+            if comm["bytes_up"] is None:  # nothing was trained by clients: the centralised reference
+                lines.append(f"| {strategy} | data pooled: no model exchanged | | | | |")
+                continue
+            ratio = (comm["bytes_up"] + (comm["bytes_down"] or 0.0)) / (2 * sizes["full"])
+            lines.append(
+                f"| {strategy} | {_kb(comm['bytes_up'])} | {_kb(comm['bytes_up_encoder'])} | "
+                f"{_kb(comm['bytes_down'])} | {ratio:.2f}x | {_kb(comm['private_bytes'])} |"
+            )
+    return lines
+
+
+def _mean_comm(runs: Sequence[Mapping[str, Any]], setting: str, strategy: str) -> dict[str, float | None]:
+    mine = [r["comm"] for r in runs if r["setting"] == setting and r["strategy"] == strategy and "comm" in r]
+    if not mine:
+        return {}
+    out: dict[str, float | None] = {}
+    for key in mine[0]:
+        values = [c[key] for c in mine if c[key] is not None]
+        out[key] = sum(values) / len(values) if values else None
+    return out
+
+
+def markdown(results: Mapping[str, Any], images: bool = True) -> str:
+    """results.md: what ran, then per setting the tables; ``images``: with the PNGs' links."""
+    level = f"{results['confidence']:.0%}"
+    seeds = ", ".join(map(str, results["seeds"]))
+    lines = [
+        f"# Benchmark {results['benchmark']}",
+        "",
+        f"Strategies {', '.join(results['strategies'])} on seeds {seeds}: seed s fixes the data, the partition "
+        "and the initial model, so the runs of one seed differ only in the strategy.",
+        f"Every run: `{' '.join(results['overrides']) or '(the defaults)'}`.",
+        f"Test-set headline metric of each task (the mean over the task's clients), mean ± {level} Student-t "
+        f"interval over seeds; Δm: the multi-task delta against {results.get('reference')} of the same seed, "
+        "per client, then averaged (positive: better).",
+    ]
+    failed = [r for r in results["runs"] if r["status"] != "completed"]
+    for setting in results["settings"]:
+        if len(results["settings"]) > 1:
+            lines += ["", f"## {setting}"]
+        lines += ["", *setting_tables(results, setting)]
+        if images:
+            lines += ["", *[f"![{t}]({curve_file(results, setting, t)})" for t in _tasks(results)]]
+    if images:
+        lines += ["", "![delta_m](delta_m.png)"]
+    if failed:
+        lines += ["", "## Runs that did not complete", ""]
+        lines += [f"- {r['trial']}: {r['status']}: {r.get('error', '')[:200]}" for r in failed]
+    return "\n".join(lines) + "\n"
+
+
+def curve_file(results: Mapping[str, Any], setting: str, task: str) -> str:
+    """The learning-curve PNG of ``task`` in ``setting``."""
+    return f"curves_{task}.png" if len(results["settings"]) == 1 else f"curves_{setting}_{task}.png"
+
+
+def plot_curves(results: Mapping[str, Any], setting: str, task: str, path: Path) -> None:
+    """Validation headline per round: each strategy's mean over seeds, its interval as a band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mfed.sweeps.stats import mean_ci
+
+    info = _tasks(results)[task]
+    key = f"val/{task}/{info['headline']}"
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, strategy in enumerate(results["strategies"]):
+        runs = [r for r in results["runs"] if r["setting"] == setting and r["strategy"] == strategy]
+        by_round: dict[float, list[float]] = {}
+        for r in runs:
+            for rnd, value in r.get("curves", {}).get(key, []):
+                if value is not None and math.isfinite(value):
+                    by_round.setdefault(rnd, []).append(value)
+        if not by_round:
+            continue
+        rounds = sorted(by_round)
+        cis = [mean_ci(by_round[r], results["confidence"]) for r in rounds]
+        width = 2.4 if strategy == results["settings"][setting]["compare"] else 1.3
+        ax.plot(rounds, [c.mean for c in cis], color=f"C{i % 10}", label=strategy, linewidth=width)
+        low = [c.mean if math.isnan(c.low) else c.low for c in cis]
+        high = [c.mean if math.isnan(c.high) else c.high for c in cis]
+        ax.fill_between(rounds, low, high, color=f"C{i % 10}", alpha=0.15, linewidth=0)
+    seeds = ",".join(map(str, results["seeds"]))
+    where = "" if setting == "default" else f", {setting}"
+    ax.set_title(f"{results['benchmark']}: val {task} {info['headline']} {_arrow(info['higher_is_better'])}"
+                 f"{where} (seeds {seeds}; band: {results['confidence']:.0%} interval)", fontsize=9)  # fmt: skip
+    ax.set_xlabel("round")
+    ax.set_ylabel(f"{info['headline']} {_arrow(info['higher_is_better'])}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_delta_m(results: Mapping[str, Any], path: Path) -> None:
+    """One panel per setting: each strategy's delta_m with its interval, the value printed on the bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = list(results["settings"])
+    n = len(results["strategies"])
+    fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 0.9 + 0.38 * n), squeeze=False)
+    for ax, setting in zip(axes[0], settings, strict=True):
+        table = results["settings"][setting]["strategies"]
+        names = [s for s in results["strategies"] if s in table]
+        means = [table[s]["delta_m"]["mean"] or 0.0 for s in names]  # null: no reference to compare with
+        errors = [_half(table[s]["delta_m"]) for s in names]
+        colours = ["C2" if m > 0 else "C3" if m < 0 else "C7" for m in means]
+        ax.barh(names, means, xerr=errors, color=colours, capsize=3)
+        for y, (m, e) in enumerate(zip(means, errors, strict=True)):
+            label = f"{m:+.2f}" + (f" ± {e:.2f}" if e else "")
+            side = {"xytext": (4, 0), "ha": "left"} if m >= 0 else {"xytext": (-4, 0), "ha": "right"}
+            ax.annotate(label, (m, y), textcoords="offset points", va="center", fontsize=7, **side)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.invert_yaxis()
+        ax.margins(x=0.35)
+        ax.set_xlabel(f"Δm vs {results.get('reference')} (%) ↑")
+        ax.set_title(f"{results['benchmark']}" + ("" if setting == "default" else f": {setting}"), fontsize=9)
+        ax.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_results(results: Mapping[str, Any], out_dir: Path) -> None:
+    """results.json, results.md, one curves PNG per task (and setting) and delta_m.png in ``out_dir``."""
+    clean = _clean(results)
+    write_json(clean, out_dir / "results.json")
+    (out_dir / "results.md").write_text(markdown(clean))
+    for setting in clean["settings"]:
+        for task in _tasks(clean):
+            plot_curves(clean, setting, task, out_dir / curve_file(clean, setting, task))
+    plot_delta_m(clean, out_dir / "delta_m.png")
+
+
+def read_results(out_dir: str | Path) -> dict[str, Any]:
+    """``<out_dir>/results.json``."""
+    return json.loads((Path(out_dir) / "results.json").read_text())
