@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from mfed.aggregation.base import Strategy
 from mfed.federation.backends import Backend, ClientSetup
 from mfed.federation.sampling import in_order, required, sample_clients
-from mfed.federation.summary import EvalTally, TestTally, TrainTally
+from mfed.federation.summary import EvalTally, TestTally, TrainTally, UpdateTally
 from mfed.federation.validation import Fault, Layout, Screen, expected_layout, nonfinite_scopes
 from mfed.interrupts import StopRequested
 from mfed.models.multitask import MultiTaskModel, part_prefixes
@@ -254,20 +254,21 @@ class Driver:
         by_id = {s.client_id: s for s in self.specs if s.client_id in chosen}
         needed = required(self.min_clients, len(sampled))
         for attempt in range(self.max_retries + 1):
-            screen, tally = Screen(by_id, self.layouts, round_idx), TrainTally()
+            screen, tally, updates = Screen(by_id, self.layouts, round_idx), TrainTally(), UpdateTally(self.state)
             fold = self.strategy.aggregation(self.state)
             faults: list[Fault] = []
             outcomes = self.backend.fit(sampled, self.state, round_idx)
             for outcome in self._collect(outcomes, sampled, round_idx, faults):
                 fault = screen(outcome)
                 if fault is None:
+                    updates.add(outcome)
                     fold.add(outcome)
                     tally.add(outcome)
                 else:
                     faults.append(fault)
                     log.warning("round %d: %s rejected: %s", round_idx, fault.client_id, fault.reason)
             if fold.count >= needed:
-                return fold.result(), tally.row(), faults
+                return fold.result(), {**tally.row(), **updates.row()}, faults
             short = f"{fold.count} of {len(sampled)} updates accepted, fewer than federation.min_clients="
             short += str(self.min_clients) + (f" ({needed} clients)" if self.min_clients < 1 else "")
             if all(f.kind in ("rejected", "restarted") for f in faults) or attempt == self.max_retries:

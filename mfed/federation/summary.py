@@ -7,19 +7,24 @@ costs the driver the same memory.
 Keys use slashes so W&B groups panels: ``round``, ``train/<task>/loss``,
 ``val/<task>/<metric>``, ``client/<id>/...``, ``comm/bytes_up`` (of which the encoder:
 ``comm/bytes_up_encoder``), ``comm/bytes_down`` and ``comm/private_bytes`` (state the driver
-holds for clients, e.g. Local's models: not communication).
+holds for clients, e.g. Local's models: not communication), ``client/<id>/update_norm`` and
+``diag/cos/<task>~<task>`` (:class:`UpdateTally`).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import warnings
 from collections.abc import Iterable, Mapping
 
+import torch
+from torch import Tensor
 from torchmetrics import Metric
 
 from mfed.models.multitask import ENCODER_PREFIX
 from mfed.tasks.base import Task
-from mfed.types import ClientEvaluation, ClientUpdate, state_nbytes
+from mfed.types import ClientEvaluation, ClientUpdate, ServerState, scopes_of, state_nbytes
 
 
 def _computed(metrics: Mapping[str, Metric]) -> dict[str, float]:
@@ -122,3 +127,49 @@ class TestTally:
         """The round's test entries."""
         row = {f"test/{t}/{m}": total / self.counts[t] for t, sums in self.sums.items() for m, total in sums.items()}
         return {**row, **self.clients}
+
+
+class UpdateTally:
+    """What the seed asks to watch every round: each client's update norm, and how tasks pull the encoder.
+
+    A client's update is what it sends minus what it was sent (the shared copy it started from).
+    Per task, the example-weighted mean of its clients' encoder updates is kept (one encoder-sized
+    float32 sum per task); the cosine similarity of every pair of tasks' means says whether the
+    tasks pull the shared encoder the same way (near 1), apart (near -1) or unrelatedly (near 0).
+    Only floating tensors count (not BatchNorm's batch counters).
+    """
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.norms: dict[str, float] = {}
+        self.tasks: dict[str, str] = {}
+        self.encoder: dict[str, dict[str, Tensor]] = {}
+        self.weights: dict[str, float] = {}
+
+    def add(self, u: ClientUpdate) -> None:
+        """Count one accepted update."""
+        shared = {k: v for scope in scopes_of(u.client_id, u.task)[:2] for k, v in self.state.get(scope, {}).items()}
+        deltas = {k: v.float() - shared[k].float() for k, v in u.state.items() if k in shared and v.is_floating_point()}
+        if not deltas:
+            return  # it sends nothing it was sent (Local): no update to measure
+        self.norms[u.client_id] = math.sqrt(sum(float(d.double().square().sum()) for d in deltas.values()))
+        self.tasks[u.client_id] = u.task
+        encoder = {k: d for k, d in deltas.items() if k.startswith(ENCODER_PREFIX)}
+        if encoder:
+            sums = self.encoder.setdefault(u.task, {k: torch.zeros_like(d) for k, d in encoder.items()})
+            for k, d in encoder.items():
+                sums[k] += d * u.num_examples
+            self.weights[u.task] = self.weights.get(u.task, 0.0) + u.num_examples
+
+    def row(self) -> dict[str, float]:
+        """``client/<id>/update_norm``, ``diag/<task>/update_norm`` (mean) and ``diag/cos/<task>~<task>``."""
+        row = {f"client/{c}/update_norm": n for c, n in self.norms.items()}
+        for task in dict.fromkeys(self.tasks.values()):
+            norms = [n for c, n in self.norms.items() if self.tasks[c] == task]
+            row[f"diag/{task}/update_norm"] = sum(norms) / len(norms)
+        means = {
+            t: torch.cat([v.flatten() for v in sums.values()]) / self.weights[t] for t, sums in self.encoder.items()
+        }
+        for a, b in itertools.combinations(means, 2):
+            row[f"diag/cos/{a}~{b}"] = float(torch.nn.functional.cosine_similarity(means[a], means[b], dim=0))
+        return row

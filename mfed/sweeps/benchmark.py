@@ -65,12 +65,18 @@ def plan_benchmark(bench: DictConfig, base: Sequence[str]) -> list[Trial]:
     if bad:
         raise ValueError(f"{bad[0]}: a benchmark picks the strategies and seeds itself (benchmark.strategies, "
                          "benchmark.seeds); leave it off the command line")  # fmt: skip
+    if "backend=serial" in base:
+        raise ValueError("backend=serial: a benchmark runs every run as a Ray Tune trial; leave it off")
     runs, seeds = strategy_runs(OmegaConf.to_container(bench.strategies)), benchmark_seeds(bench)  # type: ignore[arg-type]
     for role in ("reference", "compare"):
         if bench.get(role) is not None and bench[role] not in runs:
             raise ValueError(f"benchmark.{role}={bench[role]} is not among benchmark.strategies {list(runs)}")
     grid = OmegaConf.to_container(bench.settings, resolve=True) if bench.get("settings") else {}
     settings = expand_grid(grid) if grid else [()]  # type: ignore[arg-type]
+    varied = [o for o in base if override_key(o) in grid]  # type: ignore[operator]
+    if varied:
+        raise ValueError(f"{varied[0]}: benchmark.settings varies {override_key(varied[0])}; leave it off the "
+                         "command line (or set benchmark.settings={})")  # fmt: skip
     common = [str(o) for o in bench.get("overrides") or []]
     trials = []
     for setting in settings:
@@ -78,7 +84,7 @@ def plan_benchmark(bench: DictConfig, base: Sequence[str]) -> list[Trial]:
         for label, chosen in runs.items():
             first = None
             for seed in seeds:
-                overrides = merge_overrides(common, setting, base, chosen, [f"seed={seed}"])
+                overrides = merge_overrides(["backend=ray"], common, setting, base, chosen, [f"seed={seed}"])
                 name = f"{setting_name}_{label}-s{seed}" if grid else f"{label}-s{seed}"
                 labels = {"strategy": label, "seed": seed, "setting": setting_name}
                 if first is None:  # the seed changes no shape: one build per strategy and setting checks them

@@ -200,7 +200,10 @@ def plot_curves(results: Mapping[str, Any], setting: str, task: str, path: Path)
     ax.set_xlabel("round")
     ax.set_ylabel(f"{info['headline']} {_arrow(info['higher_is_better'])}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    if ax.lines:
+        ax.legend(fontsize=7, ncol=2)
+    else:
+        ax.text(0.5, 0.5, f"no run logged {key}", transform=ax.transAxes, ha="center")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

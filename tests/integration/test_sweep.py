@@ -35,3 +35,36 @@ def test_two_trial_sweep_writes_ranked_results_with_delta_m(ray_cluster, tmp_pat
     assert "group: quick" in config and "num_cpus_per_client: " in config
     # 4 clients in a 1-CPU share per trial: four resident actors, or one hosting all four
     assert f"clients_per_actor: {1 if per_actor == '1' else 4}" in config
+
+
+def test_a_benchmark_runs_every_strategy_on_every_seed_and_matches_the_serial_backend(ray_cluster, tmp_path):
+    # Prepare: three strategies (the centralised reference among them) on two seeds, tiny runs
+    from omegaconf import OmegaConf
+
+    from mfed.run import build
+    from mfed.sweeps.benchmark import run_benchmark
+    from tests.conftest import TINY
+
+    base = [o for o in TINY if o != "backend=serial"] + ["task_mix=seg_depth", "federation.rounds=1"]
+    bench = load_config(["benchmark=quick"]).benchmark
+    OmegaConf.update(bench, "strategies", ["local", "mfed", "centralised"], merge=False)
+    OmegaConf.update(bench, "seeds", [0, 1], merge=False)
+    # Execute
+    results = run_benchmark(bench, base, tmp_path)
+    # Assert: 3 x 2 completed runs, each named and grouped in its config, and the report's tables
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["strategy"], r["seed"], r["status"]) for r in saved["runs"]] == [
+        (s, k, "completed") for s in ("local", "mfed", "centralised") for k in (0, 1)
+    ]
+    config = (tmp_path / "mfed-s1" / "config.yaml").read_text()
+    assert "name: mfed-s1" in config and "group: quick" in config and "seed: 1" in config
+    table = results["settings"]["default"]["strategies"]
+    assert table["local"]["delta_m"]["mean"] == 0.0 and table["mfed"]["semseg"]["n"] == 2
+    assert set(results["settings"]["default"]["against"]) == {"local", "centralised"}
+    assert "| **mfed** |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "delta_m.png").is_file() and (tmp_path / "curves_semseg.png").is_file()
+    # a run of the benchmark equals the same run on the serial backend in this process
+    run = next(r for r in saved["runs"] if r["trial"] == "mfed-s1")
+    overrides = [o for o in run["overrides"] if not o.startswith("backend")] + ["backend=serial"]
+    serial = build(load_config([*overrides, f"out_dir={tmp_path / 'serial'}", "logger=none"])).run()[-1]
+    assert {k: serial[f"test/{k}"] for k in run["test"]} == run["test"]

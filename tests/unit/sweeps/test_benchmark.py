@@ -1,0 +1,161 @@
+"""A benchmark's plan, and its report from run folders fabricated with known numbers."""
+
+import json
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from scipy import stats as sps
+
+from mfed.config import load_config
+from mfed.metrics.delta import delta_m
+from mfed.sweeps.benchmark import collect_runs, plan_benchmark, strategy_runs, summarise
+from mfed.sweeps.plan import Trial, merge_overrides
+from mfed.sweeps.results import markdown, write_results
+from tests.conftest import TINY
+
+BASE = [*(o for o in TINY if o != "backend=serial"), "task_mix=seg_depth", "federation.rounds=1"]
+
+
+def bench(**changes):
+    cfg = load_config(["benchmark=quick"]).benchmark
+    for key, value in changes.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    return cfg
+
+
+def test_the_plan_is_every_strategy_on_every_seed_with_the_command_line_winning():
+    variant = {"mfed_gn": ["aggregation=mfed", "aggregation.name=mfed_gn", "model.encoder.norm=group"]}
+    trials = plan_benchmark(bench(strategies=["local", "mfed", variant], seeds=[0, 1]), BASE)
+    assert [t.name for t in trials] == ["local-s0", "local-s1", "mfed-s0", "mfed-s1", "mfed_gn-s0", "mfed_gn-s1"]
+    assert [t.labels["seed"] for t in trials] == [0, 1] * 3
+    assert [t.reference for t in trials] == [True, True, False, False, False, False]
+    gn = trials[-1].overrides
+    assert "model.encoder.norm=group" in gn and "seed=1" in gn and "aggregation=mfed" in gn
+    # the benchmark's own overrides apply, the command line's win (rounds=1 over quick's 5)
+    assert "data.pool.length=48" in gn and "data.pool.length=960" not in gn
+    assert "federation.rounds=1" in gn and "federation.rounds=5" not in gn
+    assert all(t.clients == 4 for t in trials)
+
+
+def test_settings_make_one_comparison_each():
+    grid = {"data.pool.max_items": [2, 3]}
+    trials = plan_benchmark(bench(strategies=["local", "mfed"], seeds=[3], settings=grid), BASE)
+    assert [t.name for t in trials] == [
+        "data.pool.max_items-2_local-s3", "data.pool.max_items-2_mfed-s3",
+        "data.pool.max_items-3_local-s3", "data.pool.max_items-3_mfed-s3",
+    ]  # fmt: skip
+    assert {t.labels["setting"] for t in trials} == {"data.pool.max_items-2", "data.pool.max_items-3"}
+    assert "data.pool.max_items=3" in trials[-1].overrides
+    with pytest.raises(ValueError, match="benchmark.settings varies data.pool.length; leave it off"):
+        plan_benchmark(bench(strategies=["local", "mfed"], seeds=[3], settings={"data.pool.length": [48]}), BASE)
+
+
+@pytest.mark.parametrize(
+    ("changes", "base", "message"),
+    [
+        ({}, ["aggregation=fedavg"], "a benchmark picks the strategies and seeds itself"),
+        ({}, ["backend=serial"], "a benchmark runs every run as a Ray Tune trial"),
+        ({"seeds": [0, 0]}, [], r"benchmark.seeds must be distinct integers"),
+        ({"strategies": ["local", "mfed"], "compare": "ditto"}, [], r"benchmark.compare=ditto is not among"),
+        ({"strategies": ["mfed"], "reference": "local"}, [], r"benchmark.reference=local is not among"),
+        ({"strategies": ["local", "mfed", "nope"]}, [], "there is no configs/aggregation/nope.yaml"),
+        ({"strategies": ["local", "mfed", {"x": ["seed=1"]}]}, [], "'x' must pick a strategy: add aggregation=<name>"),
+    ],
+)
+def test_bad_benchmarks_are_refused_before_anything_runs(changes, base, message):
+    from hydra.errors import MissingConfigException
+
+    from mfed.schema import error_line
+
+    with pytest.raises((ValueError, MissingConfigException)) as err:
+        plan_benchmark(bench(**changes), [*BASE, *base])
+    assert message in error_line(err.value)
+
+
+def test_strategy_entries_and_override_merging():
+    assert strategy_runs(["mfed", {"v": ["aggregation=mfed", "aggregation.mu=0"]}]) == {
+        "mfed": ["aggregation=mfed"], "v": ["aggregation=mfed", "aggregation.mu=0"],
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="'mfed' appears twice"):
+        strategy_runs(["mfed", "mfed"])
+    assert merge_overrides(["a=1", "b=2"], ["+a=3"], ["~c"]) == ["b=2", "+a=3", "~c"]
+
+
+# A fabricated benchmark: strategies local (the reference) and mfed on three seeds; two tasks, one
+# client each. seg's mIoU (higher is better) and dep's rmse (lower is better) are known per seed.
+SEG = {"local": [20.0, 22.0, 24.0], "mfed": [23.0, 24.0, 27.5]}
+DEP = {"local": [1.0, 1.2, 1.1], "mfed": [0.9, 1.1, 1.1]}
+TASKS = {"seg": {"headline": "mIoU", "higher_is_better": {"mIoU": True}},
+         "dep": {"headline": "rmse", "higher_is_better": {"rmse": False}}}  # fmt: skip
+
+
+def fabricate(tmp_path, strategy, seed):
+    seg, dep = SEG[strategy][seed], DEP[strategy][seed]
+    final = {"round": 2.0, "test/seg/mIoU": seg, "test/dep/rmse": dep, "val/seg/mIoU": seg - 1,
+             "client/seg-0/test_mIoU": seg, "client/dep-0/test_rmse": dep}  # fmt: skip
+    history = [
+        {"round": 1.0, "val/seg/mIoU": seg - 5, "train/seg/loss": 2.0, "comm/clients": 2.0,
+         "comm/bytes_up": 400.0, "comm/bytes_up_encoder": 300.0, "comm/bytes_down": 400.0, "comm/private_bytes": 0.0},
+        {**final, "comm/clients": 2.0, "comm/bytes_up": 400.0, "comm/bytes_up_encoder": 300.0,
+         "comm/bytes_down": 400.0, "comm/private_bytes": 0.0},
+    ]  # fmt: skip
+    folder = tmp_path / f"{strategy}-s{seed}"
+    folder.mkdir()
+    summary = {"status": "completed", "tasks": TASKS, "clients": ["seg-0", "dep-0"], "final": final, "error": None}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    (folder / "history.json").write_text(json.dumps(history))
+    labels = {"strategy": strategy, "seed": seed, "setting": "default"}
+    return Trial(folder.name, (f"aggregation={strategy}", f"seed={seed}"), 2, strategy == "local", 1, labels)
+
+
+def test_the_report_holds_intervals_paired_tests_and_delta_m_computed_independently(tmp_path):
+    # Prepare
+    trials = [fabricate(tmp_path, s, k) for s in ("local", "mfed") for k in range(3)]
+    # Execute
+    records = collect_runs(trials, tmp_path, {}, reference="local")
+    summary = summarise(records, compare="mfed", confidence=0.95)
+    # Assert: delta_m of each mfed run against local of the same seed, by hand
+    for k, r in enumerate(records[3:]):
+        seg = (SEG["mfed"][k] - SEG["local"][k]) / SEG["local"][k] * 100
+        dep = -(DEP["mfed"][k] - DEP["local"][k]) / DEP["local"][k] * 100
+        assert r["delta_m"] == pytest.approx((seg + dep) / 2)
+        assert r["delta_m"] == pytest.approx(delta_m({"a": SEG["mfed"][k], "b": DEP["mfed"][k]},
+                                                     {"a": SEG["local"][k], "b": DEP["local"][k]},
+                                                     {"a": False, "b": True}))  # fmt: skip
+    # the per-strategy interval is scipy's Student-t interval over the seeds
+    seg = summary["settings"]["default"]["strategies"]["mfed"]["seg"]
+    low, high = sps.t.interval(0.95, 2, loc=np.mean(SEG["mfed"]), scale=sps.sem(SEG["mfed"]))
+    assert (seg["mean"], seg["low"], seg["high"], seg["n"]) == pytest.approx((np.mean(SEG["mfed"]), low, high, 3))
+    # the paired comparison is scipy's paired t-test on the same seeds
+    against = summary["settings"]["default"]["against"]["local"]
+    assert against["seg"]["p"] == pytest.approx(sps.ttest_rel(SEG["mfed"], SEG["local"]).pvalue)
+    assert against["dep"]["mean"] == pytest.approx(np.mean(np.subtract(DEP["mfed"], DEP["local"])))
+    assert [t["name"] for t in summary["tasks"]] == ["seg", "dep"]  # the runs' order, not alphabetical
+    assert records[0]["comm"] == {"bytes_up": 200.0, "bytes_up_encoder": 150.0, "bytes_down": 200.0,
+                                  "private_bytes": 0.0}  # per client per round  # fmt: skip
+
+
+def test_results_files_say_what_ran_and_mark_directions(tmp_path):
+    trials = [fabricate(tmp_path, s, k) for s in ("local", "mfed") for k in range(3)]
+    trials.append(Trial("broken", (), 2, labels={"strategy": "mfed", "seed": 9, "setting": "default"}))  # no folder
+    records = collect_runs(trials, tmp_path, {"broken": "RayTaskError: boom"}, reference="local")
+    results = {
+        "benchmark": "fab", "overrides": ["data=shapes"], "strategies": ["local", "mfed"], "seeds": [0, 1, 2],
+        "reference": "local", "aliases": {"local": "solo"},
+        "model_bytes": {"default": {"encoder": 300, "decoders": {"seg": 60, "dep": 40}, "full": 400}},
+        **summarise(records, "mfed", 0.95), "runs": records,
+    }  # fmt: skip
+    write_results(results, tmp_path)
+    text = (tmp_path / "results.md").read_text()
+    assert "| seg mIoU ↑ | dep rmse ↓ | Δm vs local % ↑ |" in text
+    assert "| local (= solo) | 22.00 ± 4.97 |" in text  # 22 ± t(0.975, 2) * 2 / sqrt(3)
+    assert "| **mfed** |" in text and "seeds 0, 1, 2" in text and "`data=shapes`" in text
+    assert "(p=" in text and "broken: failed: RayTaskError: boom" in text
+    assert "| 0.2 KB | 0.1 KB | 0.2 KB | 0.50x |" in text  # 200 B up + 200 B down against 2 x 400 B
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert {r["strategy"] for r in saved["runs"]} == {"local", "mfed"} and len(saved["runs"]) == 7
+    assert saved["runs"][-1]["status"] == "failed"
+    for png in ("curves_seg.png", "curves_dep.png", "delta_m.png"):
+        assert (tmp_path / png).stat().st_size > 10_000
+    assert markdown(saved, images=False).count("![") == 0
