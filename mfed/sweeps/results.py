@@ -176,7 +176,8 @@ def plot_curves(results: Mapping[str, Any], setting: str, task: str, path: Path)
 
     info = _tasks(results)[task]
     key = f"val/{task}/{info['headline']}"
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    colours = plt.get_cmap("tab20")
     for i, strategy in enumerate(results["strategies"]):
         runs = [r for r in results["runs"] if r["setting"] == setting and r["strategy"] == strategy]
         by_round: dict[float, list[float]] = {}
@@ -188,20 +189,22 @@ def plot_curves(results: Mapping[str, Any], setting: str, task: str, path: Path)
             continue
         rounds = sorted(by_round)
         cis = [mean_ci(by_round[r], results["confidence"]) for r in rounds]
-        width = 2.4 if strategy == results["settings"][setting]["compare"] else 1.3
-        ax.plot(rounds, [c.mean for c in cis], color=f"C{i % 10}", label=strategy, linewidth=width)
+        width = 2.6 if strategy == results["settings"][setting]["compare"] else 1.4
+        colour, style = colours(i % 20), ("-", "--", "-.", ":")[i // 10 % 4]
+        ax.plot(rounds, [c.mean for c in cis], color=colour, linestyle=style, label=strategy, linewidth=width)
         low = [c.mean if math.isnan(c.low) else c.low for c in cis]
         high = [c.mean if math.isnan(c.high) else c.high for c in cis]
-        ax.fill_between(rounds, low, high, color=f"C{i % 10}", alpha=0.15, linewidth=0)
+        ax.fill_between(rounds, low, high, color=colour, alpha=0.08, linewidth=0)
     seeds = ",".join(map(str, results["seeds"]))
     where = "" if setting == "default" else f", {setting}"
     ax.set_title(f"{results['benchmark']}: val {task} {info['headline']} {_arrow(info['higher_is_better'])}"
                  f"{where} (seeds {seeds}; band: {results['confidence']:.0%} interval)", fontsize=9)  # fmt: skip
     ax.set_xlabel("round")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(f"{info['headline']} {_arrow(info['higher_is_better'])}")
     ax.grid(alpha=0.3)
     if ax.lines:
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     else:
         ax.text(0.5, 0.5, f"no run logged {key}", transform=ax.transAxes, ha="center")
     fig.tight_layout()
@@ -229,12 +232,15 @@ def plot_delta_m(results: Mapping[str, Any], path: Path) -> None:
         for y, (m, e) in enumerate(zip(means, errors, strict=True)):
             label = f"{m:+.2f}" + (f" ± {e:.2f}" if e else "")
             side = {"xytext": (4, 0), "ha": "left"} if m >= 0 else {"xytext": (-4, 0), "ha": "right"}
-            ax.annotate(label, (m, y), textcoords="offset points", va="center", fontsize=7, **side)
+            end = m + e if m >= 0 else m - e  # beyond the error bar
+            ax.annotate(label, (end, y), textcoords="offset points", va="center", fontsize=7, **side)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.invert_yaxis()
         ax.margins(x=0.35)
         ax.set_xlabel(f"Δm vs {results.get('reference')} (%) ↑")
-        ax.set_title(f"{results['benchmark']}" + ("" if setting == "default" else f": {setting}"), fontsize=9)
+        where = "" if setting == "default" else f": {setting}"
+        seeds = ",".join(map(str, results["seeds"]))
+        ax.set_title(f"{results['benchmark']}{where} (seeds {seeds}; {results['confidence']:.0%} interval)", fontsize=9)
         ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
