@@ -171,6 +171,7 @@ def plot_curves(results: Mapping[str, Any], setting: str, task: str, path: Path)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from mfed.sweeps.stats import mean_ci
 
@@ -200,7 +201,7 @@ def plot_curves(results: Mapping[str, Any], setting: str, task: str, path: Path)
     ax.set_title(f"{results['benchmark']}: val {task} {info['headline']} {_arrow(info['higher_is_better'])}"
                  f"{where} (seeds {seeds}; band: {results['confidence']:.0%} interval)", fontsize=9)  # fmt: skip
     ax.set_xlabel("round")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"{info['headline']} {_arrow(info['higher_is_better'])}")
     ax.grid(alpha=0.3)
     if ax.lines:
