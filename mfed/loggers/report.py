@@ -1,7 +1,10 @@
 """Offline run reports: per-task curves from ``history.json`` as PNG files and a short report.md.
 
 For users without a W&B account: the same curves as the dashboard (x-axis = round), one panel
-per task metric with every client's curve beside the task's merged one.
+per task metric with every client's curve beside the task's merged one, the training losses, and
+the diagnostics (each task's mean update norm, the cosine of every task pair's encoder updates).
+The title names the setting (strategy and its options, task mix, seed) from the run's
+``config.yaml``; metrics carry their direction (↑/↓) from ``summary.json`` where it exists.
 """
 
 from __future__ import annotations
@@ -40,23 +43,34 @@ def client_ids(history: Rows, task: str) -> list[str]:
     return sorted(ids)
 
 
-def plot_curves(history: Rows, path: Path, title: str = "") -> Path:
-    """One panel per task metric (bold: merged over clients; thin: each client) plus train losses."""
+def arrow(directions: Mapping[str, Mapping[str, bool]], task: str, metric: str) -> str:
+    """`` ↑`` or `` ↓`` for a task metric whose direction is known, else ``""``."""
+    higher = directions.get(task, {}).get(metric)
+    return "" if higher is None else (" ↑" if higher else " ↓")
+
+
+def plot_curves(
+    history: Rows, path: Path, title: str = "", directions: Mapping[str, Mapping[str, bool]] | None = None
+) -> Path:
+    """One panel per task metric (bold: merged over clients; thin: each client), train losses and diagnostics."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    directions = directions or {}
     panels = [(t, m) for t, metrics in task_metrics(history).items() for m in metrics]
-    cols = min(3, len(panels) + 1)
-    rows = math.ceil((len(panels) + 1) / cols)
+    cosines = sorted({k for row in history for k in row if k.startswith("diag/cos/")})
+    extra = 1 + bool(cosines) + bool(cosines or any(k.endswith("/update_norm") for r in history for k in r))
+    cols = min(3, len(panels) + extra)
+    rows = math.ceil((len(panels) + extra) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
     flat = list(axes.flat)
     for ax, (task, metric) in zip(flat, panels, strict=False):
         for cid in client_ids(history, task):
             ax.plot(*series(history, f"client/{cid}/{metric}"), lw=0.8, alpha=0.6, label=cid)
         ax.plot(*series(history, f"val/{task}/{metric}"), lw=2.2, color="black", label="merged")
-        ax.set_title(f"val/{task}/{metric}", fontsize=10)
+        ax.set_title(f"val/{task}/{metric}{arrow(directions, task, metric)}", fontsize=10)
         ax.set_xlabel("round")
         ax.legend(fontsize=7)
     loss_ax = flat[len(panels)]
@@ -66,7 +80,27 @@ def plot_curves(history: Rows, path: Path, title: str = "") -> Path:
     loss_ax.set_xlabel("round")
     loss_ax.set_yscale("log")
     loss_ax.legend(fontsize=7)
-    for ax in flat[len(panels) + 1 :]:
+    used = len(panels) + 1
+    norms = [t for t in task_metrics(history) if series(history, f"diag/{t}/update_norm")[0]]
+    if norms:
+        ax = flat[used]
+        for task in norms:
+            ax.plot(*series(history, f"diag/{task}/update_norm"), label=task)
+        ax.set_title("update norm (mean over the task's clients)", fontsize=10)
+        ax.set_xlabel("round")
+        ax.legend(fontsize=7)
+        used += 1
+    if cosines:
+        ax = flat[used]
+        for key in cosines:
+            ax.plot(*series(history, key), label=key.removeprefix("diag/cos/"))
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_ylim(-1.05, 1.05)
+        ax.set_title("cosine of the tasks' mean encoder updates", fontsize=10)
+        ax.set_xlabel("round")
+        ax.legend(fontsize=7)
+        used += 1
+    for ax in flat[used:]:
         ax.set_axis_off()
     fig.suptitle(title)
     fig.tight_layout()
@@ -75,22 +109,73 @@ def plot_curves(history: Rows, path: Path, title: str = "") -> Path:
     return path
 
 
-def summary_lines(history: Rows) -> list[str]:
-    """Markdown table rows: task, metric, first evaluation, final, change; then test figures."""
+def summary_lines(history: Rows, directions: Mapping[str, Mapping[str, bool]] | None = None) -> list[str]:
+    """Markdown: per task metric the first evaluation, the final one and the change; the test set; every client."""
+    directions = directions or {}
     lines = ["| task | metric | first eval | final | change |", "|---|---|---:|---:|---:|"]
     for task, metrics in task_metrics(history).items():
         for metric in metrics:
             rounds, values = series(history, f"val/{task}/{metric}")
             if values:
                 lines.append(
-                    f"| {task} | {metric} | {values[0]:.3f} (r{rounds[0]:.0f}) | {values[-1]:.3f} (r{rounds[-1]:.0f}) "
-                    f"| {values[-1] - values[0]:+.3f} |"
+                    f"| {task} | {metric}{arrow(directions, task, metric)} | {values[0]:.3f} (r{rounds[0]:.0f}) "
+                    f"| {values[-1]:.3f} (r{rounds[-1]:.0f}) | {values[-1] - values[0]:+.3f} |"
                 )
     test = {k: v for k, v in history[-1].items() if k.startswith("test/") and v is not None}
     if test:
         lines += ["", "| test set (after the last round) | value |", "|---|---:|"]
-        lines += [f"| {k} | {v:.3f} |" for k, v in sorted(test.items())]
+        lines += [f"| {k}{arrow(directions, *k.split('/')[1:3])} | {v:.3f} |" for k, v in sorted(test.items())]
+    return lines + client_lines(history, directions)
+
+
+def client_lines(history: Rows, directions: Mapping[str, Mapping[str, bool]]) -> list[str]:
+    """Markdown: each client's final validation metrics, test metrics and update norm (the last logged values)."""
+    lines = []
+    for task, metrics in task_metrics(history).items():
+        columns = [*metrics, *(f"test_{m}" for m in metrics), "update_norm"]
+        last = {
+            cid: {c: series(history, f"client/{cid}/{c}")[1][-1:] for c in columns} for cid in client_ids(history, task)
+        }
+        columns = [c for c in columns if any(v[c] for v in last.values())]
+        if not last or not columns:
+            continue
+        heads = [f"{c}{arrow(directions, task, c.removeprefix('test_'))}" for c in columns]
+        lines += ["", f"| {task} client | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(columns)]
+        for cid, values in last.items():
+            lines.append(f"| {cid} | " + " | ".join(f"{v[0]:.3f}" if (v := values[c]) else "-" for c in columns) + " |")
     return lines
+
+
+def setting_of(out_dir: Path) -> str:
+    """The setting from the run's config.yaml: ``mfed (mu=0.01), task mix default, seed 0, 10 rounds``, or ""."""
+    path = out_dir / "config.yaml"
+    if not path.exists():
+        return ""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(OmegaConf.load(path))
+    assert isinstance(cfg, dict)
+    options = {
+        k: v for k, v in (cfg.get("aggregation") or {}).items() if k not in ("_target_", "name") and v is not None
+    }
+    aggregation = cfg.get("aggregation") or {}
+    module = str(aggregation.get("_target_", "")).rsplit(".", 1)[0]  # mfed.aggregation.ditto.Ditto: ditto
+    strategy = str(aggregation.get("name") or module.rsplit(".", 1)[-1])
+    shown = ", ".join(f"{k}={v}" for k, v in options.items() if k in ("mu", "lam", "freeze_encoder", "robust"))
+    rounds = (cfg.get("federation") or {}).get("rounds")
+    parts = [f"{strategy}{f' ({shown})' if shown else ''}", f"task mix {cfg.get('mix_name', 'custom')}",
+             f"seed {cfg.get('seed')}", f"{rounds} rounds"]  # fmt: skip
+    return ", ".join(p for p in parts if p)
+
+
+def directions_of(out_dir: Path) -> dict[str, dict[str, bool]]:
+    """``{task: {metric: higher_is_better}}`` from the run's summary.json (empty without one)."""
+    import json
+
+    path = out_dir / "summary.json"
+    if not path.exists():
+        return {}
+    return {t: dict(info["higher_is_better"]) for t, info in json.loads(path.read_text()).get("tasks", {}).items()}
 
 
 def write_report(out_dir: str | Path) -> Path:
@@ -99,15 +184,18 @@ def write_report(out_dir: str | Path) -> Path:
     history = read_history(out)
     if not history:
         raise ValueError(f"{out}/history.json holds no rounds yet")
-    plot_curves(history, out / "curves.png", title=out.name)
+    setting, directions = setting_of(out), directions_of(out)
+    plot_curves(history, out / "curves.png", title=f"{out.name}: {setting}" if setting else out.name,
+                directions=directions)  # fmt: skip
     up = sum(float(r.get("comm/bytes_up") or 0) for r in history)
     down = sum(float(r.get("comm/bytes_down") or 0) for r in history)
     text = [
         f"# Run report: {out.name}",
         "",
+        *([f"Setting: {setting}.", ""] if setting else []),
         f"{len(history)} rounds; communication: {up / 2**20:.1f} MiB up, {down / 2**20:.1f} MiB down.",
         "",
-        *summary_lines(history),
+        *summary_lines(history, directions),
         "",
         "![per-task curves](curves.png)",
         "",

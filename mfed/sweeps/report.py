@@ -65,6 +65,9 @@ def collect(
                 task: summary["final"].get(f"test/{task}/{info['headline']}") for task, info in summary["tasks"].items()
             }
             row["headline"] = {task: info["headline"] for task, info in summary["tasks"].items()}
+            row["arrow"] = {
+                t: "↑" if i["higher_is_better"][i["headline"]] else "↓" for t, i in summary["tasks"].items()
+            }
             row["final"] = summary["final"]
         rows.append(row)
     rows.sort(key=lambda r: (r.get("delta_m") is None, -(r.get("delta_m") or 0.0), r["trial"]))
@@ -75,13 +78,14 @@ def markdown(rows: Sequence[Mapping[str, Any]], name: str) -> str:
     """The ranked table."""
     tasks = sorted({task for r in rows for task in r.get("test", {})})
     heads = {task: next(r["headline"][task] for r in rows if task in r.get("headline", {})) for task in tasks}
+    arrows = {task: next(r["arrow"][task] for r in rows if task in r.get("arrow", {})) for task in tasks}
     lines = [
         f"# Sweep {name}",
         "",
         "Test-set headline metric per task (mean over the task's clients) and delta_m against Local "
         "(per client, then averaged; positive = better than Local).",
         "",
-        "| rank | trial | delta_m % | " + " | ".join(f"{t} {heads[t]}" for t in tasks) + " |",
+        "| rank | trial | delta_m % ↑ | " + " | ".join(f"{t} {heads[t]} {arrows[t]}" for t in tasks) + " |",
         "|---:|---|---:|" + "---:|" * len(tasks),
     ]
     for i, r in enumerate(rows, 1):
@@ -99,8 +103,8 @@ def strategy_of(row: Mapping[str, Any]) -> str:
     return next((o.split("=", 1)[1] for o in row["overrides"] if o.startswith("aggregation=")), "default")
 
 
-def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
-    """One panel per task: a bar per trial that has the task."""
+def plot(rows: Sequence[Mapping[str, Any]], path: Path, name: str = "") -> None:
+    """One panel per task: a bar per trial that has the task, its value printed, delta_m beside its name."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,17 +116,27 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
         return
     strategies = sorted({strategy_of(r) for r in done})
     colours = {s: f"C{i}" for i, s in enumerate(strategies)}
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 0.5 + 0.35 * len(done)), squeeze=False)
+    labels = {
+        r["trial"]: r["trial"] + ("" if r.get("delta_m") is None else f"  (Δm {r['delta_m']:+.2f}%)") for r in done
+    }
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 1.0 + 0.38 * len(done)), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         have = [r for r in done if r["test"].get(task) is not None]
-        ax.barh(
-            [r["trial"] for r in have], [r["test"][task] for r in have], color=[colours[strategy_of(r)] for r in have]
-        )
-        ax.set_title(f"test/{task}/{have[0]['headline'][task]}" if have else task, fontsize=10)
+        values = [r["test"][task] for r in have]
+        ax.barh([labels[r["trial"]] for r in have], values, color=[colours[strategy_of(r)] for r in have])
+        for y, value in enumerate(values):
+            ax.annotate(f"{value:.3f}", (value, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
+        if values:  # zoom on the spread: bars that differ in the third digit must look different
+            low, high = min(values), max(values)
+            pad = (high - low) * 0.25 or abs(high) * 0.05 or 1.0
+            ax.set_xlim(low - pad, high + 2 * pad)
+        ax.invert_yaxis()
+        ax.set_title(f"test/{task}/{have[0]['headline'][task]} {have[0]['arrow'][task]}" if have else task, fontsize=10)
         ax.tick_params(axis="y", labelsize=7)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
     fig.legend(handles, list(colours), loc="upper right", fontsize=8, title="aggregation")
-    fig.tight_layout(rect=(0, 0, 0.93, 1))
+    fig.suptitle(f"sweep {name}: test-set headline per trial (Δm: against Local, per client)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.9, 0.95))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
@@ -132,4 +146,4 @@ def write_sweep_outputs(rows: Sequence[Mapping[str, Any]], sweep_dir: Path, name
     clean = json.loads(json.dumps(rows, default=lambda v: None if isinstance(v, float) and not math.isfinite(v) else v))
     (sweep_dir / "sweep.json").write_text(json.dumps(clean, indent=1))
     (sweep_dir / "sweep.md").write_text(markdown(rows, name))
-    plot(rows, sweep_dir / "sweep.png")
+    plot(rows, sweep_dir / "sweep.png", name)

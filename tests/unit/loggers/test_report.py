@@ -36,3 +36,18 @@ def test_report_errors_are_clear(tmp_path, capsys):
         write_report(tmp_path)
     assert main(["report", str(tmp_path)]) == 2
     assert "no history.json" in capsys.readouterr().err
+
+
+def test_the_report_names_the_setting_marks_directions_and_lists_clients(tmp_path, tiny_cfg):
+    # Prepare: a real run (config.yaml, summary.json, history.json with diagnostics)
+    from mfed.run import run
+
+    out = tmp_path / "run"
+    run(tiny_cfg("task_mix=seg_depth", "aggregation.mu=0.1", "seed=3", f"out_dir={out}"))
+    # Execute
+    text = write_report(out).read_text()
+    # Assert
+    assert "Setting: mfed (mu=0.1, freeze_encoder=False), task mix seg_depth, seed 3, 2 rounds." in text
+    assert "| semseg | mIoU ↑ |" in text and "| test/depth/rmse ↓ |" in text
+    assert "| semseg client | mIoU ↑ | test_mIoU ↑ | update_norm |" in text
+    assert "| semseg-1 | " in text and "| depth-0 | " in text
