@@ -98,11 +98,11 @@ def plan_benchmark(bench: DictConfig, base: Sequence[str]) -> list[Trial]:
 
 
 def _curves(history: Sequence[Mapping[str, Any]]) -> dict[str, list[list[float]]]:
-    """``{key: [[round, value], ...]}`` of every per-task validation metric and training loss."""
+    """``{key: [[round, value], ...]}`` of every per-task validation metric, training loss and diagnostic."""
     curves: dict[str, list[list[float]]] = {}
     for row in history:
         for key, value in row.items():
-            if key.startswith(("val/", "train/")) and key.count("/") == 2 and value is not None:
+            if key.startswith(("val/", "train/", "diag/")) and key.count("/") == 2 and value is not None:
                 curves.setdefault(key, []).append([float(row["round"]), float(value)])
     return curves
 
@@ -181,7 +181,7 @@ def summarise(records: Sequence[Mapping[str, Any]], compare: str | None, confide
             }
             for task, info in tasks.items():
                 values = [r["test"].get(f"{task}/{info['headline']}") for r in done[s].values()]
-                entry[task] = _interval([v for v in values if v is not None and math.isfinite(v)], confidence)
+                entry[task] = _interval([v for v in values if _finite(v)], confidence)
             entry["delta_m"] = _interval(
                 [r["delta_m"] for r in done[s].values() if r["delta_m"] is not None], confidence
             )
@@ -196,9 +196,9 @@ def summarise(records: Sequence[Mapping[str, Any]], compare: str | None, confide
                 for task, info in tasks.items():
                     key = f"{task}/{info['headline']}"
                     pairs = [(done[compare][k]["test"].get(key), done[s][k]["test"].get(key)) for k in seeds]
-                    entry[task] = _paired([p for p in pairs if None not in p], confidence)
+                    entry[task] = _paired(pairs, confidence)
                 pairs = [(done[compare][k]["delta_m"], done[s][k]["delta_m"]) for k in seeds]
-                entry["delta_m"] = _paired([p for p in pairs if None not in p], confidence)
+                entry["delta_m"] = _paired(pairs, confidence)
                 comparisons[s] = entry
         out[setting] = {"strategies": table, "compare": compare, "against": comparisons}
     return {"tasks": list(tasks.values()), "confidence": confidence, "settings": out}
@@ -208,8 +208,14 @@ def _interval(values: Sequence[float], confidence: float) -> dict[str, Any]:
     return _as_dict(mean_ci(values, confidence))
 
 
-def _paired(pairs: Sequence[tuple[float, float]], confidence: float) -> dict[str, Any]:
-    result = paired([a for a, _ in pairs], [b for _, b in pairs], confidence)
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _paired(pairs: Sequence[tuple[float | None, float | None]], confidence: float) -> dict[str, Any]:
+    """The paired comparison over the seeds where both values are finite (a diverged run has none)."""
+    kept = [(a, b) for a, b in pairs if _finite(a) and _finite(b)]
+    result = paired([a for a, _ in kept], [b for _, b in kept], confidence)  # type: ignore[misc]
     return {**_as_dict(result.difference), "p": result.p_value}
 
 
