@@ -10,17 +10,22 @@ from mfed.config import config_dir, load_config
 from mfed.data.fashion import ENV_VAR as FASHION_ENV
 
 NODES = {"task": "probe", "partition": "data.partition"}  # where an option lands when not at <group>
-MIXES = {"pascal_context": "task_mix=pascal_like", "nyud": "task_mix=nyud_like"}  # tasks each dataset offers
+MIXES = {
+    "pascal_context": "task_mix=pascal_like",
+    "nyud": "task_mix=nyud_like",
+    "coco": "task_mix=coco_like",
+}  # tasks each dataset offers
 
 
 @pytest.fixture(scope="module")
 def benchmark_roots(tmp_path_factory):
-    from tests.unit.data.fixtures_benchmarks import write_nyud, write_pascal_mt
+    from tests.unit.data.fixtures_benchmarks import write_coco, write_nyud, write_pascal_mt
 
     pascal, nyud = tmp_path_factory.mktemp("pascal"), tmp_path_factory.mktemp("nyud")
     write_pascal_mt(pascal)
     write_nyud(nyud)
-    return {"MFED_PASCAL_ROOT": pascal, "MFED_NYUD_ROOT": nyud}
+    coco = write_coco(tmp_path_factory.mktemp("coco"))
+    return {"MFED_PASCAL_ROOT": pascal, "MFED_NYUD_ROOT": nyud, "MFED_COCO_ROOT": coco}
 
 
 GROUPS = sorted(p.name for p in config_dir().iterdir() if p.is_dir())

@@ -39,7 +39,7 @@ BAD = [
     (["out_dir=/proc/x"], "out_dir=/proc/x cannot be written: /proc is a kernel file system; choose another folder"),
     (["out_dir=/sys/x"], "out_dir=/sys/x cannot be written: /sys is a kernel file system; choose another folder"),
     (["resume=/nonexistent"], "resume: no run at /nonexistent (no checkpoint at /nonexistent: give a run's output"),
-    (["data.val_fraction=half"], "data.val_fraction must be a number, got 'half': e.g. data.val_fraction=0.2"),
+    (["data.val_fraction=half"], "data.val_fraction must be a number, got 'half': e.g. data.val_fraction=0.05"),
     (["data.num_classes=many"], "data.num_classes must be an integer, got 'many'"),  # not tasks.semseg's copy
     (["+roundz=3"], "roundz=3 is not a known key: did you mean federation.rounds? (the top level takes seed,"),
     (

@@ -1,4 +1,4 @@
-"""Fabricate tiny PASCAL-Context MT and NYUD-v2 copies in exactly the real on-disk formats.
+"""Fabricate tiny PASCAL-Context MT, NYUD-v2 and COCO copies in exactly the real on-disk formats.
 
 Each builder writes a few 12x16 samples per split under ``root`` and returns what it wrote, so
 tests can compare decoded values pixel for pixel. Formats (PROTOCOL.md section 3):
@@ -219,3 +219,45 @@ def write_nyud(root: Path) -> Written:
                 _png(root / "edge" / f"{sid}.png", raw["edges"] * 255)
             out.raw[sid] = raw
     return out
+
+
+COCO_H, COCO_W = 20, 30
+
+
+def square(x0: int, y0: int, x1: int, y1: int) -> list[list[int]]:
+    """A polygon (COCO's flat [x, y, ...]) covering pixels x0..x1-1, y0..y1-1."""
+    return [[x0, y0, x1, y0, x1, y1, x0, y1]]
+
+
+def write_coco(root: Path, splits: tuple[str, ...] = ("train", "val")) -> Path:
+    """Twelve images per split (two annotated); categories 1, 18, 90 (gaps, as COCO's ids).
+
+    Image ``a.jpg`` holds a large person (polygon), a small dog in front of it (polygon) and a
+    crowd (uncompressed-to-compressed RLE from pycocotools); ``b.png`` and ten blanks hold none.
+    """
+    from pycocotools import mask as coco_mask
+
+    h, w = COCO_H, COCO_W
+    crowd = np.zeros((h, w), np.uint8, order="F")
+    crowd[15:20, 0:5] = 1
+    rle = coco_mask.encode(crowd)
+    rle["counts"] = rle["counts"].decode()
+    files = ["a.jpg", "b.png", *(f"c{i}.png" for i in range(10))]
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    for split in splits:
+        (root / f"{split}2017").mkdir(parents=True, exist_ok=True)
+        for name in files:
+            Image.fromarray(np.full((h, w, 3), 128, np.uint8)).save(root / f"{split}2017" / name)
+        index = {
+            "images": [{"id": 7 + i, "file_name": name, "height": h, "width": w} for i, name in enumerate(files)],
+            "categories": [{"id": 90, "name": "toothbrush"}, {"id": 1, "name": "person"}, {"id": 18, "name": "dog"}],
+            "annotations": [
+                {"id": 1, "image_id": 7, "category_id": 18, "iscrowd": 0, "area": 16.0,
+                 "segmentation": square(4, 4, 8, 8)},
+                {"id": 2, "image_id": 7, "category_id": 1, "iscrowd": 0, "area": 200.0,
+                 "segmentation": square(0, 0, 20, 10)},
+                {"id": 3, "image_id": 7, "category_id": 90, "iscrowd": 1, "area": 25.0, "segmentation": rle},
+            ],
+        }  # fmt: skip
+        (root / "annotations" / f"instances_{split}2017.json").write_text(json.dumps(index))
+    return root

@@ -1,52 +1,20 @@
 """COCO 2017 dense targets, on a copy fabricated in the real formats (instances JSON, polygons and RLE)."""
 
-import json
-
 import numpy as np
 import pytest
-from PIL import Image
 from pycocotools import mask as coco_mask
 
 from mfed.data.coco import IGNORE, CocoDenseMT
-
-H, W = 20, 30
-
-
-def square(x0, y0, x1, y1):
-    """A polygon (COCO's flat [x, y, ...]) covering pixels x0..x1-1, y0..y1-1."""
-    return [[x0, y0, x1, y0, x1, y1, x0, y1]]
+from tests.unit.data.fixtures_benchmarks import COCO_H as H
+from tests.unit.data.fixtures_benchmarks import COCO_W as W
+from tests.unit.data.fixtures_benchmarks import square, write_coco
 
 
 @pytest.fixture
 def coco_root(tmp_path):
-    """Twelve val images (two annotated); categories 1, 18, 90 (gaps, as COCO's ids); a big, a small, a crowd object."""
-    root = tmp_path / "coco"
-    (root / "val2017").mkdir(parents=True)
-    (root / "annotations").mkdir()
-    blanks = [f"c{i}.png" for i in range(10)]  # enough images for a small federation
-    for name in ("a.jpg", "b.png", *blanks):
-        Image.fromarray(np.full((H, W, 3), 128, np.uint8)).save(root / "val2017" / name)
-    crowd = np.zeros((H, W), np.uint8, order="F")
-    crowd[15:20, 0:5] = 1
-    rle = coco_mask.encode(crowd)
-    rle["counts"] = rle["counts"].decode()
-    index = {
-        "images": [{"id": 7, "file_name": "a.jpg", "height": H, "width": W},
-                   {"id": 9, "file_name": "b.png", "height": H, "width": W},
-                   *({"id": 10 + i, "file_name": b, "height": H, "width": W} for i, b in enumerate(blanks))],
-        "categories": [{"id": 90, "name": "toothbrush"}, {"id": 1, "name": "person"}, {"id": 18, "name": "dog"}],
-        "annotations": [
-            {"id": 1, "image_id": 7, "category_id": 18, "iscrowd": 0, "area": 16.0, "segmentation": square(4, 4, 8, 8)},
-            {"id": 2, "image_id": 7, "category_id": 1, "iscrowd": 0, "area": 200.0,
-             "segmentation": square(0, 0, 20, 10)},
-            {"id": 3, "image_id": 7, "category_id": 90, "iscrowd": 1, "area": 25.0, "segmentation": rle},
-        ],
-    }  # fmt: skip
-    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(index))
-    return root
+    return write_coco(tmp_path / "coco", ("val",))
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 def test_semseg_paints_larger_first_and_ignores_crowds(coco_root):
     data = CocoDenseMT(coco_root, split="val")
     labels = data.semseg(0)
