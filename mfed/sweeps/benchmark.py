@@ -257,6 +257,7 @@ def run_benchmark(bench: DictConfig, base: Sequence[str], out_dir: str | Path) -
         "benchmark": str(bench.name), "overrides": merge_overrides(common, base),
         "strategies": list(dict.fromkeys(t.labels["strategy"] for t in trials)), "seeds": benchmark_seeds(bench),
         "reference": bench.get("reference"), "model_bytes": sizes,
+        "setting_order": list(dict.fromkeys(t.labels["setting"] for t in trials)),
         "aliases": OmegaConf.to_container(bench.aliases) if bench.get("aliases") else {},
         **summarise(records, bench.get("compare"), confidence), "runs": records,
     }  # fmt: skip

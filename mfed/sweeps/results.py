@@ -4,6 +4,7 @@
 
     {"benchmark": str, "overrides": [...], "strategies": [...], "seeds": [...], "reference": str,
      "aliases": {strategy: its other name},
+     "setting_order": [setting, ...],
      "model_bytes": {setting: {"encoder": int, "decoders": {task: int}, "full": int}},
      "tasks": [{"name": str, "headline": str, "higher_is_better": bool}, ...], "confidence": 0.95,
      "settings": {setting: {"strategies": {strategy: {task: interval, "delta_m": interval, ...}},
@@ -28,6 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from mfed.atomic import write_json
+
+
+def settings_of(results: Mapping[str, Any]) -> list[str]:
+    """The settings in the benchmark's order (results.json stores its mappings with sorted keys)."""
+    return list(results.get("setting_order") or results["settings"])
 
 
 def _tasks(results: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -146,7 +152,7 @@ def markdown(results: Mapping[str, Any], images: bool = True) -> str:
         "per client, then averaged (positive: better).",
     ]
     failed = [r for r in results["runs"] if r["status"] != "completed"]
-    for setting in results["settings"]:
+    for setting in settings_of(results):
         if len(results["settings"]) > 1:
             lines += ["", f"## {setting}"]
         lines += ["", *setting_tables(results, setting)]
@@ -220,7 +226,7 @@ def plot_delta_m(results: Mapping[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    settings = list(results["settings"])
+    settings = settings_of(results)
     n = len(results["strategies"])
     fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 0.9 + 0.38 * n), squeeze=False)
     for ax, setting in zip(axes[0], settings, strict=True):
@@ -263,7 +269,7 @@ def write_results(results: Mapping[str, Any], out_dir: Path) -> None:
     clean = _clean(results)
     write_json(clean, out_dir / "results.json")
     (out_dir / "results.md").write_text(markdown(clean))
-    for setting in clean["settings"]:
+    for setting in settings_of(clean):
         for task in _tasks(clean):
             plot_curves(clean, setting, task, out_dir / curve_file(clean, setting, task))
     plot_delta_m(clean, out_dir / "delta_m.png")
