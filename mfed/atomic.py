@@ -40,7 +40,7 @@ def _replace(path: Path, write: Callable[[IO[bytes]], object]) -> None:
         os.close(folder)
 
 
-def write_json(obj: Any, path: Path) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    data = json.dumps(obj, indent=1, sort_keys=True).encode()
+def write_json(obj: Any, path: Path, sort_keys: bool = True) -> None:
+    """Write ``obj`` as indented JSON, atomically; ``sort_keys=False`` keeps the mappings' order."""
+    data = json.dumps(obj, indent=1, sort_keys=sort_keys).encode()
     replace_atomically(path, lambda f: f.write(data))

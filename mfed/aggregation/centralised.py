@@ -12,9 +12,9 @@ is. No model is exchanged: the bytes up and down are zero (the data moved instea
 from __future__ import annotations
 
 from mfed.aggregation.base import Strategy
-from mfed.aggregation.functional import select
-from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
-from mfed.types import ServerState, global_scope, task_scope
+from mfed.aggregation.functional import encoder_and_decoders
+from mfed.models.multitask import MultiTaskModel
+from mfed.types import ServerState
 
 
 class Centralised(Strategy):
@@ -33,10 +33,7 @@ class Centralised(Strategy):
 
     def init_state(self, model: MultiTaskModel) -> ServerState:
         """The encoder, and one decoder per task: the layout every client loads its model from."""
-        full = model.state_dict()
-        state = {global_scope(): select(full, [ENCODER_PREFIX])}
-        state.update({task_scope(t): select(full, [decoder_prefix(t)]) for t in model.tasks})
-        return state
+        return encoder_and_decoders(model.state_dict(), model.tasks)
 
     def targets(self, task: str) -> list[tuple[str, tuple[str, ...]]]:
         """Nothing: no client update is averaged."""

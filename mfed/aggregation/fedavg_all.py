@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from mfed.aggregation.base import Strategy
-from mfed.aggregation.functional import select
+from mfed.aggregation.functional import encoder_and_decoders
 from mfed.aggregation.streaming import Aggregation
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
 from mfed.types import ClientUpdate, ServerState, State, global_scope, task_scope
@@ -58,8 +58,7 @@ class FedAvgAll(Strategy):
     def init_state(self, model: MultiTaskModel) -> ServerState:
         """The encoder and one decoder per task, whose shared parameters all start as the first task's."""
         full = model.state_dict()
-        state: ServerState = {global_scope(): select(full, [ENCODER_PREFIX])}
-        state.update({task_scope(t): select(full, [decoder_prefix(t)]) for t in model.tasks})
+        state = encoder_and_decoders(full, model.tasks)
         first = sorted(model.tasks)[0]
         for key in soup_keys(state):
             for task in model.tasks:

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from mfed.types import ClientUpdate, State
+from mfed.models.multitask import ENCODER_PREFIX, decoder_prefix
+from mfed.types import ClientUpdate, ServerState, State, global_scope, task_scope
 
 WEIGHTINGS = ("examples", "uniform")
 
@@ -21,6 +22,13 @@ def select(state: Mapping[str, Tensor], prefixes: Iterable[str]) -> State:
     """Return the entries of ``state`` whose key starts with any of ``prefixes``."""
     prefixes = tuple(prefixes)
     return {k: v for k, v in state.items() if k.startswith(prefixes)}
+
+
+def encoder_and_decoders(state: Mapping[str, Tensor], tasks: Iterable[str]) -> ServerState:
+    """``state`` as scopes: the encoder under ``global``, each task's decoder under ``task:<task>``."""
+    scopes: ServerState = {global_scope(): select(state, [ENCODER_PREFIX])}
+    scopes.update({task_scope(t): select(state, [decoder_prefix(t)]) for t in tasks})
+    return scopes
 
 
 def check_layout(state: Mapping[str, Tensor], name: str, reference: Mapping[str, Tensor], reference_name: str) -> None:

@@ -13,7 +13,7 @@ initial encoder, which is never sent back), and private decoders (:class:`~mfed.
 from __future__ import annotations
 
 from mfed.aggregation.base import Strategy
-from mfed.aggregation.functional import select
+from mfed.aggregation.functional import encoder_and_decoders
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
 from mfed.types import PARTS, LocalStep, ServerState, global_scope, task_scope
 
@@ -55,11 +55,7 @@ class MFed(Strategy):
 
     def init_state(self, model: MultiTaskModel) -> ServerState:
         """Global encoder plus one decoder per task."""
-        full = model.state_dict()
-        state = {global_scope(): select(full, [ENCODER_PREFIX])}
-        for task in model.tasks:
-            state[task_scope(task)] = select(full, [decoder_prefix(task)])
-        return state
+        return encoder_and_decoders(model.state_dict(), model.tasks)
 
     def targets(self, task: str) -> list[tuple[str, tuple[str, ...]]]:
         """The encoder into the global scope (every client); the decoder into its task's scope."""

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from mfed.aggregation.functional import select
+from mfed.aggregation.functional import encoder_and_decoders
 from mfed.federation.client import round_seed, shard
 from mfed.federation.setup import ClientSetup
-from mfed.models.multitask import ENCODER_PREFIX, decoder_prefix
-from mfed.types import ClientSpec, ServerState, global_scope, task_scope
+from mfed.federation.summary import TrainTally
+from mfed.types import ClientSpec, ServerState
 
 
 class PooledTraining:
@@ -62,11 +62,7 @@ class PooledTraining:
         quiet_trainer(config.local_epochs, config.accelerator).fit(self.system, TaskBatches(loaders, seed))
         self.system.trainer = None
         full = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        new = {global_scope(): select(full, [ENCODER_PREFIX])}
-        new.update({task_scope(t): select(full, [decoder_prefix(t)]) for t in model.tasks})
         means = self.system.train_epoch_means()
-        row = {f"train/{task}/{key}": value for task, losses in means.items() for key, value in losses.items()}
-        row.update(
-            {f"comm/{key}": 0.0 for key in ("clients", "bytes_up", "bytes_up_encoder", "bytes_down", "private_bytes")}
-        )
-        return new, row
+        row = TrainTally().row()  # no client trained: zero clients and bytes
+        row.update({f"train/{task}/{key}": value for task, losses in means.items() for key, value in losses.items()})
+        return encoder_and_decoders(full, model.tasks), row

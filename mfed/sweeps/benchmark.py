@@ -15,15 +15,18 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mfed.aggregation.functional import select
 from mfed.models.multitask import ENCODER_PREFIX, decoder_prefix
 from mfed.sweeps.plan import Trial, checked_trial, expand_grid, merge_overrides, override_key, trial_name
 from mfed.sweeps.report import client_delta
-from mfed.sweeps.stats import Interval, mean_ci, paired
+from mfed.sweeps.stats import mean_ci, paired
+from mfed.types import state_nbytes
 
 
 def strategy_runs(entries: Sequence[Any]) -> dict[str, list[str]]:
@@ -182,9 +185,7 @@ def summarise(records: Sequence[Mapping[str, Any]], compare: str | None, confide
             for task, info in tasks.items():
                 values = [r["test"].get(f"{task}/{info['headline']}") for r in done[s].values()]
                 entry[task] = _interval([v for v in values if _finite(v)], confidence)
-            entry["delta_m"] = _interval(
-                [r["delta_m"] for r in done[s].values() if r["delta_m"] is not None], confidence
-            )
+            entry["delta_m"] = _interval([r["delta_m"] for r in done[s].values() if _finite(r["delta_m"])], confidence)
             table[s] = entry
         comparisons: dict[str, Any] = {}
         if compare in done:
@@ -205,7 +206,7 @@ def summarise(records: Sequence[Mapping[str, Any]], compare: str | None, confide
 
 
 def _interval(values: Sequence[float], confidence: float) -> dict[str, Any]:
-    return _as_dict(mean_ci(values, confidence))
+    return asdict(mean_ci(values, confidence))
 
 
 def _finite(value: float | None) -> bool:
@@ -216,11 +217,7 @@ def _paired(pairs: Sequence[tuple[float | None, float | None]], confidence: floa
     """The paired comparison over the seeds where both values are finite (a diverged run has none)."""
     kept = [(a, b) for a, b in pairs if _finite(a) and _finite(b)]
     result = paired([a for a, _ in kept], [b for _, b in kept], confidence)  # type: ignore[misc]
-    return {**_as_dict(result.difference), "p": result.p_value}
-
-
-def _as_dict(ci: Interval) -> dict[str, Any]:
-    return {"mean": ci.mean, "low": ci.low, "high": ci.high, "n": ci.n}
+    return {**asdict(result.difference), "p": result.p_value}
 
 
 def model_bytes(overrides: Sequence[str]) -> dict[str, Any]:
@@ -234,9 +231,9 @@ def model_bytes(overrides: Sequence[str]) -> dict[str, Any]:
     model = ModelFactory(instantiate(cfg.model.encoder), instantiate(cfg.model.decoder), int(cfg.seed))(
         list(tasks.values())
     )
-    sizes = {k: v.numel() * v.element_size() for k, v in model.state_dict().items()}
-    encoder = sum(n for k, n in sizes.items() if k.startswith(ENCODER_PREFIX))
-    decoders = {t: sum(n for k, n in sizes.items() if k.startswith(decoder_prefix(t))) for t in tasks}
+    full = model.state_dict()
+    encoder = state_nbytes(select(full, [ENCODER_PREFIX]))
+    decoders = {t: state_nbytes(select(full, [decoder_prefix(t)])) for t in tasks}
     return {"encoder": encoder, "decoders": decoders, "full": encoder + sum(decoders.values())}
 
 
@@ -257,7 +254,6 @@ def run_benchmark(bench: DictConfig, base: Sequence[str], out_dir: str | Path) -
         "benchmark": str(bench.name), "overrides": merge_overrides(common, base),
         "strategies": list(dict.fromkeys(t.labels["strategy"] for t in trials)), "seeds": benchmark_seeds(bench),
         "reference": bench.get("reference"), "model_bytes": sizes,
-        "setting_order": list(dict.fromkeys(t.labels["setting"] for t in trials)),
         "aliases": OmegaConf.to_container(bench.aliases) if bench.get("aliases") else {},
         **summarise(records, bench.get("compare"), confidence), "runs": records,
     }  # fmt: skip

@@ -4,7 +4,6 @@
 
     {"benchmark": str, "overrides": [...], "strategies": [...], "seeds": [...], "reference": str,
      "aliases": {strategy: its other name},
-     "setting_order": [setting, ...],
      "model_bytes": {setting: {"encoder": int, "decoders": {task: int}, "full": int}},
      "tasks": [{"name": str, "headline": str, "higher_is_better": bool}, ...], "confidence": 0.95,
      "settings": {setting: {"strategies": {strategy: {task: interval, "delta_m": interval, ...}},
@@ -17,7 +16,8 @@
 
 An interval is ``{"mean", "low", "high", "n"}`` (Student t over seeds); a paired comparison adds
 ``"p"`` (paired t-test). ``comm`` values are per trained client per round, averaged over rounds.
-Non-finite numbers are written as null.
+Non-finite numbers are written as null; mappings keep the benchmark's order (settings as
+planned, strategies as listed).
 """
 
 from __future__ import annotations
@@ -29,11 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mfed.atomic import write_json
-
-
-def settings_of(results: Mapping[str, Any]) -> list[str]:
-    """The settings in the benchmark's order (results.json stores its mappings with sorted keys)."""
-    return list(results.get("setting_order") or results["settings"])
+from mfed.sweeps.stats import Interval, mean_ci
 
 
 def _tasks(results: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -45,17 +41,20 @@ def _arrow(higher: bool) -> str:
     return "↑" if higher else "↓"
 
 
+def _interval(entry: Mapping[str, Any]) -> Interval:
+    """An interval of results.json (null where it was not finite) as the :class:`Interval` it was."""
+    mean, low, high = (math.nan if entry[k] is None else float(entry[k]) for k in ("mean", "low", "high"))
+    return Interval(mean, low, high, int(entry["n"]))
+
+
 def _ci(entry: Mapping[str, Any], digits: int = 2) -> str:
-    mean = entry["mean"]
-    if mean is None:
-        return "-"
-    return f"{mean:.{digits}f}" if entry["low"] is None else f"{mean:.{digits}f} ± {_half(entry):.{digits}f}"
+    return _interval(entry).text(digits)
 
 
 def _half(entry: Mapping[str, Any]) -> float:
     """Half the interval's width; 0 where there is none (one seed)."""
-    low, high = entry["low"], entry["high"]
-    return 0.0 if low is None or high is None else (high - low) / 2
+    half = _interval(entry).half_width
+    return 0.0 if math.isnan(half) else half
 
 
 def _diff(entry: Mapping[str, Any], digits: int = 2) -> str:
@@ -152,7 +151,7 @@ def markdown(results: Mapping[str, Any], images: bool = True) -> str:
         "per client, then averaged (positive: better).",
     ]
     failed = [r for r in results["runs"] if r["status"] != "completed"]
-    for setting in settings_of(results):
+    for setting in results["settings"]:
         if len(results["settings"]) > 1:
             lines += ["", f"## {setting}"]
         lines += ["", *setting_tables(results, setting)]
@@ -178,8 +177,6 @@ def plot_curves(results: Mapping[str, Any], setting: str, task: str, path: Path)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
-
-    from mfed.sweeps.stats import mean_ci
 
     info = _tasks(results)[task]
     key = f"val/{task}/{info['headline']}"
@@ -226,7 +223,7 @@ def plot_delta_m(results: Mapping[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    settings = settings_of(results)
+    settings = list(results["settings"])
     n = len(results["strategies"])
     fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 0.9 + 0.38 * n), squeeze=False)
     for ax, setting in zip(axes[0], settings, strict=True):
@@ -267,9 +264,9 @@ def _clean(value: Any) -> Any:
 def write_results(results: Mapping[str, Any], out_dir: Path) -> None:
     """results.json, results.md, one curves PNG per task (and setting) and delta_m.png in ``out_dir``."""
     clean = _clean(results)
-    write_json(clean, out_dir / "results.json")
+    write_json(clean, out_dir / "results.json", sort_keys=False)
     (out_dir / "results.md").write_text(markdown(clean))
-    for setting in settings_of(clean):
+    for setting in clean["settings"]:
         for task in _tasks(clean):
             plot_curves(clean, setting, task, out_dir / curve_file(clean, setting, task))
     plot_delta_m(clean, out_dir / "delta_m.png")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -63,12 +62,12 @@ def headline_of(result: Mapping[str, Any]) -> str:
 class TrialLines(Callback):
     """A Tune callback printing ``[k/n] <trial>: completed; test ... (41 s)`` as each trial ends."""
 
-    def __init__(self, total: int, stream: Any = None) -> None:
-        self.total, self.done, self.stream = total, 0, stream
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
         self.started: dict[str, float] = {}
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream or sys.stdout, flush=True)
+        print(text, flush=True)  # the sweep's own console, like the run's ConsoleReporter
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Note the start time."""
