@@ -3,10 +3,11 @@
 The plain loop is the floor: the same model, shards, batch size, optimizer, one local epoch per
 sampled client, M-Fed's aggregation and a validation of every client, with no Lightning, no Ray,
 one process using every core. It runs before and after the mfed backends (a Ray driver slows a
-later loop in the same process, hence separate processes). Each system prints start-up (until
-round 1 begins), the best and the median of the steady rounds (after two warm-up rounds) and
-the peak resident memory of its whole process tree (Ray's processes included), and each figure
-as a ratio to the plain loop's.
+later loop in the same process, hence separate processes). Each system prints start-up (from
+the built objects until round 1 begins), the end of round 1 counted from the process's own
+start (imports, building and Ray included), the best and the median of the steady rounds
+(after two warm-up rounds) and the peak resident memory of its whole process tree (Ray's
+processes included), and the rounds as ratios to the plain loop's.
 
 Usage:
     python benchmarks/round_overhead.py [--rounds 6] [--systems plain,serial,ray,plain]
@@ -42,8 +43,13 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def plain_rounds(cfg, rounds: int) -> tuple[float, list[float]]:
-    """The plain loop: returns (start-up s, seconds per round)."""
+def since_process_start() -> float:
+    """Seconds since this process started (its interpreter's launch, imports included)."""
+    return time.time() - psutil.Process().create_time()
+
+
+def plain_rounds(cfg, rounds: int) -> tuple[float, list[float], float]:
+    """The plain loop: returns (start-up s, seconds per round, end of round 1 since the process started)."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -68,7 +74,7 @@ def plain_rounds(cfg, rounds: int) -> tuple[float, list[float]]:
     models = {s.client_id: setup.model_factory([setup.tasks[s.task]]) for s in driver.specs}
     state = strategy.init_state(driver.model)
     startup = time.perf_counter() - begin
-    times = []
+    times, first_end = [], 0.0
     for round_idx in range(1, rounds + 1):
         start = time.perf_counter()
         updates = []
@@ -113,20 +119,38 @@ def plain_rounds(cfg, rounds: int) -> tuple[float, list[float]]:
         for task_name, task in setup.tasks.items():
             merge_evaluations(task, [e for e in evaluations if e.task == task_name])
         times.append(time.perf_counter() - start)
-    return startup, times
+        first_end = first_end or since_process_start()
+    return startup, times, first_end
 
 
-def mfed_rounds(cfg, rounds: int) -> tuple[float, list[float]]:
-    """mfed's own driver on the configured backend: returns (start-up s, seconds per round)."""
+class RoundOneClock:
+    """A run callback that notes when round 1 ended, in seconds since the process started."""
+
+    def __init__(self) -> None:
+        self.at = 0.0
+
+    def on_start(self, driver) -> None:
+        pass
+
+    def on_round_end(self, driver, row) -> None:
+        self.at = self.at or since_process_start()
+
+    def on_end(self, driver) -> None:
+        pass
+
+
+def mfed_rounds(cfg, rounds: int) -> tuple[float, list[float], float]:
+    """mfed's own driver on the configured backend: as :func:`plain_rounds`."""
     from mfed.run import build
 
     driver = build(cfg)
-    driver.callbacks = []
+    clock = RoundOneClock()
+    driver.callbacks = [clock]
     begin = time.perf_counter()
     history = driver.run()
     total = time.perf_counter() - begin
     per_round = [row["time/round_s"] for row in history]
-    return total - sum(per_round), per_round  # start-up plus shut-down
+    return total - sum(per_round), per_round, clock.at  # start-up plus shut-down
 
 
 def child(system: str, rounds: int, overrides: list[str]) -> None:
@@ -136,8 +160,8 @@ def child(system: str, rounds: int, overrides: list[str]) -> None:
         backend = "serial" if system == "plain" else system
         cfg = load_config([f"backend={backend}", "logger=none", f"federation.rounds={rounds}", f"out_dir={tmp}/run",
                            *overrides])  # fmt: skip
-        startup, times = (plain_rounds if system == "plain" else mfed_rounds)(cfg, rounds)
-    print("RESULT " + json.dumps({"startup": startup, "rounds": times}), flush=True)
+        startup, times, first_end = (plain_rounds if system == "plain" else mfed_rounds)(cfg, rounds)
+    print("RESULT " + json.dumps({"startup": startup, "rounds": times, "first_end": first_end}), flush=True)
 
 
 def run_sampled(command: list[str], every_s: float = 0.2) -> tuple[int, str, int]:
@@ -166,8 +190,8 @@ def measure(system: str, rounds: int, overrides: list[str]) -> dict:
         raise SystemExit(f"{system} failed (exit {code}):\n{out[-2000:]}")
     result = json.loads(line[len("RESULT ") :])
     steady = result["rounds"][2:] or result["rounds"]
-    return {"startup": result["startup"], "best": min(steady), "median": statistics.median(steady),
-            "peak_gb": peak_bytes / 2**30}  # fmt: skip
+    return {"startup": result["startup"], "first_end": result["first_end"], "best": min(steady),
+            "median": statistics.median(steady), "peak_gb": peak_bytes / 2**30}  # fmt: skip
 
 
 def main() -> None:
@@ -188,14 +212,15 @@ def main() -> None:
         rows.append((system, measure(system, args.rounds, [*overrides, *extra])))
         print(f"measured {system}: {rows[-1][1]}", file=sys.stderr, flush=True)
     plain = [r for s, r in rows if s == "plain"]
-    ref = {k: min(r[k] for r in plain) for k in ("startup", "best", "median", "peak_gb")} if plain else None
+    ref = {k: min(r[k] for r in plain) for k in ("best", "median")} if plain else None
     print(f"overrides: {' '.join(overrides) or '(defaults)'}; clients per actor (ray): {args.clients_per_actor}")
-    print("| system | start-up s | best round s | median round s | peak GB | best / plain | median / plain |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| system | start-up s | end of round 1 s | best round s | median round s | peak GB | best / plain | "
+          "median / plain |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for system, r in rows:
         ratio = (f"{r['best'] / ref['best']:.2f}x", f"{r['median'] / ref['median']:.2f}x") if ref else ("-", "-")
-        print(f"| {system} | {r['startup']:.1f} | {r['best']:.2f} | {r['median']:.2f} | {r['peak_gb']:.2f} | "
-              f"{ratio[0]} | {ratio[1]} |")  # fmt: skip
+        print(f"| {system} | {r['startup']:.1f} | {r['first_end']:.1f} | {r['best']:.2f} | {r['median']:.2f} | "
+              f"{r['peak_gb']:.2f} | {ratio[0]} | {ratio[1]} |")  # fmt: skip
 
 
 if __name__ == "__main__":
