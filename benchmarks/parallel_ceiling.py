@@ -4,18 +4,20 @@ A round's arithmetic is the same whoever runs it; what an engine of P worker pro
 actors, one thread each) can gain over a plain loop (one process, P intra-op threads) is only how
 much better P concurrent single-threaded processes use the cores than P threads do. This script
 measures that on the default run's clients: one local epoch of the first client of every task
-(one "unit" of work), timed
+(one "unit" of work, M-Fed's proximal term left out), timed in P worker processes built once:
 
-- ``alone-1``: one process, one thread;
-- ``alone-P``: one process, P threads (the plain loop's setting);
-- ``concurrent``: P processes of one thread each, started together, each doing units in turn.
+- ``alone-1``: one worker, one thread, the others idle;
+- ``alone-P``: one worker, P threads (the plain loop's setting);
+- ``concurrent``: every worker at once, one thread each (the mean of their times).
+
+Each cycle times every mode once, the order rotating, so the machine's drift hits each alike.
 
 The ceiling is the time per unit of an ideal P-process engine (no overhead, no idle core:
 ``concurrent`` / P) over the plain loop's (``alone-P``). An engine cannot go below it on this
 machine without doing less arithmetic.
 
 Usage:
-    python benchmarks/parallel_ceiling.py [--repeats 3] [--processes P] [hydra overrides]
+    python benchmarks/parallel_ceiling.py [--repeats 4] [--processes P] [hydra overrides]
 """
 
 from __future__ import annotations
