@@ -157,18 +157,25 @@ class CocoDenseMT(Dataset[dict[str, torch.Tensor]]):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(split={self.split!r}, n={len(self)}, tasks={self.tasks})"
 
-    def semseg(self, index: int) -> np.ndarray:
-        """The ``(H, W)`` int64 label map of image ``index`` (see the module's docs)."""
+    def masks(self, index: int) -> list[tuple[dict[str, Any], np.ndarray]]:
+        """Every annotation of image ``index`` with its decoded bool ``(H, W)`` mask, in the file's order."""
         im = self.images[index]
+        return [
+            (ann, decode_mask(ann["segmentation"], im["height"], im["width"])) for ann in self.annotations[im["id"]]
+        ]
+
+    def semseg(self, index: int, masks: list[tuple[dict[str, Any], np.ndarray]] | None = None) -> np.ndarray:
+        """The ``(H, W)`` int64 label map of image ``index`` (see the module's docs), from its :meth:`masks`."""
+        im = self.images[index]
+        masks = self.masks(index) if masks is None else masks
         labels = np.zeros((im["height"], im["width"]), dtype=np.int64)
-        anns = self.annotations[im["id"]]
-        for ann in (a for a in anns if a["iscrowd"]):
-            labels[decode_mask(ann["segmentation"], im["height"], im["width"])] = IGNORE
-        for ann in sorted((a for a in anns if not a["iscrowd"]), key=lambda a: -float(a["area"])):
+        for _, mask in (m for m in masks if m[0]["iscrowd"]):
+            labels[mask] = IGNORE
+        for ann, mask in sorted((m for m in masks if not m[0]["iscrowd"]), key=lambda m: -float(m[0]["area"])):
             if int(ann["category_id"]) not in self.classes:
                 raise ValueError(f"{self.NAME}: image {im['file']} has an annotation of unknown category "
                                  f"{ann['category_id']}")  # fmt: skip
-            labels[decode_mask(ann["segmentation"], im["height"], im["width"])] = self.classes[int(ann["category_id"])]
+            labels[mask] = self.classes[int(ann["category_id"])]
         return labels
 
     def load(self, index: int) -> dict[str, np.ndarray]:
@@ -179,7 +186,8 @@ class CocoDenseMT(Dataset[dict[str, torch.Tensor]]):
             raise ValueError(f"{self.NAME}: {im['file']} is {image.shape[:2]}, its annotations say "
                              f"{(im['height'], im['width'])}")  # fmt: skip
         arrays = {"image": image}
-        labels = self.semseg(index) if {"semseg", "edges"} & set(self.tasks) else None
+        masks = self.masks(index)  # decoded once for every target
+        labels = self.semseg(index, masks) if {"semseg", "edges"} & set(self.tasks) else None
         for task in self.tasks:
             if task == "semseg":
                 arrays[task] = labels  # type: ignore[assignment]
@@ -187,8 +195,8 @@ class CocoDenseMT(Dataset[dict[str, torch.Tensor]]):
                 arrays[task] = label_boundaries(labels).astype(np.float32)  # type: ignore[arg-type]
             elif task == "saliency":
                 foreground = np.zeros(image.shape[:2], dtype=bool)
-                for ann in self.annotations[im["id"]]:
-                    foreground |= decode_mask(ann["segmentation"], im["height"], im["width"])
+                for _, mask in masks:
+                    foreground |= mask
                 arrays[task] = foreground.astype(np.float32)
         return arrays
 
