@@ -61,7 +61,8 @@ def plot_curves(
     directions = directions or {}
     panels = [(t, m) for t, metrics in task_metrics(history).items() for m in metrics]
     cosines = sorted({k for row in history for k in row if k.startswith("diag/cos/")})
-    extra = 1 + bool(cosines) + bool(cosines or any(k.endswith("/update_norm") for r in history for k in r))
+    norms = [t for t in task_metrics(history) if series(history, f"diag/{t}/update_norm")[0]]
+    extra = 1 + bool(norms) + bool(cosines)  # the losses, then the diagnostics' panels
     cols = min(3, len(panels) + extra)
     rows = math.ceil((len(panels) + extra) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
@@ -81,7 +82,6 @@ def plot_curves(
     loss_ax.set_yscale("log")
     loss_ax.legend(fontsize=7)
     used = len(panels) + 1
-    norms = [t for t in task_metrics(history) if series(history, f"diag/{t}/update_norm")[0]]
     if norms:
         ax = flat[used]
         for task in norms:
@@ -155,13 +155,12 @@ def setting_of(out_dir: Path) -> str:
 
     cfg = OmegaConf.to_container(OmegaConf.load(path))
     assert isinstance(cfg, dict)
-    options = {
-        k: v for k, v in (cfg.get("aggregation") or {}).items() if k not in ("_target_", "name") and v is not None
-    }
     aggregation = cfg.get("aggregation") or {}
     module = str(aggregation.get("_target_", "")).rsplit(".", 1)[0]  # mfed.aggregation.ditto.Ditto: ditto
     strategy = str(aggregation.get("name") or module.rsplit(".", 1)[-1])
-    shown = ", ".join(f"{k}={v}" for k, v in options.items() if k in ("mu", "lam", "freeze_encoder", "robust"))
+    shown = ", ".join(
+        f"{k}={v}" for k, v in aggregation.items() if k in ("mu", "lam", "freeze_encoder", "robust") and v is not None
+    )
     rounds = (cfg.get("federation") or {}).get("rounds")
     parts = [f"{strategy}{f' ({shown})' if shown else ''}", f"task mix {cfg.get('mix_name', 'custom')}",
              f"seed {cfg.get('seed')}", f"{rounds} rounds"]  # fmt: skip
