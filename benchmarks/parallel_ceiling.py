@@ -41,12 +41,12 @@ def build_clients(overrides: list[str]) -> tuple[object, list[tuple]]:
         driver = build(load_config(["backend=serial", "logger=none", f"out_dir={tmp}/run", *overrides]))
     setup, firsts = driver.setup, {}
     for spec in driver.specs:
-        firsts.setdefault(spec.task, spec)
+        firsts.setdefault(spec.tasks[0], spec)
     clients = []
     for name, spec in firsts.items():
         task = setup.tasks[name]
         clients.append(
-            (task, name, shard(setup.dataset, spec.train_indices, task.target_key), setup.model_factory([task]))
+            (task, name, shard(setup.dataset, spec.train_indices, [task.target_key]), setup.model_factory([task]))
         )
     return setup, clients
 

@@ -66,12 +66,12 @@ def plain_rounds(cfg, rounds: int) -> tuple[float, list[float], float]:
     torch.set_num_threads(psutil.cpu_count())
     data = {
         s.client_id: (
-            shard(setup.dataset, s.train_indices, setup.tasks[s.task].target_key),
-            shard(setup.dataset, s.val_indices, setup.tasks[s.task].target_key),
+            shard(setup.dataset, s.train_indices, [setup.tasks[s.tasks[0]].target_key]),
+            shard(setup.dataset, s.val_indices, [setup.tasks[s.tasks[0]].target_key]),
         )
         for s in driver.specs
     }
-    models = {s.client_id: setup.model_factory([setup.tasks[s.task]]) for s in driver.specs}
+    models = {s.client_id: setup.model_factory([setup.tasks[s.tasks[0]]]) for s in driver.specs}
     state = strategy.init_state(driver.model)
     startup = time.perf_counter() - begin
     times, first_end = [], 0.0
@@ -80,12 +80,12 @@ def plain_rounds(cfg, rounds: int) -> tuple[float, list[float], float]:
         updates = []
         for client_id in sample_clients(driver.client_ids, driver.fraction, driver.seed, round_idx):
             spec = next(s for s in driver.specs if s.client_id == client_id)
-            task, model = setup.tasks[spec.task], models[client_id]
-            sent = {**state.get("global", {}), **state.get(f"task:{spec.task}", {})}
+            task, model = setup.tasks[spec.tasks[0]], models[client_id]
+            sent = {**state.get("global", {}), **state.get(f"task:{spec.tasks[0]}", {})}
             model.load_state_dict(sent, strict=False)
-            prefix = f"decoders.{spec.task}."
+            prefix = f"decoders.{spec.tasks[0]}."
             reference = {k[len(prefix) :]: v.clone() for k, v in sent.items() if k.startswith(prefix)}
-            decoder = model.decoders[spec.task]
+            decoder = model.decoders[spec.tasks[0]]
             optimizer = setup.optimizer(list(model.encoder.parameters()) + list(decoder.parameters()))
             seed = round_seed(spec.seed, round_idx)
             torch.manual_seed(seed)
@@ -94,30 +94,30 @@ def plain_rounds(cfg, rounds: int) -> tuple[float, list[float], float]:
             model.train()
             for _ in range(setup.config.local_epochs):
                 for batch in loader:
-                    loss = task.loss_weight * task.loss(model(batch["image"], spec.task), batch[task.target_key])
+                    loss = task.loss_weight * task.loss(model(batch["image"], spec.tasks[0]), batch[task.target_key])
                     if strategy.prox_mu > 0:  # M-Fed's decoder term (the default run's strategy)
                         loss = loss + proximal_term(decoder.named_parameters(), reference, strategy.prox_mu)
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
             trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            updates.append(ClientUpdate(client_id, spec.task, len(data[client_id][0]), trained))  # type: ignore[arg-type]
+            updates.append(ClientUpdate(client_id, spec.tasks[0], len(data[client_id][0]), trained))  # type: ignore[arg-type]
         state = strategy.aggregate(state, updates)
         evaluations = []
         for spec in driver.specs:
-            task, model = setup.tasks[spec.task], models[spec.client_id]
-            model.load_state_dict({**state.get("global", {}), **state.get(f"task:{spec.task}", {})}, strict=False)
+            task, model = setup.tasks[spec.tasks[0]], models[spec.client_id]
+            model.load_state_dict({**state.get("global", {}), **state.get(f"task:{spec.tasks[0]}", {})}, strict=False)
             model.eval()
             metrics = task.metrics()
             with torch.no_grad():
                 for batch in DataLoader(data[spec.client_id][1], batch_size=setup.config.batch_size):
-                    output = task.activate(model(batch["image"], spec.task))
+                    output = task.activate(model(batch["image"], spec.tasks[0]))
                     for metric in metrics.values():
                         metric.update(output, batch[task.target_key])
             states = {n: dict(m.metric_state) for n, m in metrics.items()}
-            evaluations.append(ClientEvaluation(spec.client_id, spec.task, 0, {}, states))
+            evaluations.append(ClientEvaluation(spec.client_id, spec.tasks[0], 0, {}, {spec.tasks[0]: states}))
         for task_name, task in setup.tasks.items():
-            merge_evaluations(task, [e for e in evaluations if e.task == task_name])
+            merge_evaluations(task, [e for e in evaluations if e.tasks[0] == task_name])
         times.append(time.perf_counter() - start)
         first_end = first_end or since_process_start()
     return startup, times, first_end

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mfed.aggregation.base import Strategy
 from mfed.federation.backends import ClientSetup
@@ -36,7 +36,7 @@ from mfed.loggers.history import HistoryWriter
 from mfed.models.multitask import ModelFactory
 from mfed.schema import check_config
 from mfed.tasks.base import Task
-from mfed.types import ClientSpec
+from mfed.types import ClientSpec, kind_of
 
 
 def instantiate(node: Any, **kwargs: Any) -> Any:
@@ -67,29 +67,71 @@ def build_tasks(cfg: DictConfig) -> dict[str, Task]:
     return tasks
 
 
+def client_groups(fed: DictConfig, tasks: Mapping[str, Task]) -> list[tuple[tuple[str, ...], int]]:
+    """The federation's kinds of client and their counts: ``federation.groups``, or ``clients_per_task`` of each task.
+
+    Raises:
+        ValueError: Both or neither are set, a group is malformed or names an unknown task, two
+            groups hold the same tasks, or a task is held by no client (naming the key and the fix).
+
+    """
+    raw_groups, per_task = fed.get("groups"), fed.get("clients_per_task")
+    if (raw_groups is None) == (per_task is None):
+        raise ValueError(
+            "set exactly one of federation.clients_per_task (single-task clients, that many per task) and "
+            f"federation.groups (kinds of clients), got clients_per_task={per_task} and groups={raw_groups}"
+        )
+    if per_task is not None:
+        if int(per_task) < 1:
+            raise ValueError(f"federation.clients_per_task must be >= 1, got {per_task}")
+        return [((t,), int(per_task)) for t in tasks]
+    groups: list[tuple[tuple[str, ...], int]] = []
+    listed = OmegaConf.to_container(raw_groups) if isinstance(raw_groups, ListConfig) else [raw_groups]
+    assert isinstance(listed, list)
+    for i, group in enumerate(listed):
+        key = f"federation.groups[{i}]"
+        if not isinstance(group, dict) or set(group) != {"tasks", "count"}:
+            raise ValueError(f"{key} must be {{tasks: [<task>, ...], count: <clients>}}, got {group}")
+        names = [group["tasks"]] if isinstance(group["tasks"], str) else group["tasks"]
+        unknown = [t for t in names or [] if t not in tasks]
+        if not names or unknown or len(set(names)) != len(names):
+            raise ValueError(f"{key}.tasks must list distinct tasks of {list(tasks)}, got {names}")
+        if not isinstance(group["count"], int) or group["count"] < 1:
+            raise ValueError(f"{key}.count must be an integer >= 1, got {group['count']}")
+        if any(set(names) == set(g) for g, _ in groups):
+            raise ValueError(f"{key} holds the same tasks as an earlier group: merge their counts")
+        groups.append((tuple(names), group["count"]))
+    idle = [t for t in tasks if not any(t in g for g, _ in groups)]
+    if idle:
+        raise ValueError(f"tasks {idle} are held by no client: add them to federation.groups or drop (~tasks.<name>)")
+    return groups
+
+
 def build_specs(cfg: DictConfig, tasks: Mapping[str, Task], pool: Any) -> list[ClientSpec]:
-    """Partition the pool over ``clients_per_task`` clients of every task; split each into train/val."""
+    """Partition the pool over the federation's clients (:func:`client_groups`); split each shard into train/val.
+
+    Clients are named ``<kind>-<i>`` (``semseg-0``, ``semseg+depth-1``) and numbered in group
+    order, so ``clients_per_task: N`` gives the ids, shards and seeds of ``N`` clients per task.
+    """
     from mfed.data.partition import train_val_split
 
+    groups = client_groups(cfg.federation, tasks)
     pool_size = len(pool)
-    per_task = int(cfg.federation.clients_per_task)
-    if per_task < 1:
-        raise ValueError(f"federation.clients_per_task must be >= 1, got {per_task}")
-    n_clients = per_task * len(tasks)
+    n_clients = sum(count for _, count in groups)
     need = int(cfg.data.min_per_client)
     if n_clients * need > pool_size:
         raise ValueError(
-            f"{n_clients} clients ({per_task} per task x {len(tasks)} tasks) need at least {need} "
-            f"examples each but the data pool has {pool_size}: raise the pool size "
-            "(data.pool.length for generated scenes) or lower federation.clients_per_task"
+            f"{n_clients} clients need at least {need} examples each but the data pool has {pool_size}: raise the "
+            "pool size (data.pool.length for generated scenes) or lower federation.clients_per_task (or groups' counts)"
         )
     seed = int(cfg.seed)
     partition: Callable[..., Sequence[np.ndarray]] = instantiate(cfg.data.partition)
     shards = partition(pool, num_clients=n_clients, seed=seed, min_per_client=need)
     specs = []
-    for k, (task, i) in enumerate((t, i) for t in tasks for i in range(per_task)):
+    for k, (names, i) in enumerate((g, i) for g, count in groups for i in range(count)):
         train, val = train_val_split(shards[k], float(cfg.data.val_fraction), seed=seed + k)
-        specs.append(ClientSpec(f"{task}-{i}", task, tuple(map(int, train)), tuple(map(int, val)), seed * 10_007 + k))
+        cid = f"{kind_of(names)}-{i}"
+        specs.append(ClientSpec(cid, names, tuple(map(int, train)), tuple(map(int, val)), seed * 10_007 + k))
     return specs
 
 
@@ -142,7 +184,7 @@ def build(cfg: DictConfig) -> Driver:
     """Build every object of a run from ``cfg`` and check that they fit; start nothing."""
     check_config(cfg)  # unknown keys, wrong types, resume, out_dir: one line naming the key
     tasks = build_tasks(cfg)
-    strategy: Strategy = instantiate(cfg.aggregation)
+    strategy: Strategy = instantiate(cfg.aggregation).with_defences(instantiate(cfg.defences))
     name_run(cfg, strategy)
     pool = instantiate(cfg.data.pool)
     specs = build_specs(cfg, tasks, pool)
@@ -150,11 +192,14 @@ def build(cfg: DictConfig) -> Driver:
     model = model_factory(list(tasks.values()))  # builds every decoder once: bad model configs fail here
     fed = cfg.federation
     config = ClientConfig(
-        local_epochs=int(fed.local_epochs), batch_size=int(fed.batch_size), steps=strategy.steps,
+        local_epochs=int(fed.local_epochs), batch_size=int(fed.batch_size),
         torch_threads=int(fed.torch_threads), accelerator=str(fed.accelerator),
     )  # fmt: skip
     test = instantiate(cfg.data.test) if cfg.data.get("test") is not None else None
-    setup = ClientSetup(dict(tasks), pool, model_factory, instantiate(cfg.optimizer), config, test)
+    weighting = instantiate(cfg.weighting)
+    for kind in {s.tasks for s in specs}:
+        weighting(list(kind))  # a weighting that cannot take a kind of client fails here, not in round 1
+    setup = ClientSetup(dict(tasks), pool, model_factory, instantiate(cfg.optimizer), config, test, weighting)
     backend = instantiate(cfg.backend)
     backend.check(len(specs))  # resources that cannot fit are refused before anything starts
     driver = Driver(

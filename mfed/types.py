@@ -7,7 +7,7 @@ model and aggregation: shared parameters live under ``encoder.``, task parameter
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,14 +34,42 @@ def task_scope(task: str) -> str:
     return f"task:{task}"
 
 
+def personal_scope(client_id: str) -> str:
+    """Return the scope the server computes for ``client_id`` alone (a personalised model): a download."""
+    return f"personal:{client_id}"
+
+
 def client_scope(client_id: str) -> str:
-    """Return the scope only ``client_id`` loads."""
+    """Return the scope holding what ``client_id`` keeps between rounds (private state, not communication)."""
     return f"client:{client_id}"
 
 
-def scopes_of(client_id: str, task: str) -> tuple[str, str, str]:
-    """Every scope a client of ``task`` loads, in loading order: nothing else of the server state reaches it."""
-    return global_scope(), task_scope(task), client_scope(client_id)
+def server_scope() -> str:
+    """Return the server-only scope: checkpointed and screened, never sent to a client."""
+    return "server"
+
+
+def shared_scopes_of(client_id: str, tasks: Sequence[str]) -> tuple[str, ...]:
+    """The scopes a client holding ``tasks`` downloads, in loading order: global, each task's, its personal one."""
+    return (global_scope(), *(task_scope(t) for t in tasks), personal_scope(client_id))
+
+
+def scopes_of(client_id: str, tasks: Sequence[str]) -> tuple[str, ...]:
+    """Every scope a client holding ``tasks`` loads, its own kept state last: nothing else reaches it."""
+    return (*shared_scopes_of(client_id, tasks), client_scope(client_id))
+
+
+def kind_of(tasks: Sequence[str]) -> str:
+    """The name of a task set (``semseg`` or ``semseg+depth+edges``): clients of one kind hold the same tasks."""
+    return "+".join(tasks)
+
+
+def _task_tuple(owner: object, tasks: str | Sequence[str], what: str) -> None:
+    """Normalise ``owner.tasks`` (a name, or names) to a non-empty tuple of unique names."""
+    value = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+    if not value or len(set(value)) != len(value) or not all(isinstance(t, str) and t for t in value):
+        raise ValueError(f"{what} must hold one or more distinct task names, got {tasks!r}")
+    object.__setattr__(owner, "tasks", value)
 
 
 @dataclass(frozen=True)
@@ -49,8 +77,9 @@ class ClientSpec:
     """Who a client is and which examples it holds.
 
     Attributes:
-        client_id: Unique id, e.g. ``"semseg-0"``.
-        task: Name of the client's task.
+        client_id: Unique id, e.g. ``"semseg-0"`` or ``"semseg+depth-1"``.
+        tasks: The client's tasks (one or more; a single name is taken as one task): its examples
+            carry every one of their targets.
         train_indices: Indices into the training pool of the dataset.
         val_indices: Indices into the training pool held out for the client's validation.
         seed: Seed from which every random choice of the client derives.
@@ -58,14 +87,24 @@ class ClientSpec:
     """
 
     client_id: str
-    task: str
+    tasks: tuple[str, ...]
     train_indices: tuple[int, ...]
     val_indices: tuple[int, ...]
     seed: int
 
+    def __post_init__(self) -> None:
+        _task_tuple(self, self.tasks, f"client {self.client_id}'s tasks")
+        if not self.client_id or "/" in self.client_id or ":" in self.client_id:
+            raise ValueError(f"a client id must be non-empty, without '/' or ':', got {self.client_id!r}")
+
+    @property
+    def kind(self) -> str:
+        """The client's task set as one name (see :func:`kind_of`)."""
+        return kind_of(self.tasks)
+
 
 PARTS = ("encoder", "decoder")
-"""The parts of a client's model: the shared encoder and its task's decoder."""
+"""The parts of a client's model: the shared encoder and its tasks' decoders (every one it holds)."""
 
 
 @dataclass(frozen=True)
@@ -117,24 +156,28 @@ class ClientUpdate:
 
     Attributes:
         client_id: The client's id.
-        task: The client's task.
+        tasks: The client's tasks (a single name is taken as one task).
         num_examples: Training examples seen per epoch (the aggregation weight).
         state: The trained tensors the strategy asked for (never optimizer state or data).
-        metrics: Scalar training metrics, e.g. ``{"loss": ..., "task_loss": ..., "reg": ...}``.
-        bytes_down: Bytes of shared server state (global and task scopes) the client loaded.
-        private: What the client keeps between rounds (e.g. Local's model). The driver holds it
-            under the client's ``client:<id>`` scope and sends it back next round, so clients are
-            stateless; it is not communication and is counted apart from bytes up and down.
+        metrics: Scalar training metrics: the client's objective ``loss`` and ``reg`` (its
+            proximal terms), and per task ``<task>/task_loss`` (unweighted) and ``<task>/weight``;
+            a step with a name prefixes its metrics' names (``personal_loss``, ``<task>/personal_task_loss``).
+        private: What the client keeps between rounds (e.g. Local's model, its loss weighting's
+            parameters). The driver holds it under the client's ``client:<id>`` scope and sends it
+            back next round, so clients are stateless; it is not communication and is counted
+            apart from bytes up and down.
 
     """
 
     client_id: str
-    task: str
+    tasks: tuple[str, ...]
     num_examples: int
     state: State
     metrics: Mapping[str, float] = field(default_factory=dict)
-    bytes_down: int = 0
     private: State = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _task_tuple(self, self.tasks, f"update of {self.client_id}: tasks")
 
 
 @dataclass(frozen=True)
@@ -143,18 +186,21 @@ class ClientEvaluation:
 
     Attributes:
         client_id: The client's id.
-        task: The client's task.
-        num_examples: Validation examples scored.
-        metrics: Scalar metrics computed on the client's own validation split.
-        metric_states: ``{metric_name: metric_state}`` so the driver can merge clients exactly.
+        tasks: The client's tasks (a single name is taken as one task).
+        num_examples: Examples scored (each carries every task's target).
+        metrics: ``{task: {metric: value}}`` computed on the scored split.
+        metric_states: ``{task: {metric: metric_state}}`` so the driver can merge clients exactly.
 
     """
 
     client_id: str
-    task: str
+    tasks: tuple[str, ...]
     num_examples: int
-    metrics: Mapping[str, float]
-    metric_states: Mapping[str, Mapping[str, Any]]
+    metrics: Mapping[str, Mapping[str, float]]
+    metric_states: Mapping[str, Mapping[str, Mapping[str, Any]]]
+
+    def __post_init__(self) -> None:
+        _task_tuple(self, self.tasks, f"evaluation of {self.client_id}: tasks")
 
 
 @dataclass(frozen=True)

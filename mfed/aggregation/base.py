@@ -1,13 +1,22 @@
-"""What a strategy is: hyperparameters, what clients upload and keep, and where uploads fold in.
+"""What a strategy is: hyperparameters, what each sampled client does, and where its uploads fold in.
 
 The server state is a dict of scopes (:data:`mfed.types.ServerState`). A client loads the scopes
-``global``, ``task:<its task>`` and ``client:<its id>``, restricted to the keys its model has,
-and keeps everything else it holds. A strategy decides which scopes exist.
+``global``, ``task:<t>`` for each task it holds, ``personal:<its id>`` and ``client:<its id>``,
+restricted to the keys its model has, and keeps nothing else. ``server`` is the strategy's own:
+checkpointed and screened, never sent. A strategy decides which scopes exist.
 
-Every strategy that averages offers the same defences against bad updates (see
-:mod:`mfed.aggregation.robust`): ``clip_norm`` bounds each client's update of every averaged part
-(the encoder, a decoder) before it is combined, and ``robust`` replaces the weighted mean by a
-coordinate-wise trimmed mean or median.
+The protocol, round by round (the driver calls it; clients and the driver never name a strategy):
+
+1. :meth:`Strategy.configure_round` says what each sampled client does this round: its local
+   steps (:class:`~mfed.types.LocalStep`), which may depend on the round and the client.
+2. Each accepted update folds into :meth:`Strategy.aggregation`, a round of
+   :class:`~mfed.aggregation.streaming.Aggregation` given the round and a generator seeded from
+   (run seed, round); by default its parts go where :meth:`Strategy.targets` says.
+3. The round's ``result()`` is the next state and metrics (logged as ``agg/<name>``).
+
+Defences (clipping, robust rules) are not a strategy's: they are declared once
+(:class:`~mfed.aggregation.defences.Defences`, config group ``defences``) and wrap the fold of
+every averaging strategy.
 """
 
 from __future__ import annotations
@@ -15,11 +24,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
+import torch
+
+from mfed.aggregation.defences import Defences
 from mfed.aggregation.functional import WEIGHTINGS
-from mfed.aggregation.robust import ROBUST_RULES, trim_count
 from mfed.aggregation.streaming import Aggregation
 from mfed.models.multitask import MultiTaskModel
-from mfed.types import PARTS, ClientUpdate, LocalStep, ServerState
+from mfed.types import PARTS, ClientSpec, ClientUpdate, LocalStep, ServerState
+
+Plan = dict[str, tuple[LocalStep, ...]]
+"""What each sampled client does in a round: its local steps, by client id."""
 
 
 class Strategy(ABC):
@@ -27,9 +41,6 @@ class Strategy(ABC):
 
     Args:
         weighting: ``examples`` (weights n_k / sum n_j) or ``uniform``.
-        clip_norm: Clip each client's update of each averaged part to this L2 norm; ``None`` = off.
-        robust: ``None`` (the weighted mean), ``trimmed_mean`` or ``median`` (coordinate-wise, unweighted).
-        trim_fraction: Share of clients cut from each end per coordinate by ``trimmed_mean``, in [0, 0.5).
         name: The name in run names and reports (an ablation's, e.g. ``mfed_mu0``); ``None``: the class's.
 
     Attributes:
@@ -38,82 +49,83 @@ class Strategy(ABC):
             strategy's identity (its ``repr``, which a resume must match).
         pooled: The model is trained on every client's training data pooled, where the driver
             runs (:mod:`mfed.federation.pooled`); the clients only score it.
-
-    What a client does in a round is :attr:`steps`; what it sends and keeps follows from them
-    (:attr:`uploads`, :attr:`keeps`), and :meth:`targets` says where what it sends is averaged.
-    Clients and the driver never name a strategy: a new one is this class's subclass and a YAML.
+        averages: It averages clients' updates (so defences apply); ``False`` for Local and the
+            centralised reference.
+        defences: Clipping and robust rules wrapping its fold (:meth:`with_defences`).
 
     """
 
     name: str = "strategy"
     prox_mu: float = 0.0
     pooled: bool = False  # True: trained centrally on the pooled data (the reference row), not by clients
+    averages: bool = True
+    defences: Defences = Defences()
 
-    def __init__(
-        self,
-        weighting: str = "examples",
-        clip_norm: float | None = None,
-        robust: str | None = None,
-        trim_fraction: float = 0.1,
-        name: str | None = None,
-    ) -> None:
+    def __init__(self, weighting: str = "examples", name: str | None = None) -> None:
         if weighting not in WEIGHTINGS:
             raise ValueError(f"aggregation.weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-        if clip_norm is not None and not clip_norm > 0:
-            raise ValueError(f"aggregation.clip_norm must be > 0 or null (off), got {clip_norm}")
-        if robust is not None and robust not in ROBUST_RULES:
-            raise ValueError(f"aggregation.robust must be null or one of {ROBUST_RULES}, got {robust!r}")
-        trim_count(1, trim_fraction)  # validates the fraction now, not in round 1
-        self.weighting, self.robust, self.trim_fraction = weighting, robust, float(trim_fraction)
-        self.clip_norm = None if clip_norm is None else float(clip_norm)
+        self.weighting = weighting
         if name is not None:
             if not name or not name.replace("_", "").replace("-", "").isalnum():
                 raise ValueError(f"aggregation.name must be letters, digits, _ or -, got {name!r}")
             self.name = name
 
+    def with_defences(self, defences: Defences) -> Strategy:
+        """Wrap this strategy's fold in ``defences``; refused (naming the keys) where it averages nothing."""
+        if defences.active and not self.averages:
+            keys = " and ".join(f"defences.{k}" for k in defences.active)
+            raise ValueError(f"{keys} cannot apply to aggregation={self.name}: it averages no update; unset them")
+        self.defences = defences
+        return self
+
     @property
     def steps(self) -> tuple[LocalStep, ...]:
-        """What each client does in a round; by default: train its whole model from the server's and send it."""
+        """Each client's steps unless :meth:`configure_round` says otherwise: train the whole model, send it."""
         return (LocalStep(sends=PARTS),)
 
-    @property
-    def uploads(self) -> tuple[str, ...]:
-        """Parts a client sends back (over all its steps)."""
-        return tuple(p for p in PARTS if any(p in s.sends for s in self.steps))
+    def configure_round(
+        self, round_idx: int, state: ServerState, clients: Sequence[ClientSpec], rng: torch.Generator
+    ) -> Plan:
+        """What each sampled client does in round ``round_idx``: its local steps (by default :attr:`steps`).
 
-    @property
-    def keeps(self) -> tuple[str, ...]:
-        """Parts a client keeps between rounds (its update's ``private`` state, held under ``client:<id>``)."""
-        return tuple(p for p in PARTS if any(p in s.keeps for s in self.steps))
+        Args:
+            round_idx: The round (from 1).
+            state: The server state the clients will be sent.
+            clients: The round's sampled clients, in sampling order.
+            rng: A generator seeded from (run seed, round): a resumed run draws the same.
+
+        """
+        return {c.client_id: self.steps for c in clients}
 
     @abstractmethod
     def init_state(self, model: MultiTaskModel) -> ServerState:
         """The server state before round 1, from the initial full multi-task model."""
 
     @abstractmethod
-    def targets(self, task: str) -> list[tuple[str, tuple[str, ...]]]:
-        """Where an update from a client of ``task`` folds in: ``(scope, key prefixes)`` pairs.
+    def targets(self, tasks: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+        """Where an update from a client holding ``tasks`` folds in: ``(scope, key prefixes)`` pairs.
 
         Each pair averages the update's keys under those prefixes into that scope (e.g. M-Fed:
-        the encoder into ``global``, the task's decoder into ``task:<task>``). Empty for a
+        the encoder into ``global``, each task's decoder into ``task:<task>``). Empty for a
         strategy that averages nothing.
         """
 
-    def aggregation(self, state: ServerState) -> Aggregation:
+    def aggregation(self, state: ServerState, round_idx: int = 0, rng: torch.Generator | None = None) -> Aggregation:
         """A new round from ``state``: fold in the accepted updates one by one, then take its result."""
-        return Aggregation(self, state)
+        return Aggregation(self, state, round_idx, rng)
 
-    def aggregate(self, state: ServerState, updates: Sequence[ClientUpdate]) -> ServerState:
+    def aggregate(
+        self,
+        state: ServerState,
+        updates: Sequence[ClientUpdate],
+        round_idx: int = 0,
+        rng: torch.Generator | None = None,
+    ) -> ServerState:
         """The next server state from the current one and this round's updates, folded in order."""
-        round_ = self.aggregation(state)
+        round_ = self.aggregation(state, round_idx, rng)
         for update in updates:
             round_.add(update)
-        return round_.result()
+        return round_.result()[0]
 
     def __repr__(self) -> str:
-        options = f"weighting={self.weighting!r}, prox_mu={self.prox_mu}"
-        if self.clip_norm is not None:
-            options += f", clip_norm={self.clip_norm}"
-        if self.robust is not None:
-            options += f", robust={self.robust!r}, trim_fraction={self.trim_fraction}"
-        return f"{type(self).__name__}({options})"
+        return f"{type(self).__name__}(weighting={self.weighting!r}, prox_mu={self.prox_mu}{self.defences.describe()})"

@@ -11,6 +11,8 @@ is. No model is exchanged: the bytes up and down are zero (the data moved instea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mfed.aggregation.base import Strategy
 from mfed.aggregation.functional import encoder_and_decoders
 from mfed.models.multitask import MultiTaskModel
@@ -27,6 +29,7 @@ class Centralised(Strategy):
 
     name = "centralised"
     pooled = True
+    averages = False
 
     def __init__(self, name: str | None = None) -> None:
         super().__init__(name=name)
@@ -35,7 +38,7 @@ class Centralised(Strategy):
         """The encoder, and one decoder per task: the layout every client loads its model from."""
         return encoder_and_decoders(model.state_dict(), model.tasks)
 
-    def targets(self, task: str) -> list[tuple[str, tuple[str, ...]]]:
+    def targets(self, tasks: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
         """Nothing: no client update is averaged."""
         return []
 

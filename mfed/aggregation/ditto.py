@@ -25,7 +25,6 @@ class Ditto(FedAvgPerTask):
         lam: Strength of the personal model's proximal term toward the global model (>= 0).
         personal_epochs: Local epochs of the personal step; ``None``: ``federation.local_epochs``.
         weighting: ``examples`` or ``uniform``.
-        clip_norm, robust, trim_fraction: Defences against bad updates (see :class:`Strategy`).
         name: Run and report name (see :class:`Strategy`).
 
     """
@@ -37,12 +36,9 @@ class Ditto(FedAvgPerTask):
         lam: float = 0.1,
         personal_epochs: int | None = None,
         weighting: str = "examples",
-        clip_norm: float | None = None,
-        robust: str | None = None,
-        trim_fraction: float = 0.1,
         name: str | None = None,
     ) -> None:
-        super().__init__(weighting, clip_norm, robust, trim_fraction, name)
+        super().__init__(weighting, name)
         if lam < 0:
             raise ValueError(f"aggregation.lam must be >= 0, got {lam}")
         if personal_epochs is not None and personal_epochs < 1:

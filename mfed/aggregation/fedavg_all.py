@@ -1,54 +1,59 @@
 """FedAvg across tasks, the "FedAvg" row of the multi-task FL literature (FedHCA2, FMTL-Bench).
 
-One model for everyone as far as shapes allow: the encoder is averaged over all clients, and so
-is the decoder (a "soup" over every task's clients) in every parameter whose shape is the same
-for all the run's tasks; the parameters whose shape depends on the task (the output head, sized
-by its channels) are averaged within each task. Every task's decoder starts from the same
-soup. Decoders whose parameter names differ between tasks (different decoder architectures)
-cannot be mixed: that is a clear error naming the tasks.
+One model for everyone as far as architectures allow: the encoder is averaged over all clients,
+and so is the decoder (a "soup" over every task's clients) among the tasks whose decoders have
+the same architecture (the same parameter names), in every parameter whose shape is the same for
+all of them; the parameters whose shape depends on the task (the output head, sized by its
+channels), and the whole decoder of a task whose architecture no other task shares (a task
+config naming its own decoder), are averaged within each task. Every decoder of one soup starts
+from the same weights. A client holding several tasks adds each of its decoders to its soup with
+its weight, and its encoder once.
 """
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Iterator, Sequence
+
+import torch
 
 from mfed.aggregation.base import Strategy
-from mfed.aggregation.functional import encoder_and_decoders
+from mfed.aggregation.functional import encoder_and_decoders, select
 from mfed.aggregation.streaming import Aggregation
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
 from mfed.types import ClientUpdate, ServerState, State, global_scope, task_scope
 
-SOUP = "soup"  # a scope of the round's fold only; the server state keeps one decoder per task
 SOUP_PREFIX = "decoders.*."
 
 
-def soup_keys(state: ServerState) -> set[str]:
-    """Decoder parameter names (relative to ``decoders.<task>.``) of one shape in every task scope.
+def soup_scope(group: int) -> str:
+    """A scope of the round's fold only: the server state keeps one decoder per task."""
+    return f"soup:{group}"
 
-    Raises:
-        ValueError: Two tasks' decoders have different parameter names (naming both).
 
+def soups(state: ServerState) -> list[tuple[list[str], set[str]]]:
+    """The soups of a state's task decoders: ``(tasks, keys)``, keys relative to ``decoders.<task>.``.
+
+    Tasks whose decoders have the same parameter names form one soup, of the keys with one shape
+    in all of them; a task alone in its architecture has none.
     """
     tasks = [scope.removeprefix("task:") for scope in state if scope.startswith("task:")]
-    decoders = {t: {k[len(decoder_prefix(t)) :]: v.shape for k, v in state[task_scope(t)].items()} for t in tasks}
-    first, *rest = sorted(decoders)
-    for task in rest:
-        if set(decoders[task]) != set(decoders[first]):
-            raise ValueError(
-                f"aggregation=fedavg_all: the decoders of tasks {first!r} and {task!r} have different parameters "
-                "(different decoder configs), so they cannot be averaged into one: use the same decoder for every "
-                "task, or aggregation=mfed"
-            )
-    return {k for k, shape in decoders[first].items() if all(decoders[t][k] == shape for t in rest)}
+    shapes = {t: {k[len(decoder_prefix(t)) :]: v.shape for k, v in state[task_scope(t)].items()} for t in tasks}
+    groups: dict[frozenset[str], list[str]] = {}
+    for task in sorted(tasks):
+        groups.setdefault(frozenset(shapes[task]), []).append(task)
+    out = []
+    for members in groups.values():
+        if len(members) > 1:
+            first = shapes[members[0]]
+            out.append((members, {k for k, shape in first.items() if all(shapes[t][k] == shape for t in members)}))
+    return out
 
 
 class FedAvgAll(Strategy):
-    """Cross-task FedAvg: encoder and the shape-compatible decoder parameters over all clients.
+    """Cross-task FedAvg: the encoder and the decoders' architecture-compatible parameters over all clients.
 
     Args:
         weighting: ``examples`` or ``uniform``.
-        clip_norm, robust, trim_fraction: Defences against bad updates (see :class:`Strategy`);
-            the shared decoder parameters and the head are clipped as parts of their own.
         name: Run and report name (see :class:`Strategy`).
 
     """
@@ -56,57 +61,67 @@ class FedAvgAll(Strategy):
     name = "fedavg_all"
 
     def init_state(self, model: MultiTaskModel) -> ServerState:
-        """The encoder and one decoder per task, whose shared parameters all start as the first task's."""
+        """The encoder and one decoder per task, whose soup parameters all start as their soup's first task's."""
         full = model.state_dict()
         state = encoder_and_decoders(full, model.tasks)
-        first = sorted(model.tasks)[0]
-        for key in soup_keys(state):
-            for task in model.tasks:
-                state[task_scope(task)][decoder_prefix(task) + key] = full[decoder_prefix(first) + key].clone()
+        for tasks, keys in soups(state):
+            for key in keys:
+                for task in tasks:
+                    state[task_scope(task)][decoder_prefix(task) + key] = full[decoder_prefix(tasks[0]) + key].clone()
         return state
 
-    def targets(self, task: str) -> list[tuple[str, tuple[str, ...]]]:
-        """The encoder into ``global``, shared decoder parameters into the soup, the head into the task's scope."""
-        head = (task_scope(task), (decoder_prefix(task),))
-        return [(global_scope(), (ENCODER_PREFIX,)), (SOUP, (SOUP_PREFIX,)), head]
+    def targets(self, tasks: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+        """The encoder into ``global``, each decoder into its task's scope (its soup part is taken out in the fold)."""
+        return [(global_scope(), (ENCODER_PREFIX,)), *((task_scope(t), (decoder_prefix(t),)) for t in tasks)]
 
-    def aggregation(self, state: ServerState) -> Aggregation:
-        """A round that folds each task's shared decoder parameters into one soup."""
-        return _SoupRound(self, state)
+    def aggregation(self, state: ServerState, round_idx: int = 0, rng: torch.Generator | None = None) -> Aggregation:
+        """A round that folds each soup's parameters, from every task of the soup, into one."""
+        return _SoupRound(self, state, round_idx, rng)
 
 
 class _SoupRound(Aggregation):
-    """:class:`Aggregation` over a view where every task's shared decoder parameters are one scope."""
+    """:class:`Aggregation` over a view where each soup's parameters, of all its tasks, are one scope."""
 
-    def __init__(self, strategy: Strategy, state: ServerState) -> None:
-        self.real, self.soup = state, soup_keys(state)
-        view = {scope: self._split(scope, tensors) for scope, tensors in state.items()}
-        shared = next((v for s, v in view.items() if s.startswith("task:")), {})
-        view = {s: {k: t for k, t in v.items() if not k.startswith(SOUP_PREFIX)} for s, v in view.items()}
-        view[SOUP] = {k: t for k, t in shared.items() if k.startswith(SOUP_PREFIX)}
-        super().__init__(strategy, view)
+    def __init__(
+        self, strategy: Strategy, state: ServerState, round_idx: int = 0, rng: torch.Generator | None = None
+    ) -> None:
+        self.real = state
+        self.soup_of = {t: (i, keys) for i, (tasks, keys) in enumerate(soups(state)) for t in tasks}
+        view = {s: v for s, v in state.items() if not s.startswith("task:")}
+        for scope, tensors in state.items():
+            if scope.startswith("task:"):
+                soup, heads = self._split(scope.removeprefix("task:"), tensors)
+                view[scope] = heads
+                if soup:
+                    view[soup_scope(self.soup_of[scope.removeprefix("task:")][0])] = soup
+        super().__init__(strategy, view, round_idx, rng)
 
-    def _split(self, scope_or_task: str, tensors: State) -> State:
-        """Rename a task's shared decoder parameters ``decoders.<task>.k`` to ``decoders.*.k``."""
-        task = scope_or_task.removeprefix("task:")
-        prefix = decoder_prefix(task)
-        return {
-            SOUP_PREFIX + k[len(prefix) :] if k.startswith(prefix) and k[len(prefix) :] in self.soup else k: v
-            for k, v in tensors.items()
-        }
+    def _split(self, task: str, tensors: State) -> tuple[State, State]:
+        """``task``'s decoder tensors as its soup part (named ``decoders.*.k``) and the rest (its own)."""
+        prefix, keys = decoder_prefix(task), self.soup_of.get(task, (0, set()))[1]
+        soup = {SOUP_PREFIX + k[len(prefix) :]: v for k, v in tensors.items() if k[len(prefix) :] in keys}
+        return soup, {k: v for k, v in tensors.items() if k[len(prefix) :] not in keys}
 
-    def add(self, update: ClientUpdate) -> None:
-        """Fold ``update`` in, its shared decoder parameters into the soup."""
-        super().add(dataclasses.replace(update, state=self._split(update.task, update.state)))
+    def contributions(self, update: ClientUpdate) -> Iterator[tuple[str, State]]:
+        """The encoder into ``global``; each decoder's soup part into its soup, the rest into its task's scope."""
+        encoder = select(update.state, [ENCODER_PREFIX])
+        if encoder:
+            yield global_scope(), encoder
+        for task in update.tasks:
+            soup, own = self._split(task, select(update.state, [decoder_prefix(task)]))
+            if own:
+                yield task_scope(task), own
+            if soup:
+                yield soup_scope(self.soup_of[task][0]), soup
 
-    def result(self) -> ServerState:
-        """Every task's decoder: its head (its own task's mean) and the soup, named back."""
-        view = super().result()
-        new = dict(self.real)
-        new[global_scope()] = view[global_scope()]
+    def result(self) -> tuple[ServerState, dict[str, float]]:
+        """Every task's decoder: its own parameters (its task's mean) and its soup's, named back."""
+        view, metrics = super().result()
+        new = {s: v for s, v in view.items() if not s.startswith(("task:", "soup:"))}
         for scope in self.real:
             if scope.startswith("task:"):
-                prefix = decoder_prefix(scope[len("task:") :])
-                soup = {prefix + k[len(SOUP_PREFIX) :]: v for k, v in view[SOUP].items()}
+                task = scope.removeprefix("task:")
+                prefix, mixed = decoder_prefix(task), view.get(soup_scope(self.soup_of.get(task, (-1,))[0]), {})
+                soup = {prefix + k[len(SOUP_PREFIX) :]: v for k, v in mixed.items()}
                 new[scope] = {**self.real[scope], **view[scope], **soup}
-        return new
+        return new, metrics

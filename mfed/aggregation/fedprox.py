@@ -18,7 +18,6 @@ class FedProx(FedAvgPerTask):
     Args:
         mu: Strength of the proximal term (>= 0).
         weighting: ``examples`` or ``uniform``.
-        clip_norm, robust, trim_fraction: Defences against bad updates (see :class:`Strategy`).
         name: Run and report name (see :class:`Strategy`).
 
     """
@@ -29,12 +28,9 @@ class FedProx(FedAvgPerTask):
         self,
         mu: float = 0.01,
         weighting: str = "examples",
-        clip_norm: float | None = None,
-        robust: str | None = None,
-        trim_fraction: float = 0.1,
         name: str | None = None,
     ) -> None:
-        super().__init__(weighting, clip_norm, robust, trim_fraction, name)
+        super().__init__(weighting, name)
         if mu < 0:
             raise ValueError(f"aggregation.mu must be >= 0, got {mu}")
         self.prox_mu = float(mu)

@@ -9,6 +9,8 @@ aggregation" ablation (configs ``aggregation=fedrep`` and ``aggregation=mfed_pri
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mfed.aggregation.base import Strategy
 from mfed.aggregation.functional import select
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel
@@ -20,7 +22,6 @@ class FedRep(Strategy):
 
     Args:
         weighting: ``examples`` or ``uniform``.
-        clip_norm, robust, trim_fraction: Defences against bad updates (see :class:`Strategy`).
         name: Run and report name (see :class:`Strategy`).
 
     """
@@ -36,6 +37,6 @@ class FedRep(Strategy):
         """The global encoder; decoders start as each client's initial one."""
         return {global_scope(): select(model.state_dict(), [ENCODER_PREFIX])}
 
-    def targets(self, task: str) -> list[tuple[str, tuple[str, ...]]]:
+    def targets(self, tasks: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
         """The encoder into the global scope, from every client."""
         return [(global_scope(), (ENCODER_PREFIX,))]

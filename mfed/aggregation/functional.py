@@ -31,6 +31,26 @@ def encoder_and_decoders(state: Mapping[str, Tensor], tasks: Iterable[str]) -> S
     return scopes
 
 
+def merge_scopes(state: Mapping[str, Mapping[str, Tensor]], scopes: Iterable[str]) -> State:
+    """The tensors of ``scopes`` (those present in ``state``) as one state, a key held by several averaged.
+
+    A client loads its scopes this way. Where scopes share no key (the usual case) it is their
+    union. A key in several of them, e.g. the encoder in each task's scope of per-task FedAvg for
+    a client holding two tasks, starts from the unweighted mean of those copies (rounded in an
+    integer dtype, as in :class:`RunningMean`).
+    """
+    merged: State = {}
+    copies: dict[str, list[Tensor]] = {}
+    for scope in scopes:
+        for key, value in state.get(scope, {}).items():
+            if key in merged:
+                copies.setdefault(key, [merged[key]]).append(value)
+            merged[key] = value
+    for key, values in copies.items():
+        merged[key] = weighted_average([{key: v} for v in values], [1.0] * len(values))[key]
+    return merged
+
+
 def check_layout(state: Mapping[str, Tensor], name: str, reference: Mapping[str, Tensor], reference_name: str) -> None:
     """Raise ``ValueError`` naming ``name`` when its keys or shapes differ from ``reference``'s."""
     if set(state) != set(reference):
@@ -44,6 +64,25 @@ def check_layout(state: Mapping[str, Tensor], name: str, reference: Mapping[str,
             raise ValueError(
                 f"{key} has shape {tuple(value.shape)} in {name} but {tuple(reference[key].shape)} "
                 f"in {reference_name}: clients' model configs differ"
+            )
+
+
+def check_same_model(state: Mapping[str, Mapping[str, Tensor]], reference: Mapping[str, Mapping[str, Tensor]]) -> None:
+    """Raise ``ValueError`` naming the part whose keys or shapes in ``state`` differ from ``reference``'s scope.
+
+    A resumed checkpoint's shared scopes must hold this run's encoder and decoders: a task's
+    decoder of another architecture (``tasks.<task>.decoder`` or ``model`` changed) is refused here,
+    before any client starts.
+    """
+    for scope, expected in reference.items():
+        found = state.get(scope)
+        if found is None:
+            continue
+        if {k: tuple(v.shape) for k, v in found.items()} != {k: tuple(v.shape) for k, v in expected.items()}:
+            what = f"the decoder of task {scope.removeprefix('task:')!r}" if scope.startswith("task:") else scope
+            raise ValueError(
+                f"resume: the checkpoint's {what} has other parameters than this run builds "
+                "(was model or tasks.<task>.decoder changed?); resume with the run's own config"
             )
 
 

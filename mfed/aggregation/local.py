@@ -9,6 +9,8 @@ back next round, so Local checkpoints and resumes like every other strategy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mfed.aggregation.base import Strategy
 from mfed.models.multitask import MultiTaskModel
 from mfed.types import PARTS, LocalStep, ServerState
@@ -18,6 +20,7 @@ class Local(Strategy):
     """Each client trains its own model; the server only holds it for the client."""
 
     name = "local"
+    averages = False
 
     @property
     def steps(self) -> tuple[LocalStep, ...]:
@@ -28,6 +31,6 @@ class Local(Strategy):
         """Nothing yet: clients build the same initial model themselves."""
         return {}
 
-    def targets(self, task: str) -> list[tuple[str, tuple[str, ...]]]:
+    def targets(self, tasks: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
         """Nothing is averaged: each client's model comes back as its private state."""
         return []

@@ -2,15 +2,21 @@
 
 Round t, clients k with task tau(k) and n_k examples:
 ``theta_g <- sum_k w_k theta_k`` over all participating clients (cross-task knowledge) and
-``phi_g^tau <- sum_{k: tau(k)=tau} w_k phi_k`` per task (intra-task knowledge), with
-``w_k = n_k / sum n_j`` (the project's choice; ``weighting=uniform`` is offered). Clients train
-``L_task + mu/2 ||phi - phi_g^tau||^2``. A task without participants keeps its decoder.
+``phi_g^tau <- sum_{k: tau in T(k)} w_k phi_k^tau`` per task over every client holding it
+(intra-task knowledge), with ``w_k = n_k / sum n_j`` (the project's choice; ``weighting=uniform``
+is offered). A client holding several tasks T(k) trains one encoder on images carrying all their
+targets, so its encoder counts once, with its n_k examples (the project's choice: its encoder is
+one model trained on n_k images, however many targets they carry). Clients train
+``weighting(L_tau for tau in T(k)) + mu/2 sum_tau ||phi^tau - phi_g^tau||^2``. A task without
+participants keeps its decoder.
 
 Ablations: ``mu=0`` (no proximal term), ``freeze_encoder=true`` (decoders trained on the fixed
 initial encoder, which is never sent back), and private decoders (:class:`~mfed.aggregation.fedrep.FedRep`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from mfed.aggregation.base import Strategy
 from mfed.aggregation.functional import encoder_and_decoders
@@ -25,7 +31,6 @@ class MFed(Strategy):
         mu: Strength of the local decoder proximal term (>= 0; 0 turns it off).
         freeze_encoder: Train only the decoders, on the initial encoder (an ablation).
         weighting: ``examples`` or ``uniform``.
-        clip_norm, robust, trim_fraction: Defences against bad updates (see :class:`Strategy`).
         name: Run and report name (see :class:`Strategy`).
 
     """
@@ -37,12 +42,9 @@ class MFed(Strategy):
         mu: float = 0.01,
         freeze_encoder: bool = False,
         weighting: str = "examples",
-        clip_norm: float | None = None,
-        robust: str | None = None,
-        trim_fraction: float = 0.1,
         name: str | None = None,
     ) -> None:
-        super().__init__(weighting, clip_norm, robust, trim_fraction, name)
+        super().__init__(weighting, name)
         if mu < 0:
             raise ValueError(f"aggregation.mu must be >= 0, got {mu}")
         self.prox_mu, self.freeze_encoder = float(mu), bool(freeze_encoder)
@@ -57,10 +59,10 @@ class MFed(Strategy):
         """Global encoder plus one decoder per task."""
         return encoder_and_decoders(model.state_dict(), model.tasks)
 
-    def targets(self, task: str) -> list[tuple[str, tuple[str, ...]]]:
-        """The encoder into the global scope (every client); the decoder into its task's scope."""
-        decoder = (task_scope(task), (decoder_prefix(task),))
-        return [decoder] if self.freeze_encoder else [(global_scope(), (ENCODER_PREFIX,)), decoder]
+    def targets(self, tasks: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+        """The encoder into the global scope (every client, once); each of its decoders into its task's scope."""
+        decoders: list[tuple[str, tuple[str, ...]]] = [(task_scope(t), (decoder_prefix(t),)) for t in tasks]
+        return decoders if self.freeze_encoder else [(global_scope(), (ENCODER_PREFIX,)), *decoders]
 
     def __repr__(self) -> str:
         text = super().__repr__()

@@ -47,11 +47,18 @@ def clip_update(state: Mapping[str, Tensor], reference: Mapping[str, Tensor], ma
 
     Integer tensors are not updates of a parameter (counters) and pass unchanged.
     """
+    return clip_with_norm(state, reference, max_norm)[0]
+
+
+def clip_with_norm(
+    state: Mapping[str, Tensor], reference: Mapping[str, Tensor], max_norm: float
+) -> tuple[State, float]:
+    """:func:`clip_update`, and the update's norm before clipping (above ``max_norm``: it was clipped)."""
     if not max_norm > 0:
-        raise ValueError(f"aggregation.clip_norm must be > 0 or null (off), got {max_norm}")
+        raise ValueError(f"defences.clip_norm must be > 0 or null (off), got {max_norm}")
     norm = update_norm(state, reference)
     if norm <= max_norm:
-        return dict(state)
+        return dict(state), norm
     scale = max_norm / norm
     clipped: State = {}
     for key, value in state.items():
@@ -60,7 +67,7 @@ def clip_update(state: Mapping[str, Tensor], reference: Mapping[str, Tensor], ma
             clipped[key] = (ref + scale * (value.to(torch.float64) - ref)).to(value.dtype)
         else:
             clipped[key] = value
-    return clipped
+    return clipped, norm
 
 
 def _stacked(states: Sequence[Mapping[str, Tensor]], key: str) -> Tensor:
@@ -74,7 +81,7 @@ def _cast(value: Tensor, like: Tensor) -> Tensor:
 def trim_count(n: int, trim_fraction: float) -> int:
     """Values cut from each end of ``n`` sorted values: ``floor(trim_fraction * n)`` (as scipy's trim_mean)."""
     if not 0.0 <= trim_fraction < 0.5:
-        raise ValueError(f"aggregation.trim_fraction must lie in [0, 0.5), got {trim_fraction}")
+        raise ValueError(f"defences.trim_fraction must lie in [0, 0.5), got {trim_fraction}")
     return math.floor(trim_fraction * n)
 
 

@@ -7,12 +7,15 @@ The Ray backend (:mod:`mfed.federation.ray_backend`) drives the same
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 from mfed.federation.client import Client
 from mfed.federation.setup import ClientSetup
-from mfed.types import ClientEvaluation, ClientFailure, ClientSpec, ClientUpdate, ServerState
+from mfed.types import ClientEvaluation, ClientFailure, ClientSpec, ClientUpdate, LocalStep, ServerState
+
+Plan = Mapping[str, Sequence[LocalStep]]
+"""Each client's local steps this round, by id (from the strategy's ``configure_round``)."""
 
 __all__ = ["Backend", "ClientSetup", "SerialBackend"]
 
@@ -31,9 +34,9 @@ class Backend(Protocol):
         ...
 
     def fit(
-        self, client_ids: Sequence[str], state: ServerState, round_idx: int
+        self, client_ids: Sequence[str], state: ServerState, round_idx: int, plan: Plan
     ) -> Iterator[ClientUpdate | ClientFailure]:
-        """Train the given clients from ``state``.
+        """Train the given clients from ``state``, each running the local steps ``plan`` gives it.
 
         Yields each client's result as it comes, in any order (one per client: an update or a
         failure), and ``restarted`` notes along the way. The driver folds each result in as it
@@ -78,9 +81,9 @@ class SerialBackend:
         """Build every client here."""
         self.clients = {s.client_id: Client(*setup.client_args(s)) for s in specs}
 
-    def fit(self, client_ids: Sequence[str], state: ServerState, round_idx: int) -> Iterator[ClientUpdate]:
+    def fit(self, client_ids: Sequence[str], state: ServerState, round_idx: int, plan: Plan) -> Iterator[ClientUpdate]:
         """Train clients one by one."""
-        return (self.clients[c].fit(state, round_idx) for c in client_ids)
+        return (self.clients[c].fit(state, round_idx, plan[c]) for c in client_ids)
 
     def evaluate(self, client_ids: Sequence[str], state: ServerState, split: str = "val") -> Iterator[ClientEvaluation]:
         """Evaluate clients one by one."""

@@ -6,7 +6,7 @@ serial backend uses it as is, so both run the same code.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,8 +15,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from mfed.aggregation.functional import select
-from mfed.models.multitask import MultiTaskModel, part_prefixes
+from mfed.aggregation.functional import merge_scopes, select
+from mfed.models.multitask import DECODERS_PREFIX, ENCODER_PREFIX, MultiTaskModel, part_prefixes
+from mfed.systems.weighting import WEIGHTING_PREFIX, load_weighting_state, weighting_state
 from mfed.tasks.base import Task
 from mfed.types import (
     PARTS,
@@ -26,22 +27,25 @@ from mfed.types import (
     LocalStep,
     ServerState,
     State,
-    scopes_of,
-    state_nbytes,
+    client_scope,
+    shared_scopes_of,
 )  # fmt: skip
 
 if TYPE_CHECKING:
     from mfed.systems.module import OptimizerFactory
+    from mfed.systems.weighting import WeightingFactory
 
 
 @dataclass(frozen=True)
 class ClientConfig:
     """How a client trains (the same for every client of a run).
 
+    What it does in a round (its local steps) comes with each call, from the strategy
+    (:meth:`~mfed.aggregation.base.Strategy.configure_round`).
+
     Attributes:
         local_epochs: Epochs over the shard per round (a step may set its own).
         batch_size: Training and evaluation batch size.
-        steps: What the client does each round, from the strategy (:attr:`Strategy.steps`).
         torch_threads: Intra-op threads; 1 when several clients share the cores.
         accelerator: Lightning accelerator: ``auto`` (a GPU when the client was given one),
             ``cpu`` or ``gpu``.
@@ -50,7 +54,6 @@ class ClientConfig:
 
     local_epochs: int = 1
     batch_size: int = 32
-    steps: tuple[LocalStep, ...] = (LocalStep(sends=PARTS),)
     torch_threads: int = 1
     accelerator: str = "auto"
 
@@ -60,15 +63,17 @@ class ClientConfig:
                 raise ValueError(f"federation.{name} must be >= 1, got {getattr(self, name)}")
         if self.accelerator not in ("auto", "cpu", "gpu"):
             raise ValueError(f"federation.accelerator must be auto, cpu or gpu, got {self.accelerator!r}")
-        if not self.steps:
-            raise ValueError("a strategy must give its clients at least one local step")
 
 
-def shard(dataset: Dataset, indices: tuple[int, ...], key: str) -> Dataset:
-    """The client's examples: generated once where the dataset can, else a lazy subset."""
+DEFAULT_STEPS = (LocalStep(sends=PARTS),)
+"""Train the whole model from the server's and send it (FedAvg's local work)."""
+
+
+def shard(dataset: Dataset, indices: tuple[int, ...], keys: Sequence[str]) -> Dataset:
+    """The client's examples with the targets ``keys``: generated once where the dataset can, else a lazy subset."""
     materialize = getattr(dataset, "materialize", None)
     if callable(materialize):
-        return materialize(indices, [key])
+        return materialize(indices, list(keys))
     return Subset(dataset, list(indices))
 
 
@@ -78,40 +83,47 @@ def round_seed(seed: int, round_idx: int) -> int:
 
 
 class Client:
-    """One participant: its task, its model (encoder + its task's decoder) and its data.
+    """One participant: its tasks, its model (encoder + one decoder per task) and its data.
 
     Args:
-        spec: Id, task, example indices and seed.
-        task: The task object (loss, metrics).
+        spec: Id, tasks, example indices and seed.
+        tasks: The task objects of ``spec.tasks``, in that order (losses, metrics).
         dataset: The training pool the indices refer to.
         model_factory: Builds the initial model for a list of tasks (identical in every process).
         optimizer: Optimizer factory (a Hydra partial).
         config: Training settings.
-        test_dataset: The global test set (every client of a task scores all of it), if any.
+        test_dataset: The global test set (every client scores all of it), if any.
+        weighting: Builds the loss weighting for the client's task names; ``None``: equal weights.
 
     """
 
     def __init__(
         self,
         spec: ClientSpec,
-        task: Task,
+        tasks: Sequence[Task],
         dataset: Dataset,
         model_factory: Callable[[list[Task]], MultiTaskModel],
         optimizer: OptimizerFactory,
         config: ClientConfig,
         test_dataset: Dataset | None = None,
+        weighting: WeightingFactory | None = None,
     ) -> None:
-        if spec.task != task.name:
-            raise ValueError(f"client {spec.client_id} has task {spec.task!r} but got task object {task.name!r}")
+        if [t.name for t in tasks] != list(spec.tasks):
+            raise ValueError(
+                f"client {spec.client_id} holds tasks {list(spec.tasks)} but got task objects {[t.name for t in tasks]}"
+            )
         # Lightning (about 3 s to import here) loads where a client is built, not in the driver.
         from mfed.systems.module import TaskSystem
 
         torch.set_num_threads(config.torch_threads)
         self.spec, self.config = spec, config
-        self.system = TaskSystem(model_factory([task]), task, optimizer)
+        self.keys = [t.target_key for t in tasks]
+        weights = weighting(list(spec.tasks)) if weighting is not None else None
+        self.system = TaskSystem(model_factory(list(tasks)), tasks, optimizer, weights)
         self._initial = {k: v.clone() for k, v in self.system.model.state_dict().items()}
-        self.train_data = shard(dataset, spec.train_indices, task.target_key)
-        self.val_data = shard(dataset, spec.val_indices, task.target_key)
+        self._initial_weighting = weighting_state(self.system.weighting)
+        self.train_data = shard(dataset, spec.train_indices, self.keys)
+        self.val_data = shard(dataset, spec.val_indices, self.keys)
         self._test_source = test_dataset
         self._test_data: Dataset | None = None
 
@@ -120,7 +132,7 @@ class Client:
         """The global test set, built on first use (only the clients that score it build it)."""
         if self._test_data is None and self._test_source is not None:
             n = len(self._test_source)  # type: ignore[arg-type]
-            self._test_data = shard(self._test_source, tuple(range(n)), self.system.task.target_key)
+            self._test_data = shard(self._test_source, tuple(range(n)), self.keys)
         return self._test_data
 
     @property
@@ -132,8 +144,10 @@ class Client:
         """Load the model a step starts from: the initial model, under the client's own state and the shared one.
 
         ``start="shared"``: the shared copy wins where both hold a part; ``"own"``: the kept one.
+        The loss weighting's parameters (``weighting.*``) come from the client's own state only.
         """
-        lower, upper = (own, shared) if start == "shared" else (shared, own)
+        own_model = {k: v for k, v in own.items() if not k.startswith(WEIGHTING_PREFIX)}
+        lower, upper = (own_model, shared) if start == "shared" else (shared, own_model)
         initial = self._initial
         payload = {**initial, **lower, **upper}
         for key, value in payload.items():
@@ -145,25 +159,27 @@ class Client:
                     f"{tuple(initial[key].shape)} locally: encoder/decoder configs differ"
                 )
         self.system.model.load_state_dict(payload)
+        load_weighting_state(self.system.weighting, {**self._initial_weighting, **own})
 
     def _scopes(self, server_state: ServerState) -> tuple[State, State]:
-        """The shared state this client loads (global, then its task's) and its own kept state."""
-        *shared_scopes, own_scope = scopes_of(self.client_id, self.spec.task)
-        shared: State = {}
-        for scope in shared_scopes:
-            shared.update(server_state.get(scope, {}))
-        return shared, dict(server_state.get(own_scope, {}))
+        """The shared state this client loads (global, its tasks', its personal one) and its own kept state."""
+        shared = merge_scopes(server_state, shared_scopes_of(self.client_id, self.spec.tasks))
+        return shared, dict(server_state.get(client_scope(self.client_id), {}))
 
-    def fit(self, server_state: ServerState, round_idx: int) -> ClientUpdate:
-        """Run the strategy's local steps from the server's state; return what they send and keep."""
+    def fit(
+        self, server_state: ServerState, round_idx: int, steps: Sequence[LocalStep] = DEFAULT_STEPS
+    ) -> ClientUpdate:
+        """Run the local ``steps`` the strategy asked for from the server's state; return what they send and keep."""
         from mfed.federation.trainer import quiet_trainer
 
+        if not steps:
+            raise ValueError(f"client {self.client_id}: a strategy must give its clients at least one local step")
         shared, own = self._scopes(server_state)
         seed = round_seed(self.spec.seed, round_idx)
         sent: State = {}
         kept: State = {}
         metrics: dict[str, float] = {}
-        for i, step in enumerate(self.config.steps):
+        for i, step in enumerate(steps):
             self._start(shared, own, step.start)
             prox = {part: (mu, self._part_of(shared, part)) for part, mu in step.prox}
             self.system.configure_step(step.train, prox)
@@ -177,33 +193,33 @@ class Client:
             )
             quiet_trainer(step.epochs or self.config.local_epochs, self.config.accelerator).fit(self.system, loader)
             self.system.trainer = None  # drop the Trainer (optimizer, loaders) with the call
-            means = self.system.train_epoch_means()
-            metrics.update({f"{step.name}_{k}" if step.name else k: v for k, v in means.items()})
+            metrics.update(_named(self.system.train_epoch_means(), step.name))
             sent.update(self._parts(step.sends))
             kept.update(self._parts(step.keeps))
+            own = {**own, **weighting_state(self.system.weighting)}  # the next step goes on with the learnt weights
+        kept.update(weighting_state(self.system.weighting))
         return ClientUpdate(
             client_id=self.client_id,
-            task=self.spec.task,
+            tasks=self.spec.tasks,
             num_examples=len(self.train_data),  # type: ignore[arg-type]
             state=sent,
             metrics=metrics,
-            bytes_down=state_nbytes(shared),
             private=kept,
         )
 
     def _part_of(self, state: State, part: str) -> dict[str, Tensor]:
         """``part``'s parameters in ``state``, by the part module's own names (a proximal term's reference)."""
-        prefix = part_prefixes((part,), self.spec.task)[0]
+        prefix = ENCODER_PREFIX if part == "encoder" else DECODERS_PREFIX
         named = dict(self.system.part(part).named_parameters())
         return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix) and k[len(prefix) :] in named}
 
     def _parts(self, parts: tuple[str, ...]) -> State:
         """The model's ``parts`` (``encoder``, ``decoder``) as detached CPU tensors (what messages carry)."""
-        chosen = select(self.system.model.state_dict(), part_prefixes(parts, self.spec.task))
+        chosen = select(self.system.model.state_dict(), part_prefixes(parts, self.spec.tasks))
         return {k: v.detach().cpu().clone() for k, v in chosen.items()}
 
     def evaluate(self, server_state: ServerState, split: str = "val") -> ClientEvaluation:
-        """Score the model this client would train next round on ``split`` (``val`` or ``test``)."""
+        """Score the model this client would train next round on ``split`` (``val`` or ``test``), every task."""
         data = self.val_data if split == "val" else self.test_data if split == "test" else None
         if data is None:
             raise ValueError(f"client {self.client_id} has no {split!r} data (splits: val, and test when configured)")
@@ -214,11 +230,21 @@ class Client:
 
         evaluation_trainer(self.config.accelerator).validate(self.system, loader, verbose=False)
         self.system.trainer = None
-        metrics = {name: float(m.compute()) for name, m in self.system.val_metrics.items()}
         return ClientEvaluation(
             client_id=self.client_id,
-            task=self.spec.task,
+            tasks=self.spec.tasks,
             num_examples=len(data),  # type: ignore[arg-type]
-            metrics=metrics,
+            metrics=self.system.computed_metrics(),
             metric_states=self.system.metric_states(),
         )
+
+
+def _named(means: dict[str, float], step: str) -> dict[str, float]:
+    """A named step's metrics: ``loss`` -> ``personal_loss``, ``semseg/task_loss`` -> ``semseg/personal_task_loss``."""
+    if not step:
+        return means
+    out = {}
+    for key, value in means.items():
+        head, _, name = key.rpartition("/")
+        out[f"{head}/{step}_{name}" if head else f"{step}_{name}"] = value
+    return out

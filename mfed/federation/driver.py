@@ -5,20 +5,26 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from typing import Any, Protocol
 
-from mfed.aggregation.base import Strategy
+import numpy as np
+import torch
+
+from mfed.aggregation.base import Plan, Strategy
+from mfed.aggregation.functional import check_same_model
 from mfed.federation.backends import Backend, ClientSetup
 from mfed.federation.sampling import in_order, required, sample_clients
 from mfed.federation.summary import EvalTally, TestTally, TrainTally, UpdateTally
 from mfed.federation.validation import Fault, Layout, Screen, expected_layout, nonfinite_scopes
 from mfed.interrupts import StopRequested
 from mfed.models.multitask import MultiTaskModel, part_prefixes
+from mfed.systems.weighting import WEIGHTING_PREFIX, weighting_state
 from mfed.tasks.base import Task
-from mfed.types import ClientFailure, ClientSpec, ServerState, client_scope
+from mfed.types import PARTS, ClientFailure, ClientSpec, ServerState, client_scope, personal_scope
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,12 @@ class RunCallback(Protocol):
     def on_end(self, driver: Driver) -> None:
         """Called once after the last round (also after a failure)."""
         ...
+
+
+def round_generator(seed: int, round_idx: int, purpose: str) -> torch.Generator:
+    """A generator for the strategy's ``purpose`` in a round, seeded from (run seed, round): a resume draws the same."""
+    entropy = np.random.SeedSequence([seed, round_idx, zlib.crc32(purpose.encode())]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(entropy))
 
 
 def _listed(faults: Sequence[Fault]) -> str:
@@ -112,6 +124,7 @@ class Driver:
     meta: dict[str, Any] = field(default_factory=dict)
     status: str = "running"
     error: str | None = None
+    _layout_cache: dict[tuple[tuple[str, ...], ...], tuple[Layout, Layout]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -122,7 +135,7 @@ class Driver:
         if not self.specs:
             raise ValueError("a federation needs at least one client")
         required(self.min_clients, max(1, round(self.fraction * len(self.specs))))  # validates it now
-        unknown = sorted({s.task for s in self.specs} - set(self.tasks))
+        unknown = sorted({t for s in self.specs for t in s.tasks} - set(self.tasks))
         if unknown:
             raise ValueError(f"clients have tasks {unknown} with no task config; tasks: {sorted(self.tasks)}")
 
@@ -155,6 +168,7 @@ class Driver:
         if done >= self.rounds:
             raise ValueError(f"resume: the checkpoint has {done} rounds; raise federation.rounds above {done}")
         state = checkpoint["state"]  # complete for every strategy: clients keep nothing the server does not hold
+        check_same_model(state, self.strategy.init_state(self.model))
         self.state, self.history = dict(state), list(checkpoint["history"])
         self.faults = [Fault(**f) for f in checkpoint.get("faults", [])]
         self.meta = dict(checkpoint.get("meta", {}))
@@ -206,16 +220,32 @@ class Driver:
         return PooledTraining(self.specs, self.setup, self.seed)
 
     @cached_property
-    def layouts(self) -> dict[str, tuple[Layout, Layout]]:
-        """Per task, the keys, shapes and dtypes its clients' updates must send and keep."""
-        full = self.model.state_dict()
-        return {
-            task: (
-                expected_layout(full, part_prefixes(self.strategy.uploads, task)),
-                expected_layout(full, part_prefixes(self.strategy.keeps, task)),
-            )
-            for task in self.tasks
-        }
+    def _full_state(self) -> dict[str, Any]:
+        return self.model.state_dict()
+
+    def layout(self, tasks: tuple[str, ...], sends: tuple[str, ...], keeps: tuple[str, ...]) -> tuple[Layout, Layout]:
+        """Keys, shapes and dtypes a client holding ``tasks`` sends and keeps, given the parts its steps send and keep.
+
+        What it keeps includes its loss weighting's own parameters, if the weighting has any.
+        """
+        key = (tasks, sends, keeps)
+        if key not in self._layout_cache:
+            full = self._full_state
+            private = expected_layout(full, part_prefixes(keeps, tasks))
+            if self.setup.weighting is not None:
+                private.update(expected_layout(weighting_state(self.setup.weighting(list(tasks))), [WEIGHTING_PREFIX]))
+            self._layout_cache[key] = (expected_layout(full, part_prefixes(sends, tasks)), private)
+        return self._layout_cache[key]
+
+    def _layouts(self, specs: Mapping[str, ClientSpec], plan: Plan) -> dict[str, tuple[Layout, Layout]]:
+        """Per sampled client, what it must send and keep after the steps it was given."""
+        out = {}
+        for cid, spec in specs.items():
+            steps = plan[cid]
+            sends = tuple(p for p in PARTS if any(p in s.sends for s in steps))
+            keeps = tuple(p for p in PARTS if any(p in s.keeps for s in steps))
+            out[cid] = self.layout(spec.tasks, sends, keeps)
+        return out
 
     def run_round(self, round_idx: int) -> Row:
         """One round: train the sampled clients, screen and fold in their updates, maybe evaluate everyone."""
@@ -250,14 +280,16 @@ class Driver:
         if self.strategy.pooled:
             return (*self.pooled.fit(self.state, round_idx), [])
         sampled = sample_clients(self.client_ids, self.fraction, self.seed, round_idx)
-        chosen = set(sampled)
-        by_id = {s.client_id: s for s in self.specs if s.client_id in chosen}
+        by_id = {c: self.spec_of[c] for c in sampled}
+        plan = self.plan(round_idx, sampled)
+        layouts = self._layouts(by_id, plan)
         needed = required(self.min_clients, len(sampled))
         for attempt in range(self.max_retries + 1):
-            screen, tally, updates = Screen(by_id, self.layouts, round_idx), TrainTally(), UpdateTally(self.state)
-            fold = self.strategy.aggregation(self.state)
+            screen, tally = Screen(by_id, layouts, round_idx), TrainTally(self.state)
+            updates = UpdateTally(self.state)
+            fold = self.strategy.aggregation(self.state, round_idx, round_generator(self.seed, round_idx, "aggregate"))
             faults: list[Fault] = []
-            outcomes = self.backend.fit(sampled, self.state, round_idx)
+            outcomes = self.backend.fit(sampled, self.state, round_idx, plan)
             for outcome in self._collect(outcomes, sampled, round_idx, faults):
                 fault = screen(outcome)
                 if fault is None:
@@ -268,7 +300,8 @@ class Driver:
                     faults.append(fault)
                     log.warning("round %d: %s rejected: %s", round_idx, fault.client_id, fault.reason)
             if fold.count >= needed:
-                return fold.result(), {**tally.row(), **updates.row()}, faults
+                state, metrics = fold.result()
+                return state, {**tally.row(), **updates.row(), **{f"agg/{k}": v for k, v in metrics.items()}}, faults
             short = f"{fold.count} of {len(sampled)} updates accepted, fewer than federation.min_clients="
             short += str(self.min_clients) + (f" ({needed} clients)" if self.min_clients < 1 else "")
             if all(f.kind in ("rejected", "restarted") for f in faults) or attempt == self.max_retries:
@@ -294,19 +327,37 @@ class Driver:
             heard.add(outcome.client_id)
         faults += [Fault(round_idx, c, "failed", "the backend sent nothing for it") for c in order if c not in heard]
 
+    def plan(self, round_idx: int, client_ids: Sequence[str]) -> Plan:
+        """What the strategy asks of each of ``client_ids`` in round ``round_idx`` (its ``configure_round``)."""
+        specs = [self.spec_of[c] for c in client_ids]
+        rng = round_generator(self.seed, round_idx, "plan")
+        plan = self.strategy.configure_round(round_idx, self.state, specs, rng)
+        unplanned = [c for c in client_ids if not plan.get(c)]
+        if unplanned:
+            raise RoundFailed(round_idx, f"{type(self.strategy).__name__}.configure_round gave no steps to {unplanned}")
+        return plan
+
+    @cached_property
+    def spec_of(self) -> dict[str, ClientSpec]:
+        """Every client's spec by id."""
+        return {s.client_id: s for s in self.specs}
+
     def test_scorers(self) -> dict[str, list[str]]:
         """Who scores the global test set, for whom: ``{scorer: clients it stands for}``.
 
-        A task's clients hold the same model when none has a private scope (M-Fed, FedAvg): they
-        would score the test set bit for bit alike, so one does it for all of them. Where clients
-        keep their own models (Local), each scores it.
+        Clients of one kind (the same tasks) load the same scopes and so hold the same model when
+        none has a scope of its own (M-Fed, FedAvg): they would score the test set bit for bit
+        alike, so one does it for all of them. Where clients keep or are sent their own models
+        (Local, personalised strategies), each scores its own.
         """
         scorers: dict[str, list[str]] = {}
-        for task in self.tasks:
-            ids = [s.client_id for s in self.specs if s.task == task]
-            if any(client_scope(c) in self.state for c in ids):
+        kinds: dict[str, list[str]] = {}
+        for spec in self.specs:
+            kinds.setdefault(spec.kind, []).append(spec.client_id)
+        for ids in kinds.values():
+            if any(client_scope(c) in self.state or personal_scope(c) in self.state for c in ids):
                 scorers.update({c: [c] for c in ids})
-            elif ids:
+            else:
                 scorers[ids[0]] = ids
         return scorers
 

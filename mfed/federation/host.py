@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from mfed.federation.client import Client
 from mfed.federation.setup import ClientSetup
-from mfed.types import ClientEvaluation, ClientFailure, ClientSpec, ClientUpdate, ServerState, State
+from mfed.types import ClientEvaluation, ClientFailure, ClientSpec, ClientUpdate, LocalStep, ServerState, State
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,11 +73,12 @@ class ClientHost:
         return client
 
     def fit(
-        self, client_id: str, round_idx: int, scopes: Sequence[str], *tensors: State
+        self, client_id: str, work: tuple[int, Sequence[LocalStep]], scopes: Sequence[str], *tensors: State
     ) -> ClientUpdate | ClientFailure:
-        """Train ``client_id`` from the server state given as ``scopes`` and their ``tensors``."""
+        """Train ``client_id`` for ``work`` (round, local steps) from the state given as ``scopes`` and ``tensors``."""
         state: ServerState = dict(zip(scopes, tensors, strict=True))
-        return self._run(client_id, lambda client: client.fit(state, round_idx))
+        round_idx, steps = work
+        return self._run(client_id, lambda client: client.fit(state, round_idx, steps))
 
     def evaluate(
         self, client_id: str, split: str, scopes: Sequence[str], *tensors: State

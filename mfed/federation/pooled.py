@@ -1,8 +1,9 @@
 """Training the centralised reference where the driver runs: every client's training shard pooled per task.
 
 Used by the driver for a strategy with ``pooled = True`` (:class:`mfed.aggregation.centralised.Centralised`).
-The data of each client is what that client trains on (its task's target only), so the pooled
-model sees exactly the federation's data, in one place. Lightning is imported here, on first use.
+Each task's pool is the training shards of every client holding the task (with that task's
+target), so the pooled model sees exactly the federation's data, in one place; a client holding
+several tasks adds its images to each of its tasks' pools. Lightning is imported here, on first use.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ class PooledTraining:
         from mfed.systems.joint import JointSystem
 
         self.setup, self.seed = setup, seed
-        tasks = {t: setup.tasks[t] for t in dict.fromkeys(s.task for s in specs)}
+        tasks = {t: setup.tasks[t] for t in dict.fromkeys(t for s in specs for t in s.tasks)}
         self.data: dict[str, Dataset] = {
             name: ConcatDataset(
-                [shard(setup.dataset, s.train_indices, task.target_key) for s in specs if s.task == name]
+                [shard(setup.dataset, s.train_indices, [task.target_key]) for s in specs if name in s.tasks]
             )
             for name, task in tasks.items()
         }

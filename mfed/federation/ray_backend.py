@@ -18,9 +18,10 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from mfed.federation.backends import Plan
 from mfed.federation.gather import gather
 from mfed.federation.host import ClientHost
 from mfed.federation.setup import ClientSetup
@@ -115,7 +116,7 @@ class RayBackend:
         self.actors: dict[str, Any] = {}  # by host key: the client's id for a resident actor
         self.node_of: dict[str, str] = {}  # host -> the Ray node its actor runs on
         self.host_of: dict[str, str] = {}  # client -> host
-        self.task_of: dict[str, str] = {}
+        self.tasks_of: dict[str, tuple[str, ...]] = {}
         self._ran_on: dict[Any, tuple[str, Any]] = {}  # this call's ObjectRefs -> (host, actor)
         self._make_actor: Callable[[str], Any] | None = None
         self._started_ray = False
@@ -196,7 +197,7 @@ class RayBackend:
         # Round-robin: consecutive clients on different hosts, so results arrive about in the
         # order they are folded in (the driver holds an early one only until those before it came).
         self.host_of = {s.client_id: hosts[i % n] for i, s in enumerate(specs)}
-        self.task_of = {s.client_id: s.task for s in specs}
+        self.tasks_of = {s.client_id: s.tasks for s in specs}
         per_actor = math.ceil(len(specs) / n)
         cache = self.client_cache or min(per_actor, 64)
         log.info("starting %d actors of %d clients (%.2f CPU, %g GPU each)", n, per_actor, cpus, self.num_gpus)
@@ -257,11 +258,13 @@ class RayBackend:
             "%s not replaced (%s): %d clients move to %d live actors", ", ".join(hosts), why, len(moved), len(live)
         )
 
-    def _call(self, client_ids: Sequence[str], state: ServerState, method: str, arg: Any) -> Iterator[Any]:
-        """Run ``method`` for each of ``client_ids`` on its actor; yield each result as it comes (see gather)."""
+    def _call(
+        self, client_ids: Sequence[str], state: ServerState, method: str, label: str, args: Mapping[str, Any]
+    ) -> Iterator[Any]:
+        """Run ``method(client, args[client], ...)`` for each client on its actor; yield results as they come."""
         import ray
 
-        scopes = {c: [n for n in scopes_of(c, self.task_of[c]) if n in state] for c in client_ids}
+        scopes = {c: [n for n in scopes_of(c, self.tasks_of[c]) if n in state] for c in client_ids}
         # what each client loads; only those scopes enter the object store, once each
         refs = {n: ray.put(state[n]) for n in {n for names in scopes.values() for n in names}}
         self._ran_on = {}
@@ -270,27 +273,27 @@ class RayBackend:
             actor, names = self.actors[host], scopes[client]
             # Top-level ObjectRefs: Ray fetches them before the call. (Passing them in a list for the
             # host to fetch and cache cost about 3 s more per round of the default run: measured.)
-            ref = getattr(actor, method).remote(client, arg, names, *(refs[n] for n in names))
+            ref = getattr(actor, method).remote(client, args[client], names, *(refs[n] for n in names))
             self._ran_on[ref] = (host, actor)
             return ref
 
-        label = f"round {arg} fit" if method == "fit" else f"{arg} evaluation"
         yield from gather(
             client_ids, submit, self._lost, self.host_of.__getitem__, lambda: list(self.actors),
             self.max_retries, self.round_timeout_s, label,
         )  # fmt: skip
 
     def fit(
-        self, client_ids: Sequence[str], state: ServerState, round_idx: int
+        self, client_ids: Sequence[str], state: ServerState, round_idx: int, plan: Plan
     ) -> Iterator[ClientUpdate | ClientFailure]:
-        """Train the sampled clients on their actors (concurrently across actors, in turn within one)."""
-        return self._call(client_ids, state, "fit", round_idx)
+        """Train the sampled clients, each with its local steps, on their actors (concurrently across actors)."""
+        work = {c: (round_idx, tuple(plan[c])) for c in client_ids}
+        return self._call(client_ids, state, "fit", f"round {round_idx} fit", work)
 
     def evaluate(
         self, client_ids: Sequence[str], state: ServerState, split: str = "val"
     ) -> Iterator[ClientEvaluation | ClientFailure]:
         """Score the clients on ``split`` on their actors."""
-        return self._call(client_ids, state, "evaluate", split)
+        return self._call(client_ids, state, "evaluate", f"{split} evaluation", dict.fromkeys(client_ids, split))
 
     def shutdown(self) -> None:
         """Kill the actors, and Ray itself when this backend started it."""

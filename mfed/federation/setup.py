@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from mfed.types import ClientSpec
 
 if TYPE_CHECKING:
     from mfed.systems.module import OptimizerFactory
+    from mfed.systems.weighting import WeightingFactory
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,11 @@ class ClientSetup:
     optimizer: OptimizerFactory
     config: ClientConfig
     test_dataset: Dataset | None = None
+    weighting: WeightingFactory | None = None
+
+    def tasks_of(self, spec: ClientSpec) -> list[Task]:
+        """The task objects of the client ``spec``, in its order."""
+        return [self.tasks[t] for t in spec.tasks]
 
     def client_args(self, spec: ClientSpec, datasets: tuple[Any, Any] | None = None) -> tuple[Any, ...]:
         """Constructor arguments of the client ``spec``.
@@ -34,8 +41,8 @@ class ClientSetup:
         ``datasets`` replaces ``(dataset, test_dataset)``, e.g. by Ray ObjectRefs.
         """
         pool, test = datasets if datasets is not None else (self.dataset, self.test_dataset)
-        return (spec, self.tasks[spec.task], pool, self.model_factory, self.optimizer, self.config, test)
+        return (spec, self.tasks_of(spec), pool, self.model_factory, self.optimizer, self.config, test, self.weighting)
 
     def without_data(self) -> ClientSetup:
         """The same setup without the datasets (they travel once, through the object store)."""
-        return ClientSetup(self.tasks, None, self.model_factory, self.optimizer, self.config, None)  # type: ignore[arg-type]
+        return dataclasses.replace(self, dataset=None, test_dataset=None)  # type: ignore[arg-type]

@@ -5,10 +5,15 @@ sampled) and keeps only sums and per-client scalars, so a round of any number of
 costs the driver the same memory.
 
 Keys use slashes so W&B groups panels: ``round``, ``train/<task>/loss``,
-``val/<task>/<metric>``, ``client/<id>/...``, ``comm/bytes_up`` (of which the encoder:
-``comm/bytes_up_encoder``), ``comm/bytes_down`` and ``comm/private_bytes`` (state the driver
-holds for clients, e.g. Local's models: not communication), ``client/<id>/update_norm`` and
-``diag/cos/<task>~<task>`` (:class:`UpdateTally`).
+``val/<task>/<metric>``, ``client/<id>/<task>/<metric>`` (per client and task),
+``client/<id>/train_loss``, ``comm/bytes_up`` (of which the encoder: ``comm/bytes_up_encoder``),
+``comm/bytes_down`` (every scope a client is sent: global, its tasks', its personal one) and
+``comm/private_bytes`` (state the driver holds for clients, e.g. Local's models: not
+communication), ``client/<id>/update_norm`` and ``diag/cos/<kind>~<kind>`` (:class:`UpdateTally`).
+
+A client holding several tasks counts in each of its tasks' entries: ``train/<task>/task_loss``
+is the example-weighted mean of that task's loss over every client holding it, and
+``train/<task>/loss`` (and ``reg``) the mean objective of those clients.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from mfed.aggregation.functional import merge_scopes
 from mfed.models.multitask import ENCODER_PREFIX
 from mfed.tasks.base import Task
-from mfed.types import ClientEvaluation, ClientUpdate, ServerState, scopes_of, state_nbytes
+from mfed.types import ClientEvaluation, ClientUpdate, ServerState, kind_of, shared_scopes_of, state_nbytes
 
 
 def _computed(metrics: Mapping[str, Metric]) -> dict[str, float]:
@@ -35,38 +41,58 @@ def _computed(metrics: Mapping[str, Metric]) -> dict[str, float]:
 
 
 def merge_evaluations(task: Task, evaluations: Iterable[ClientEvaluation]) -> dict[str, float]:
-    """Task metrics over the union of the clients' validation data (metric states merged exactly)."""
+    """``task``'s metrics over the union of the clients' data (metric states merged exactly); each holds ``task``."""
     metrics = task.metrics()
     for evaluation in evaluations:
         for name, metric in metrics.items():
-            metric.merge_state(dict(evaluation.metric_states[name]))
+            metric.merge_state(dict(evaluation.metric_states[task.name][name]))
     return _computed(metrics)
 
 
-class TrainTally:
-    """Per-task example-weighted training losses, per-client losses and bytes moved."""
+def task_metrics(metrics: Mapping[str, float], task: str) -> dict[str, float]:
+    """A client's training metrics as they concern ``task``: its own (``<task>/x`` as ``x``) and the client's."""
+    prefix = f"{task}/"
+    return {k.removeprefix(prefix): v for k, v in metrics.items() if "/" not in k or k.startswith(prefix)}
 
-    def __init__(self) -> None:
+
+class TrainTally:
+    """Per-task example-weighted training losses, per-client losses and bytes moved.
+
+    Args:
+        state: The server state the round's clients were sent (what they downloaded).
+
+    """
+
+    def __init__(self, state: ServerState | None = None) -> None:
+        self.state = state or {}
         self.losses: dict[str, dict[str, float]] = {}  # task -> metric -> sum of metric * examples
         self.examples: dict[str, int] = {}
         self.clients: dict[str, float] = {}
         self.bytes = dict.fromkeys(
             ("comm/bytes_up", "comm/bytes_up_encoder", "comm/bytes_down", "comm/private_bytes"), 0.0
         )
+        self._scope_bytes: dict[str, int] = {}
 
     def add(self, u: ClientUpdate) -> None:
         """Count one accepted update."""
-        sums = self.losses.setdefault(u.task, dict.fromkeys(u.metrics, 0.0))
-        for key in sums:
-            sums[key] += u.metrics[key] * u.num_examples
-        self.examples[u.task] = self.examples.get(u.task, 0) + u.num_examples
+        for task in u.tasks:
+            metrics = task_metrics(u.metrics, task)
+            sums = self.losses.setdefault(task, dict.fromkeys(metrics, 0.0))
+            for key in sums:
+                sums[key] += metrics.get(key, float("nan")) * u.num_examples
+            self.examples[task] = self.examples.get(task, 0) + u.num_examples
         self.clients[f"client/{u.client_id}/train_loss"] = u.metrics.get("loss", float("nan"))
         self.bytes["comm/bytes_up"] += state_nbytes(u.state)
         self.bytes["comm/bytes_up_encoder"] += state_nbytes(
             {k: v for k, v in u.state.items() if k.startswith(ENCODER_PREFIX)}
         )
-        self.bytes["comm/bytes_down"] += u.bytes_down
+        self.bytes["comm/bytes_down"] += sum(self._nbytes(s) for s in shared_scopes_of(u.client_id, u.tasks))
         self.bytes["comm/private_bytes"] += state_nbytes(u.private)  # kept for clients, not sent
+
+    def _nbytes(self, scope: str) -> int:
+        if scope not in self._scope_bytes:
+            self._scope_bytes[scope] = state_nbytes(self.state.get(scope, {}))
+        return self._scope_bytes[scope]
 
     def row(self) -> dict[str, float]:
         """The round's training entries."""
@@ -87,12 +113,13 @@ class EvalTally:
         self.clients: dict[str, float] = {}
 
     def add(self, e: ClientEvaluation) -> None:
-        """Merge one client's metric states."""
-        if e.task not in self.metrics:
-            self.metrics[e.task] = self.tasks[e.task].metrics()
-        for name, metric in self.metrics[e.task].items():
-            metric.merge_state(dict(e.metric_states[name]))
-        self.clients.update({f"client/{e.client_id}/{metric}": value for metric, value in e.metrics.items()})
+        """Merge one client's metric states, task by task."""
+        for task in e.tasks:
+            if task not in self.metrics:
+                self.metrics[task] = self.tasks[task].metrics()
+            for name, metric in self.metrics[task].items():
+                metric.merge_state(dict(e.metric_states[task][name]))
+            self.clients.update({f"client/{e.client_id}/{task}/{m}": value for m, value in e.metrics[task].items()})
 
     def row(self) -> dict[str, float]:
         """The round's validation entries."""
@@ -103,9 +130,9 @@ class EvalTally:
 class TestTally:
     """Global test set: each scoring client's metrics and, per task, their mean over those clients.
 
-    Every client of a task scores the whole test set (the FedHCA2 / FMTL-Bench protocol), so the
-    task's figure is the mean of its clients' figures. Where a task's clients hold one model, one
-    of them scores it for all (:meth:`mfed.federation.driver.Driver.test_scorers`).
+    Every client holding a task scores the whole test set (the FedHCA2 / FMTL-Bench protocol), so
+    the task's figure is the mean of those clients' figures. Where clients of one kind hold one
+    model, one of them scores it for all (:meth:`mfed.federation.driver.Driver.test_scorers`).
     """
 
     __test__ = False  # not a pytest class
@@ -116,12 +143,13 @@ class TestTally:
         self.clients: dict[str, float] = {}
 
     def add(self, e: ClientEvaluation) -> None:
-        """Count one client's test metrics."""
-        sums = self.sums.setdefault(e.task, dict.fromkeys(e.metrics, 0.0))
-        for metric in sums:
-            sums[metric] += e.metrics[metric]
-        self.counts[e.task] = self.counts.get(e.task, 0) + 1
-        self.clients.update({f"client/{e.client_id}/test_{metric}": value for metric, value in e.metrics.items()})
+        """Count one client's test metrics, task by task."""
+        for task in e.tasks:
+            sums = self.sums.setdefault(task, dict.fromkeys(e.metrics[task], 0.0))
+            for metric in sums:
+                sums[metric] += e.metrics[task][metric]
+            self.counts[task] = self.counts.get(task, 0) + 1
+            self.clients.update({f"client/{e.client_id}/{task}/test_{m}": v for m, v in e.metrics[task].items()})
 
     def row(self) -> dict[str, float]:
         """The round's test entries."""
@@ -133,10 +161,11 @@ class UpdateTally:
     """What the seed asks to watch every round: each client's update norm, and how tasks pull the encoder.
 
     A client's update is what it sends minus what it was sent (the shared copy it started from).
-    Per task, the example-weighted mean of its clients' encoder updates is kept (one encoder-sized
-    float32 sum per task); the cosine similarity of every pair of tasks' means says whether the
-    tasks pull the shared encoder the same way (near 1), apart (near -1) or unrelatedly (near 0).
-    Only floating tensors count (not BatchNorm's batch counters).
+    Per kind of client (its task set: ``semseg``, or ``semseg+depth`` for a client holding both),
+    the example-weighted mean of its clients' encoder updates is kept (one encoder-sized float32
+    sum per kind); the cosine similarity of every pair of kinds' means says whether they pull the
+    shared encoder the same way (near 1), apart (near -1) or unrelatedly (near 0). Only floating
+    tensors count (not BatchNorm's batch counters).
     """
 
     def __init__(self, state: ServerState) -> None:
@@ -148,21 +177,22 @@ class UpdateTally:
 
     def add(self, u: ClientUpdate) -> None:
         """Count one accepted update."""
-        shared = {k: v for scope in scopes_of(u.client_id, u.task)[:2] for k, v in self.state.get(scope, {}).items()}
+        shared = merge_scopes(self.state, shared_scopes_of(u.client_id, u.tasks))
         deltas = {k: v.float() - shared[k].float() for k, v in u.state.items() if k in shared and v.is_floating_point()}
         if not deltas:
             return  # it sends nothing it was sent (Local): no update to measure
         self.norms[u.client_id] = math.sqrt(sum(float(d.double().square().sum()) for d in deltas.values()))
-        self.tasks[u.client_id] = u.task
+        kind = kind_of(u.tasks)
+        self.tasks[u.client_id] = kind
         encoder = {k: d for k, d in deltas.items() if k.startswith(ENCODER_PREFIX)}
         if encoder:
-            sums = self.encoder.setdefault(u.task, {k: torch.zeros_like(d) for k, d in encoder.items()})
+            sums = self.encoder.setdefault(kind, {k: torch.zeros_like(d) for k, d in encoder.items()})
             for k, d in encoder.items():
                 sums[k] += d * u.num_examples
-            self.weights[u.task] = self.weights.get(u.task, 0.0) + u.num_examples
+            self.weights[kind] = self.weights.get(kind, 0.0) + u.num_examples
 
     def row(self) -> dict[str, float]:
-        """``client/<id>/update_norm``, ``diag/<task>/update_norm`` (mean) and ``diag/cos/<task>~<task>``."""
+        """``client/<id>/update_norm``, ``diag/<kind>/update_norm`` (mean) and ``diag/cos/<kind>~<kind>``."""
         row = {f"client/{c}/update_norm": n for c, n in self.norms.items()}
         for task in dict.fromkeys(self.tasks.values()):
             norms = [n for c, n in self.norms.items() if self.tasks[c] == task]

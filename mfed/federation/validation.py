@@ -1,7 +1,7 @@
 """Screening client updates before aggregation: a bad update is rejected, never averaged.
 
 An update is checked against what its client was asked for: the client id that was sampled,
-the client's task, a positive whole example count, exactly the keys, shapes and dtypes the
+the client's tasks, a positive whole example count, exactly the keys, shapes and dtypes the
 strategy's uploads select from the model, finite values and finite training losses. Each
 rejection is a :class:`Fault` that the driver reports (console, history.json, W&B ``fault/...``).
 """
@@ -79,15 +79,15 @@ def check_update(update: ClientUpdate, spec: ClientSpec, layout: Layout, private
 
     Args:
         update: What the client sent.
-        spec: The client that was asked (id and task).
+        spec: The client that was asked (id and tasks).
         layout: What it was asked to send (see :func:`expected_layout`).
         private: What it was asked to keep (its ``private`` state); ``None``: nothing.
 
     """
     if update.client_id != spec.client_id:
         return f"claims to be client {update.client_id!r}"
-    if update.task != spec.task:
-        return f"claims task {update.task!r} but the client's task is {spec.task!r}"
+    if update.tasks != spec.tasks:
+        return f"claims tasks {list(update.tasks)} but the client holds {list(spec.tasks)}"
     n = update.num_examples
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
         return f"example count {n!r} is not a positive integer"
@@ -107,7 +107,7 @@ class Screen:
     Args:
         specs: The round's sampled clients by id; an update from any other client, or a second
             update from the same client, is rejected.
-        layouts: Per task, what its clients send and keep (see :func:`expected_layout`).
+        layouts: Per sampled client, what it was asked to send and keep (see :func:`expected_layout`).
         round_idx: The round, for the faults.
 
     """
@@ -126,7 +126,7 @@ class Screen:
         elif update.client_id in self.seen:
             reason = "sent a second update this round"
         else:
-            reason = check_update(update, spec, *self.layouts[spec.task])
+            reason = check_update(update, spec, *self.layouts[spec.client_id])
         self.seen.add(update.client_id)
         return None if reason is None else Fault(self.round, str(update.client_id), "rejected", reason)
 

@@ -56,6 +56,7 @@ def summary(driver: Driver) -> dict[str, Any]:
         "rounds_planned": driver.rounds,
         "tasks": tasks,
         "clients": driver.client_ids,
+        "client_tasks": {s.client_id: list(s.tasks) for s in driver.specs},
         "faults": [asdict(f) for f in driver.faults],
         "final": final,
     }

@@ -1,8 +1,14 @@
 """Offline run reports: per-task curves from ``history.json`` as PNG files and a short report.md.
 
 For users without a W&B account: the same curves as the dashboard (x-axis = round), one panel
-per task metric with every client's curve beside the task's merged one, the training losses, and
-the diagnostics (each task's mean update norm, the cosine of every task pair's encoder updates).
+per task metric with the curve of every client holding the task beside the task's merged one, the
+training losses, and the diagnostics (each client kind's mean update norm, the cosine of every
+pair of kinds' encoder updates; a kind is a client's task set joined with ``+``, e.g. ``semseg``
+or ``semseg+depth``, and is only a label here).
+
+A client holds one task or more and its id is opaque: the clients of a task are those that logged
+``client/<id>/<task>/<metric>`` (validation) or ``client/<id>/<task>/test_<metric>`` (test); its
+update norm ``client/<id>/update_norm`` is per client.
 The title names the setting (strategy and its options, task mix, seed) from the run's
 ``config.yaml``; metrics carry their direction (↑/↓) from ``summary.json`` where it exists.
 """
@@ -18,6 +24,7 @@ from mfed.loggers.history import read_history
 
 Rows = Sequence[Mapping[str, float | None]]
 _VAL = re.compile(r"^val/(?P<task>[^/]+)/(?P<metric>[^/]+)$")
+_NORM = re.compile(r"^diag/(?P<kind>[^/]+)/update_norm$")
 
 
 def task_metrics(history: Rows) -> dict[str, list[str]]:
@@ -38,9 +45,23 @@ def series(history: Rows, key: str) -> tuple[list[float], list[float]]:
 
 
 def client_ids(history: Rows, task: str) -> list[str]:
-    """Ids of the clients of ``task`` (clients are named ``<task>-<i>``)."""
-    ids = {k.split("/")[1] for row in history for k in row if k.startswith(f"client/{task}-")}
+    """Ids of the clients holding ``task``: those with a ``client/<id>/<task>/<metric>`` key, sorted.
+
+    Ids are not parsed: a client holding several tasks (``semseg+depth-0``) is a client of each.
+    """
+    ids = set()
+    for row in history:
+        for key in row:
+            parts = key.split("/")
+            if len(parts) == 4 and parts[0] == "client" and parts[2] == task:
+                ids.add(parts[1])
     return sorted(ids)
+
+
+def norm_kinds(history: Rows) -> list[str]:
+    """Client kinds (``semseg``, ``semseg+depth``) with a finite ``diag/<kind>/update_norm``, in first-seen order."""
+    found = dict.fromkeys(m["kind"] for row in history for k in row if (m := _NORM.match(k)))
+    return [kind for kind in found if series(history, f"diag/{kind}/update_norm")[0]]
 
 
 def arrow(directions: Mapping[str, Mapping[str, bool]], task: str, metric: str) -> str:
@@ -61,7 +82,7 @@ def plot_curves(
     directions = directions or {}
     panels = [(t, m) for t, metrics in task_metrics(history).items() for m in metrics]
     cosines = sorted({k for row in history for k in row if k.startswith("diag/cos/")})
-    norms = [t for t in task_metrics(history) if series(history, f"diag/{t}/update_norm")[0]]
+    norms = norm_kinds(history)
     extra = 1 + bool(norms) + bool(cosines)  # the losses, then the diagnostics' panels
     cols = min(3, len(panels) + extra)
     rows = math.ceil((len(panels) + extra) / cols)
@@ -69,7 +90,7 @@ def plot_curves(
     flat = list(axes.flat)
     for ax, (task, metric) in zip(flat, panels, strict=False):
         for cid in client_ids(history, task):
-            ax.plot(*series(history, f"client/{cid}/{metric}"), lw=0.8, alpha=0.6, label=cid)
+            ax.plot(*series(history, f"client/{cid}/{task}/{metric}"), lw=0.8, alpha=0.6, label=cid)
         ax.plot(*series(history, f"val/{task}/{metric}"), lw=2.2, color="black", label="merged")
         ax.set_title(f"val/{task}/{metric}{arrow(directions, task, metric)}", fontsize=10)
         ax.set_xlabel("round")
@@ -84,9 +105,9 @@ def plot_curves(
     used = len(panels) + 1
     if norms:
         ax = flat[used]
-        for task in norms:
-            ax.plot(*series(history, f"diag/{task}/update_norm"), label=task)
-        ax.set_title("update norm (mean over the task's clients)", fontsize=10)
+        for kind in norms:
+            ax.plot(*series(history, f"diag/{kind}/update_norm"), label=kind)
+        ax.set_title("update norm (mean over each kind's clients)", fontsize=10)
         ax.set_xlabel("round")
         ax.legend(fontsize=7)
         used += 1
@@ -96,7 +117,7 @@ def plot_curves(
             ax.plot(*series(history, key), label=key.removeprefix("diag/cos/"))
         ax.axhline(0, color="black", lw=0.6)
         ax.set_ylim(-1.05, 1.05)
-        ax.set_title("cosine of the tasks' mean encoder updates", fontsize=10)
+        ax.set_title("cosine of the kinds' mean encoder updates", fontsize=10)
         ax.set_xlabel("round")
         ax.legend(fontsize=7)
         used += 1
@@ -129,12 +150,18 @@ def summary_lines(history: Rows, directions: Mapping[str, Mapping[str, bool]] | 
 
 
 def client_lines(history: Rows, directions: Mapping[str, Mapping[str, bool]]) -> list[str]:
-    """Markdown: each client's final validation metrics, test metrics and update norm (the last logged values)."""
+    """Markdown: per task, each of its clients' final metrics on it, test metrics and update norm (last logged values).
+
+    A client holding several tasks has a row in each of its tasks' tables; its update norm (one per
+    client, ``client/<id>/update_norm``) repeats in each.
+    """
     lines = []
     for task, metrics in task_metrics(history).items():
         columns = [*metrics, *(f"test_{m}" for m in metrics), "update_norm"]
+        keys = {c: c if c == "update_norm" else f"{task}/{c}" for c in columns}
         last = {
-            cid: {c: series(history, f"client/{cid}/{c}")[1][-1:] for c in columns} for cid in client_ids(history, task)
+            cid: {c: series(history, f"client/{cid}/{keys[c]}")[1][-1:] for c in columns}
+            for cid in client_ids(history, task)
         }
         columns = [c for c in columns if any(v[c] for v in last.values())]
         if not last or not columns:

@@ -23,10 +23,19 @@ def decoder_prefix(task: str) -> str:
     return f"decoders.{task}."
 
 
-def part_prefixes(parts: Iterable[str], task: str) -> list[str]:
-    """State-dict prefixes of a strategy's parts (``encoder``, ``decoder``) for a client of ``task``."""
-    prefixes = {"encoder": ENCODER_PREFIX, "decoder": decoder_prefix(task)}
-    return [prefixes[p] for p in parts]
+DECODERS_PREFIX = "decoders."
+
+
+def part_prefixes(parts: Iterable[str], tasks: Iterable[str]) -> list[str]:
+    """State-dict prefixes of a strategy's parts for a client holding ``tasks``.
+
+    ``encoder`` is the shared encoder; ``decoder`` is every decoder the client holds (one per task).
+    """
+    tasks = list(tasks)
+    prefixes: list[str] = []
+    for part in parts:
+        prefixes += [ENCODER_PREFIX] if part == "encoder" else [decoder_prefix(t) for t in tasks]
+    return prefixes
 
 
 class MultiTaskModel(nn.Module):
@@ -52,9 +61,16 @@ class MultiTaskModel(nn.Module):
 
     def forward(self, x: Tensor, task: str) -> Tensor:
         """(B, C, H, W) image -> ``task``'s raw prediction at the same resolution."""
-        if task not in self.decoders:
-            raise KeyError(f"model has no decoder for task {task!r}; it has {list(self.tasks)}")
-        return self.decoders[task](self.encoder(x), x.shape[-2:])
+        return self.predict(x, [task])[task]
+
+    def predict(self, x: Tensor, tasks: Iterable[str]) -> dict[str, Tensor]:
+        """(B, C, H, W) image -> each of ``tasks``' raw prediction, the encoder run once."""
+        tasks = list(tasks)
+        missing = [t for t in tasks if t not in self.decoders]
+        if missing:
+            raise KeyError(f"model has no decoder for tasks {missing}; it has {list(self.tasks)}")
+        features = self.encoder(x)
+        return {t: self.decoders[t](features, x.shape[-2:]) for t in tasks}
 
 
 def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
@@ -81,7 +97,8 @@ def build_model(
     Args:
         encoder: Zero-argument factory (a Hydra partial) returning the encoder; it must expose
             ``out_channels``.
-        decoder: Factory taking ``in_channels`` and ``out_channels``.
+        decoder: Factory taking ``in_channels`` and ``out_channels``, for every task that names
+            no decoder of its own (``Task.decoder``).
         tasks: The tasks to give a decoder.
         seed: Run seed.
 
@@ -93,7 +110,7 @@ def build_model(
     decoders = {
         t.name: _seeded(
             component_seed(seed, f"decoder:{t.name}"),
-            functools.partial(decoder, in_channels=in_channels, out_channels=t.out_channels),
+            functools.partial(t.decoder or decoder, in_channels=in_channels, out_channels=t.out_channels),
         )
         for t in tasks
     }
@@ -105,7 +122,8 @@ class ModelFactory:
 
     Args:
         encoder: Zero-argument encoder factory (Hydra partial).
-        decoder: Decoder factory taking ``in_channels`` and ``out_channels`` (Hydra partial).
+        decoder: Decoder factory taking ``in_channels`` and ``out_channels`` (Hydra partial), for
+            the tasks that name no decoder of their own.
         seed: Run seed.
 
     """

@@ -22,14 +22,15 @@ Spec: TypeAlias = "str | dict[str, Spec]"
 PLAIN: dict[str, Spec] = {
     "seed": "int", "out_dir": "str?", "storage": "str?", "name": "str?", "group": "str?", "resume": "str?",
     "mix_name": "str?", "tasks": "targets", "aggregation": "target", "backend": "target", "optimizer": "target",
-    "logger": "target?", "model": {"encoder": "target", "decoder": "target"},
+    "logger": "target?", "model": {"encoder": "target", "decoder": "target"}, "weighting": "target",
+    "defences": "target",
     "data": {
         "pool": "target", "test": "target?", "partition": "target", "channels": "int", "num_classes": "int",
         "num_parts": "int", "num_labels": "int", "depth_offset": "float", "val_fraction": "float",
         "min_per_client": "int",
     },
     "federation": {
-        "rounds": "int", "clients_per_task": "int", "min_clients": "float", "fraction": "float",
+        "rounds": "int", "clients_per_task": "int?", "groups": "any", "min_clients": "float", "fraction": "float",
         "local_epochs": "int", "batch_size": "int", "eval_every": "int", "torch_threads": "int",
         "accelerator": "str",
     },
@@ -66,7 +67,7 @@ def _plain_schema(root: str) -> dict[str, Spec]:
             old = node.get(parts[-1])
             if old is None:
                 node[parts[-1]] = _infer(kinds)
-            elif isinstance(old, str) and "null" in kinds and not old.endswith("?"):
+            elif isinstance(old, str) and "null" in kinds and not old.endswith("?") and old != "any":
                 node[parts[-1]] = old + "?"
     return schema
 

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from mfed.aggregation.functional import select
 from mfed.models.multitask import ENCODER_PREFIX, decoder_prefix
 from mfed.sweeps.plan import Trial, checked_trial, expand_grid, merge_overrides, override_key, trial_name
-from mfed.sweeps.report import client_delta
+from mfed.sweeps.report import client_delta, client_tasks
 from mfed.sweeps.stats import mean_ci, paired
 from mfed.types import state_nbytes
 
@@ -119,7 +119,12 @@ def _per_round(history: Sequence[Mapping[str, Any]], key: str) -> float | None:
 def collect_runs(
     trials: Sequence[Trial], out_dir: Path, errors: Mapping[str, str], reference: str | None
 ) -> list[dict[str, Any]]:
-    """One record per trial (see :mod:`mfed.sweeps.results`), delta_m against ``reference`` (same setting, seed)."""
+    """One record per trial (see :mod:`mfed.sweeps.results`), delta_m against ``reference`` (same setting, seed).
+
+    ``clients`` holds the final per-(client, task) test metrics, keyed ``<id>/<task>/test_<metric>``
+    (``<id>/test_<metric>`` in runs written before ``client_tasks``); ``task_order`` is the tasks in
+    the order the clients first hold them (:func:`mfed.sweeps.report.client_tasks`).
+    """
     summaries: dict[str, dict[str, Any]] = {}
     records = []
     for t in trials:
@@ -145,7 +150,7 @@ def collect_runs(
             k: _per_round(history, f"comm/{k}") for k in ("bytes_up", "bytes_up_encoder", "bytes_down", "private_bytes")
         }
         record["tasks"] = summary["tasks"]
-        record["task_order"] = list(dict.fromkeys(c.rsplit("-", 1)[0] for c in summary["clients"]))
+        record["task_order"] = list(dict.fromkeys(t for tasks in client_tasks(summary).values() for t in tasks))
         records.append(record)
     by_labels = {(r["setting"], r["strategy"], r["seed"]): r for r in records}
     for r in records:

@@ -4,6 +4,11 @@ Writes ``sweep.json`` (machine-readable), ``sweep.md`` (a ranked table) and ``sw
 panel per task: each trial's headline test metric). Delta_m of a trial is computed per client
 against the same client of the Local run with otherwise equal settings, then averaged over
 clients (the federated multi-task convention); it is null where no such reference ran.
+
+A client holds one task or more: summary.json's ``client_tasks`` (``{id: [task, ...]}``) names
+them and its final row holds ``client/<id>/<task>/test_<metric>``. Summaries written before
+clients could hold several tasks have neither: there the task is read from the id
+(``<task>-<i>``) and the key is ``client/<id>/test_<metric>``.
 """
 
 from __future__ import annotations
@@ -21,18 +26,54 @@ if TYPE_CHECKING:
     from mfed.sweeps.plan import Trial
 
 
+def client_tasks(summary: Mapping[str, Any]) -> dict[str, list[str]]:
+    """``{client id: [task, ...]}`` in client order, from ``summary["client_tasks"]``.
+
+    Older summaries have no ``client_tasks``: each client then holds one task, read from its id
+    ``<task>-<i>``.
+    """
+    if "client_tasks" in summary:
+        return {cid: list(tasks) for cid, tasks in summary["client_tasks"].items()}
+    return {cid: [cid.rsplit("-", 1)[0]] for cid in summary["clients"]}
+
+
+def client_test_key(summary: Mapping[str, Any], cid: str, task: str, metric: str) -> str:
+    """The final-row key of client ``cid``'s test ``metric`` on ``task`` in ``summary``'s format.
+
+    ``client/<id>/<task>/test_<metric>``; in older summaries (no ``client_tasks``) ``client/<id>/test_<metric>``.
+    """
+    return f"client/{cid}/{task}/test_{metric}" if "client_tasks" in summary else f"client/{cid}/test_{metric}"
+
+
 def client_delta(summary: Mapping[str, Any], reference: Mapping[str, Any]) -> float | None:
-    """Mean over clients of each client's delta_m on its task's headline test metric."""
+    """Delta_m of a run against ``reference`` (its Local run), client by client, then averaged over clients.
+
+    A client's delta is the mean over its tasks of the signed relative difference on each task's
+    headline test metric against the same client in ``reference`` (Δm_k = (1/T_k) Σ_t
+    (−1)^{l_t} (M_t − M_ref,t) / M_ref,t × 100, l_t = 1 where lower is better).
+
+    Args:
+        summary: The run's summary.json.
+        reference: The reference run's summary.json (same clients, same tasks per client).
+
+    Returns:
+        The mean over clients in percent; None where a client's value or reference value is
+        missing or the reference value is 0 (or the run has no clients).
+
+    """
     deltas = []
-    for cid in summary["clients"]:
-        task = cid.rsplit("-", 1)[0]
-        headline = summary["tasks"][task]["headline"]
-        key = f"client/{cid}/test_{headline}"
-        value, ref = summary["final"].get(key), reference["final"].get(key)
-        if value is None or ref is None or ref == 0:
-            return None
-        lower = not summary["tasks"][task]["higher_is_better"][headline]
-        deltas.append(delta_m({headline: value}, {headline: ref}, {headline: lower}))
+    for cid, tasks in client_tasks(summary).items():
+        scores, refs, lower = {}, {}, {}
+        for task in tasks:
+            info = summary["tasks"][task]
+            headline = info["headline"]
+            value = summary["final"].get(client_test_key(summary, cid, task, headline))
+            ref = reference["final"].get(client_test_key(reference, cid, task, headline))
+            if value is None or ref is None or ref == 0:
+                return None
+            scores[task], refs[task], lower[task] = value, ref, not info["higher_is_better"][headline]
+        if scores:
+            deltas.append(delta_m(scores, refs, lower))
     return sum(deltas) / len(deltas) if deltas else None
 
 

@@ -9,13 +9,16 @@
      "settings": {setting: {"strategies": {strategy: {task: interval, "delta_m": interval, ...}},
                             "compare": str, "against": {strategy: {task: paired, "delta_m": paired}}}},
      "runs": [{"strategy": str, "seed": int, "setting": str, "status": str, "overrides": [...],
-               "test": {"<task>/<metric>": float}, "val": {...}, "clients": {"<id>/test_<metric>": float},
-               "delta_m": float | null, "curves": {"val/<task>/<metric>": [[round, value], ...]},
+               "test": {"<task>/<metric>": float}, "val": {...}, "clients": {"<id>/<task>/test_<metric>": float},
+               "task_order": [task, ...], "delta_m": float | null,
+               "curves": {"val/<task>/<metric>": [[round, value], ...]},
                "comm": {"bytes_up": ..., "bytes_up_encoder": ..., "bytes_down": ..., "private_bytes": ...},
                "out_dir": str}, ...]}
 
 An interval is ``{"mean", "low", "high", "n"}`` (Student t over seeds); a paired comparison adds
 ``"p"`` (paired t-test). ``comm`` values are per trained client per round, averaged over rounds.
+``clients`` keys name the client and the task (a client may hold several); runs written before
+clients could hold several tasks have ``"<id>/test_<metric>"`` there.
 Non-finite numbers are written as null; mappings keep the benchmark's order (settings as
 planned, strategies as listed).
 """

@@ -1,6 +1,5 @@
-"""The LightningModule clients train, and the M-Fed regulariser."""
+"""The LightningModules clients train (``module``), their loss weightings and the M-Fed regulariser.
 
-from mfed.systems.module import TaskSystem
-from mfed.systems.regularisers import proximal_term
-
-__all__ = ["TaskSystem", "proximal_term"]
+Nothing is imported here: :mod:`mfed.systems.weighting` is light (torch only) and the driver
+uses it, while :mod:`mfed.systems.module` loads Lightning (seconds), only where a client is built.
+"""

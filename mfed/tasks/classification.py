@@ -12,7 +12,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from mfed.metrics import MultilabelMAP
-from mfed.tasks.base import Task
+from mfed.tasks.base import DecoderFactory, Task
 
 
 class MultiLabelClassification(Task):
@@ -28,8 +28,14 @@ class MultiLabelClassification(Task):
     headline = "mAP"
     higher_is_better = {"mAP": True}
 
-    def __init__(self, name: str = "classification", num_labels: int = 10, loss_weight: float = 1.0) -> None:
-        super().__init__(name, loss_weight)
+    def __init__(
+        self,
+        name: str = "classification",
+        num_labels: int = 10,
+        loss_weight: float = 1.0,
+        decoder: DecoderFactory | None = None,
+    ) -> None:
+        super().__init__(name, loss_weight, decoder)
         if num_labels < 1:
             raise ValueError(f"tasks.{name}.num_labels must be >= 1, got {num_labels}")
         self.num_labels = self.out_channels = int(num_labels)

@@ -11,7 +11,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from mfed.metrics import DepthAbsRel, DepthRMSE
-from mfed.tasks.base import Task
+from mfed.tasks.base import DecoderFactory, Task
 
 
 class Depth(Task):
@@ -32,8 +32,10 @@ class Depth(Task):
     headline = "rmse"
     higher_is_better = {"rmse": False, "abs_rel": False}
 
-    def __init__(self, name: str = "depth", offset: float = 0.0, loss_weight: float = 1.0) -> None:
-        super().__init__(name, loss_weight)
+    def __init__(
+        self, name: str = "depth", offset: float = 0.0, loss_weight: float = 1.0, decoder: DecoderFactory | None = None
+    ) -> None:
+        super().__init__(name, loss_weight, decoder)
         self.offset = float(offset)
 
     def activate(self, output: Tensor) -> Tensor:

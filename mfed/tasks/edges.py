@@ -10,6 +10,7 @@ from __future__ import annotations
 from torchmetrics import Metric
 
 from mfed.metrics import EdgeODSF
+from mfed.tasks.base import DecoderFactory
 from mfed.tasks.losses import BinaryMapTask
 
 
@@ -33,8 +34,9 @@ class Edges(BinaryMapTask):
         pos_weight: float = 0.95,
         tolerance: int = 1,
         loss_weight: float = 1.0,
+        decoder: DecoderFactory | None = None,
     ) -> None:
-        super().__init__(name, pos_weight, loss_weight)
+        super().__init__(name, pos_weight, loss_weight, decoder)
         if tolerance < 0:
             raise ValueError(f"tasks.{name}.tolerance must be >= 0 pixels, got {tolerance}")
         self.tolerance = int(tolerance)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mfed.tasks.base import Task
+from mfed.tasks.base import DecoderFactory, Task
 
 
 def balanced_bce(logits: Tensor, target: Tensor, pos_weight: float | None) -> Tensor:
@@ -35,8 +35,10 @@ class BinaryMapTask(Task):
 
     out_channels = 1
 
-    def __init__(self, name: str, pos_weight: float | None, loss_weight: float) -> None:
-        super().__init__(name, loss_weight)
+    def __init__(
+        self, name: str, pos_weight: float | None, loss_weight: float, decoder: DecoderFactory | None = None
+    ) -> None:
+        super().__init__(name, loss_weight, decoder)
         if pos_weight is not None and not 0.0 < pos_weight < 1.0:
             raise ValueError(f"tasks.{name}.pos_weight must lie in (0, 1) or be null, got {pos_weight}")
         self.pos_weight = pos_weight

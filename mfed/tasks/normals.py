@@ -11,7 +11,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from mfed.metrics import NormalsAngularError
-from mfed.tasks.base import Task
+from mfed.tasks.base import DecoderFactory, Task
 
 
 class Normals(Task):
@@ -27,8 +27,8 @@ class Normals(Task):
     headline = "mErr"
     higher_is_better = {"mErr": False}
 
-    def __init__(self, name: str = "normals", loss_weight: float = 10.0) -> None:
-        super().__init__(name, loss_weight)
+    def __init__(self, name: str = "normals", loss_weight: float = 10.0, decoder: DecoderFactory | None = None) -> None:
+        super().__init__(name, loss_weight, decoder)
 
     def activate(self, output: Tensor) -> Tensor:
         """Unit-length normals (B, 3, H, W)."""

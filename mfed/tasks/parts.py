@@ -5,6 +5,7 @@ The same loss and metric as semantic segmentation (MTI-Net's PASCAL protocol wei
 
 from __future__ import annotations
 
+from mfed.tasks.base import DecoderFactory
 from mfed.tasks.semseg import SemanticSegmentation
 
 
@@ -18,5 +19,7 @@ class PartSegmentation(SemanticSegmentation):
 
     """
 
-    def __init__(self, name: str = "parts", num_classes: int = 3, loss_weight: float = 2.0) -> None:
-        super().__init__(name=name, num_classes=num_classes, loss_weight=loss_weight)
+    def __init__(
+        self, name: str = "parts", num_classes: int = 3, loss_weight: float = 2.0, decoder: DecoderFactory | None = None
+    ) -> None:
+        super().__init__(name=name, num_classes=num_classes, loss_weight=loss_weight, decoder=decoder)

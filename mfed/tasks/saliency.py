@@ -9,6 +9,7 @@ from __future__ import annotations
 from torchmetrics import Metric
 
 from mfed.metrics import SaliencyMaxF
+from mfed.tasks.base import DecoderFactory
 from mfed.tasks.losses import BinaryMapTask
 
 
@@ -32,8 +33,9 @@ class Saliency(BinaryMapTask):
         convention: str = "dataset",
         pos_weight: float | None = None,
         loss_weight: float = 5.0,
+        decoder: DecoderFactory | None = None,
     ) -> None:
-        super().__init__(name, pos_weight, loss_weight)
+        super().__init__(name, pos_weight, loss_weight, decoder)
         self.convention = convention
         self.metrics()  # validates the convention now
 

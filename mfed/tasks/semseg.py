@@ -11,7 +11,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from mfed.metrics import MeanIoU
-from mfed.tasks.base import Task
+from mfed.tasks.base import DecoderFactory, Task
 
 IGNORE_INDEX = 255
 
@@ -29,8 +29,14 @@ class SemanticSegmentation(Task):
     headline = "mIoU"
     higher_is_better = {"mIoU": True}
 
-    def __init__(self, name: str = "semseg", num_classes: int = 11, loss_weight: float = 1.0):
-        super().__init__(name, loss_weight)
+    def __init__(
+        self,
+        name: str = "semseg",
+        num_classes: int = 11,
+        loss_weight: float = 1.0,
+        decoder: DecoderFactory | None = None,
+    ) -> None:
+        super().__init__(name, loss_weight, decoder)
         if num_classes < 2:
             raise ValueError(f"tasks.{name}.num_classes must be >= 2, got {num_classes}")
         self.num_classes = int(num_classes)

@@ -72,7 +72,7 @@ def test_a_host_with_room_takes_clients_whose_own_host_is_busy(tiny_cfg, ray_clu
         assert len(own) == 2
         state = driver.strategy.init_state(driver.model)
         # Execute: each of them twice: four calls, and room for two on host-0
-        updates = list(backend.fit([*own, *own], state, 1))
+        updates = list(backend.fit([*own, *own], state, 1, driver.plan(1, own)))
         # Assert: host-1 served some of them, and the results equal those of their own host
         served = {host for host, _ in backend._ran_on.values()}
         assert served == {"host-0", "host-1"}, backend._ran_on

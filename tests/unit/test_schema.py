@@ -35,7 +35,7 @@ BAD = [
     (["federation.fraction=abc"], "federation.fraction must be a number, got 'abc': e.g. federation.fraction=1.0"),
     (["aggregation.mu=x"], "aggregation.mu must be a number, got 'x': e.g. aggregation.mu=0.01"),
     (["aggregation.mu=null"], "aggregation.mu must be a number, got null"),
-    (["aggregation.clip_norm=big"], "aggregation.clip_norm must be a number or null, got 'big'"),
+    (["defences.clip_norm=big"], "defences.clip_norm must be a number or null, got 'big'"),
     (["out_dir=/proc/x"], "out_dir=/proc/x cannot be written: /proc is a kernel file system; choose another folder"),
     (["out_dir=/sys/x"], "out_dir=/sys/x cannot be written: /sys is a kernel file system; choose another folder"),
     (["resume=/nonexistent"], "resume: no run at /nonexistent (no checkpoint at /nonexistent: give a run's output"),

@@ -3,7 +3,8 @@ import pytest
 import torch
 from scipy import stats
 
-from mfed.aggregation import FedAvgPerTask, MFed
+from mfed.aggregation import FedAvgAll, FedAvgPerTask, FedRep, Local, MFed
+from mfed.aggregation.defences import Defences
 from mfed.aggregation.robust import clip_update, coordinate_median, trimmed_mean, update_norm
 from mfed.types import ClientUpdate
 
@@ -48,13 +49,24 @@ def test_trimmed_mean_matches_scipy(n, fraction):
     np.testing.assert_allclose(out["encoder.w"].numpy(), stats.trim_mean(VALUES[:n], fraction, axis=0), rtol=1e-6)
 
 
+def defended(strategy=None, **defences):
+    return (strategy or MFed()).with_defences(Defences(**defences))
+
+
 def test_bad_defence_settings_name_the_field():
-    with pytest.raises(ValueError, match=r"aggregation.trim_fraction must lie in \[0, 0.5\), got 0.5"):
-        MFed(robust="trimmed_mean", trim_fraction=0.5)
-    with pytest.raises(ValueError, match="aggregation.robust must be null or one of"):
-        MFed(robust="mean")
-    with pytest.raises(ValueError, match=r"aggregation.clip_norm must be > 0 or null \(off\), got 0"):
-        FedAvgPerTask(clip_norm=0)
+    with pytest.raises(ValueError, match=r"defences.trim_fraction must lie in \[0, 0.5\), got 0.5"):
+        Defences(robust="trimmed_mean", trim_fraction=0.5)
+    with pytest.raises(ValueError, match="defences.robust must be null or one of"):
+        Defences(robust="mean")
+    with pytest.raises(ValueError, match=r"defences.clip_norm must be > 0 or null \(off\), got 0"):
+        defended(FedAvgPerTask(), clip_norm=0)
+
+
+def test_defences_wrap_any_averaging_strategy_and_refuse_one_that_averages_nothing():
+    for strategy in (MFed(), FedAvgPerTask(), FedAvgAll(), FedRep()):
+        assert defended(strategy, robust="median").defences.robust == "median"
+    with pytest.raises(ValueError, match="defences.clip_norm and defences.robust cannot apply to aggregation=local"):
+        defended(Local(), clip_norm=1.0, robust="median")
 
 
 def update(cid: str, enc: float, n: int = 1) -> ClientUpdate:
@@ -69,18 +81,58 @@ def test_strategy_defences_bound_one_huge_update():
     plain = MFed().aggregate(state, honest)["global"]["encoder.w"]
     # Execute / Assert: undefended, the mean moves to ~1.7e5; each defence stays within 0.5 of the honest mean
     assert float(MFed().aggregate(state, attacked)["global"]["encoder.w"][0]) > 1e5
-    for strategy in (MFed(clip_norm=2.0), MFed(robust="median"), MFed(robust="trimmed_mean", trim_fraction=0.17)):
-        defended = strategy.aggregate(state, attacked)
-        assert float((defended["global"]["encoder.w"] - plain).abs().max()) < 0.5, strategy
-        assert float(defended["task:t"]["decoders.t.w"][0]) < 2.0, strategy
+    for strategy in (
+        defended(clip_norm=2.0), defended(robust="median"), defended(robust="trimmed_mean", trim_fraction=0.17)
+    ):
+        new = strategy.aggregate(state, attacked)
+        assert float((new["global"]["encoder.w"] - plain).abs().max()) < 0.5, strategy
+        assert float(new["task:t"]["decoders.t.w"][0]) < 2.0, strategy
 
 
 def test_robust_rules_ignore_claimed_example_counts():
     state = {"global": {"encoder.w": torch.zeros(2)}, "task:t": {"decoders.t.w": torch.zeros(1)}}
     updates = [update("a", 0.0), update("b", 1.0), update("liar", 9.0, n=10**6)]
-    assert MFed(robust="median").aggregate(state, updates)["global"]["encoder.w"].tolist() == [1.0, 1.0]
+    assert defended(robust="median").aggregate(state, updates)["global"]["encoder.w"].tolist() == [1.0, 1.0]
 
 
 def test_repr_names_the_defences_so_resume_refuses_a_change():
-    assert repr(MFed(clip_norm=1.0)) != repr(MFed())
-    assert "robust='median'" in repr(MFed(robust="median"))
+    assert repr(defended(clip_norm=1.0)) != repr(MFed())
+    assert "robust='median'" in repr(defended(robust="median"))
+    # the same text as when the strategies declared them, so checkpoints made then still resume
+    assert repr(defended(clip_norm=1.0)) == "MFed(weighting='examples', prox_mu=0.01, clip_norm=1.0)"
+
+
+def task_update(cid: str, tasks, enc: float) -> ClientUpdate:
+    state = {"encoder.w": torch.full((2,), enc), **{f"decoders.{t}.w": torch.full((1,), enc) for t in tasks}}
+    return ClientUpdate(cid, tuple(tasks), 1, state)
+
+
+def test_robust_rules_run_within_each_kind_of_client_then_take_the_median_of_the_kinds():
+    # Prepare: 4 seg clients agree on 1.0; one depth client (a minority task) pulls to 5.0
+    state = {"global": {"encoder.w": torch.zeros(2)}, **{f"task:{t}": {f"decoders.{t}.w": torch.zeros(1)} for t in "a"}}
+    state["task:b"] = {"decoders.b.w": torch.zeros(1)}
+    seg = [task_update(f"a-{i}", "a", 1.0) for i in range(4)]
+    minority = task_update("b-0", "b", 5.0)
+    # Execute
+    grouped = defended(robust="median").aggregate(state, [*seg, minority])["global"]["encoder.w"]
+    # Assert: a median over all 5 clients would be 1.0 (the depth client trimmed as an attacker); within the
+    # kinds it is 1.0 (a) and 5.0 (b), and the median of those two is their mean, 3.0: b keeps its pull
+    assert grouped.tolist() == [3.0, 3.0]
+
+
+def test_grouped_robust_rules_still_contain_one_client_scaled_by_1e6():
+    # Prepare: kind a has 3 clients (one attacker), b, c and a client holding both a and b (its own kind)
+    state: dict = {"global": {"encoder.w": torch.zeros(2)}}
+    state |= {f"task:{t}": {f"decoders.{t}.w": torch.zeros(1)} for t in "abc"}
+    updates = [task_update("a-0", "a", 1.0), task_update("a-1", "a", 1.2), task_update("a-2", "a", 1e6),
+               task_update("b-0", "b", 2.0), task_update("c-0", "c", 3.0)]  # fmt: skip
+    updates.append(task_update("a+b-0", ("a", "b"), 4.0))
+    # Execute
+    new = defended(robust="median").aggregate(state, updates)
+    # Assert: kind a's median 1.2 contains the attacker; the kinds' medians (1.2, 2, 3, 4) give (2 + 3) / 2
+    assert new["global"]["encoder.w"].tolist() == [2.5, 2.5]
+    # task a's decoder: kinds a (median 1.2) and a+b (4.0): the median of two is their mean
+    assert new["task:a"]["decoders.a.w"].tolist() == pytest.approx([2.6])
+    # a trimmed mean cutting one from each end of kind a's 3 clients keeps its middle one, 1.2, too
+    trimmed = defended(robust="trimmed_mean", trim_fraction=0.34).aggregate(state, updates)
+    assert trimmed["global"]["encoder.w"].tolist() == [2.5, 2.5]

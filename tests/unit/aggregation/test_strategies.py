@@ -5,9 +5,10 @@ import torch
 from torch import nn
 
 from mfed.aggregation import Ditto, FedAvgAll, FedAvgPerTask, FedProx, FedRep, Local, MFed
-from mfed.aggregation.functional import select
+from mfed.aggregation.defences import Defences
+from mfed.aggregation.functional import merge_scopes, select
 from mfed.models.multitask import MultiTaskModel
-from mfed.types import ClientUpdate
+from mfed.types import ClientSpec, ClientUpdate, LocalStep
 
 
 def tiny_model() -> MultiTaskModel:
@@ -78,7 +79,8 @@ def test_local_uploads_nothing_and_holds_each_clients_model_apart():
     assert set(new) == {"client:s0", "client:s1", "client:d0"}
     for u in UPDATES:  # each client's own tensors, untouched by the others'
         assert all(torch.equal(new[f"client:{u.client_id}"][k], v) for k, v in u.state.items())
-    assert strategy.uploads == () and strategy.keeps == ("encoder", "decoder")
+    (step,) = strategy.steps
+    assert step.sends == () and step.keeps == ("encoder", "decoder")
 
 
 def test_fedprox_averages_like_fedavg_per_task_and_pulls_the_whole_model():
@@ -96,14 +98,17 @@ def test_fedrep_averages_the_encoder_over_every_task_and_keeps_each_decoder_priv
     state = strategy.init_state(tiny_model())
     assert set(state) == {"global"}
     sent = [
-        dataclasses.replace(u, state=select(u.state, ["encoder."]), private=select(u.state, [f"decoders.{u.task}."]))
+        dataclasses.replace(
+            u, state=select(u.state, ["encoder."]), private=select(u.state, [f"decoders.{u.tasks[0]}."])
+        )
         for u in UPDATES
     ]
     new = strategy.aggregate(state, sent)
     assert torch.allclose(new["global"]["encoder.weight"], torch.full((2, 2), 5.5))  # (0 + 12 + 32) / 8
     assert set(new) == {"global", "client:s0", "client:s1", "client:d0"}  # no task scope: decoders never mix
     assert torch.equal(new["client:s1"]["decoders.seg.bias"], torch.full((3,), 20.0))
-    assert strategy.uploads == ("encoder",) and strategy.keeps == ("decoder",)
+    (step,) = strategy.steps
+    assert step.sends == ("encoder",) and step.keeps == ("decoder",)
 
 
 def test_ditto_averages_the_global_models_per_task_and_keeps_the_personal_ones():
@@ -121,7 +126,7 @@ def test_ditto_averages_the_global_models_per_task_and_keeps_the_personal_ones()
 def test_mfed_with_a_frozen_encoder_trains_and_averages_only_decoders():
     strategy = MFed(freeze_encoder=True, name="mfed_frozen_encoder")
     state = strategy.init_state(tiny_model())
-    sent = [dataclasses.replace(u, state=select(u.state, [f"decoders.{u.task}."])) for u in UPDATES]
+    sent = [dataclasses.replace(u, state=select(u.state, [f"decoders.{u.tasks[0]}."])) for u in UPDATES]
     new = strategy.aggregate(state, sent)
     assert new["global"] is state["global"]  # the initial encoder, never moved
     assert torch.allclose(new["task:seg"]["decoders.seg.bias"], torch.full((3,), 17.5))
@@ -160,7 +165,94 @@ def test_fedavg_all_averages_the_shared_decoder_over_every_task_and_heads_within
     assert set(new) == {"global", "task:seg", "task:depth"}
 
 
-def test_fedavg_all_refuses_decoders_it_cannot_mix_naming_the_tasks():
-    model = MultiTaskModel(nn.Linear(2, 2), {"seg": nn.Linear(2, 3), "depth": nn.Sequential(nn.Linear(2, 1))})
-    with pytest.raises(ValueError, match="the decoders of tasks 'depth' and 'seg' have different parameters"):
-        FedAvgAll().init_state(model)
+def test_fedavg_all_mixes_decoders_only_within_one_architecture():
+    # Prepare: seg and depth share a decoder architecture; edges names a lighter one of its own
+    model = MultiTaskModel(nn.Linear(2, 2), {"seg": nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 3)),
+                                             "depth": nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1)),
+                                             "edges": nn.Linear(2, 1)})  # fmt: skip
+    strategy = FedAvgAll()
+    state = strategy.init_state(model)
+    full = {k: v for scope in state.values() for k, v in scope.items()}
+
+    def sent(cid, tasks, n, value):
+        keys = [k for k in full if k.startswith(("encoder.", *(f"decoders.{t}." for t in tasks)))]
+        return ClientUpdate(cid, tuple(tasks), n, {k: torch.full_like(full[k], value) for k in keys})
+
+    # a client holding seg and edges: its encoder counts once, each decoder joins its own architecture's fold
+    updates = [sent("s0", ["seg"], 1, 0.0), sent("d0", ["depth"], 2, 6.0), sent("se0", ["seg", "edges"], 1, 3.0),
+               sent("e0", ["edges"], 3, 7.0)]  # fmt: skip
+    # Execute
+    new = strategy.aggregate(state, updates)
+    # Assert: encoder over everyone (0 + 12 + 3 + 21) / 7; the shared body over seg and depth decoders (0 + 12 + 3) / 4
+    assert torch.allclose(new["global"]["encoder.weight"], torch.full((2, 2), 36 / 7))
+    for task in ("seg", "depth"):
+        assert torch.allclose(new[f"task:{task}"][f"decoders.{task}.0.weight"], torch.full((2, 2), 15 / 4))
+    assert torch.allclose(new["task:seg"]["decoders.seg.1.weight"], torch.full((3, 2), 1.5))  # heads: (0 + 3) / 2
+    # edges' decoder matches no other task's: averaged within edges only, (3 + 21) / 4
+    assert torch.allclose(new["task:edges"]["decoders.edges.weight"], torch.full((1, 2), 6.0))
+
+
+def mixed_update(cid, tasks, n, enc, dec):
+    state = {"encoder.weight": torch.full((2, 2), enc), "encoder.bias": torch.full((2,), enc)}
+    for task in tasks:
+        out = 3 if task == "seg" else 1
+        state[f"decoders.{task}.weight"] = torch.full((out, 2), dec[task])
+        state[f"decoders.{task}.bias"] = torch.full((out,), dec[task])
+    return ClientUpdate(cid, tuple(tasks), n, state)
+
+
+def test_mfed_over_mixed_clients_averages_the_encoder_once_per_client_and_each_decoder_over_its_holders():
+    # Prepare: a client holding both tasks beside one client of each
+    strategy = MFed()
+    updates = [
+        mixed_update("seg-0", ["seg"], 2, enc=1.0, dec={"seg": 10.0}),
+        mixed_update("depth-0", ["depth"], 1, enc=4.0, dec={"depth": -2.0}),
+        mixed_update("seg+depth-0", ["seg", "depth"], 5, enc=7.0, dec={"seg": 20.0, "depth": 4.0}),
+    ]
+    # Execute
+    new = strategy.aggregate(strategy.init_state(tiny_model()), updates)
+    # Assert: encoder (2*1 + 1*4 + 5*7) / 8, the two-task client weighted by its 5 examples once
+    assert torch.allclose(new["global"]["encoder.weight"], torch.full((2, 2), 41 / 8))
+    # seg decoder over seg-0 and seg+depth-0: (2*10 + 5*20) / 7; depth over depth-0 and seg+depth-0: (1*-2 + 5*4) / 6
+    assert torch.allclose(new["task:seg"]["decoders.seg.bias"], torch.full((3,), 120 / 7))
+    assert torch.allclose(new["task:depth"]["decoders.depth.weight"], torch.full((1, 2), 3.0))
+    assert strategy.targets(("seg", "depth")) == [
+        ("global", ("encoder.",)), ("task:seg", ("decoders.seg.",)), ("task:depth", ("decoders.depth.",))
+    ]
+
+
+def test_fedavg_per_task_folds_a_two_task_clients_encoder_into_each_of_its_tasks():
+    strategy = FedAvgPerTask()
+    updates = [
+        mixed_update("seg-0", ["seg"], 1, enc=1.0, dec={"seg": 0.0}),
+        mixed_update("seg+depth-0", ["seg", "depth"], 3, enc=5.0, dec={"seg": 0.0, "depth": 2.0}),
+    ]
+    new = strategy.aggregate(strategy.init_state(tiny_model()), updates)
+    assert torch.allclose(new["task:seg"]["encoder.weight"], torch.full((2, 2), 4.0))  # (1 + 15) / 4
+    assert torch.allclose(new["task:depth"]["encoder.weight"], torch.full((2, 2), 5.0))  # its only client
+
+
+def test_a_client_holding_two_tasks_starts_from_the_mean_of_its_tasks_shared_copies():
+    state = {"task:a": {"encoder.w": torch.tensor([1.0, 3.0]), "decoders.a.w": torch.ones(1)},
+             "task:b": {"encoder.w": torch.tensor([3.0, 7.0]), "decoders.b.w": torch.zeros(1)}}  # fmt: skip
+    merged = merge_scopes(state, ["global", "task:a", "task:b", "personal:x"])
+    assert merged["encoder.w"].tolist() == [2.0, 5.0]
+    assert merged["decoders.a.w"] is state["task:a"]["decoders.a.w"]  # a key in one scope: taken as it is
+
+
+def test_a_strategy_configures_each_round_and_aggregates_with_the_round_its_generator_and_metrics():
+    # A strategy in one small class: local epochs that grow with the round, plus a seeded coin
+    class Growing(MFed):
+        def configure_round(self, round_idx, state, clients, rng):
+            extra = int(torch.randint(0, 2, (), generator=rng))
+            return {c.client_id: (LocalStep(sends=("encoder", "decoder"), epochs=round_idx + extra),) for c in clients}
+
+    specs = [ClientSpec("seg-0", "seg", (0,), (1,), 0)]
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    plan = Growing().configure_round(2, {}, specs, g1)
+    assert plan["seg-0"][0].epochs in (2, 3) and plan == Growing().configure_round(2, {}, specs, g2)
+    fold = MFed().with_defences(Defences(clip_norm=1e-3)).aggregation(MFed().init_state(tiny_model()), 4, g1)
+    for u in UPDATES:
+        fold.add(u)
+    state, metrics = fold.result()
+    assert fold.round == 4 and metrics == {"clipped": 6.0}  # 3 encoders and 3 decoders moved further than 1e-3

@@ -21,13 +21,21 @@ from torch import Tensor
 from mfed.federation.client import Client
 from mfed.models.multitask import ENCODER_PREFIX, decoder_prefix
 from mfed.run import build
+from mfed.systems.weighting import WEIGHTING_PREFIX, weighting_state
 from mfed.types import ClientEvaluation, ClientUpdate
 from tests.conftest import TINY
 
 # Every task, one client each, so every decoder and every metric's state is inspected.
 ALL_TASKS = ("task_mix=pascal_like", "+task@tasks.depth=depth", "federation.clients_per_task=1")
-UPDATE_FIELDS = {"client_id", "task", "num_examples", "state", "metrics", "bytes_down", "private"}
-EVALUATION_FIELDS = {"client_id", "task", "num_examples", "metrics", "metric_states"}
+UPDATE_FIELDS = {"client_id", "tasks", "num_examples", "state", "metrics", "private"}
+EVALUATION_FIELDS = {"client_id", "tasks", "num_examples", "metrics", "metric_states"}
+# Clients holding several tasks, with a weighting that keeps parameters of its own (private state).
+MIXED = (
+    "federation.clients_per_task=null",
+    "federation.groups=[{tasks:[semseg,depth,edges],count:2},{tasks:[semseg],count:1},{tasks:[saliency],count:1},"
+    "{tasks:[parts,normals],count:1},{tasks:[depth],count:1}]",
+    "weighting=uncertainty",
+)
 REPO = Path(__file__).resolve().parents[3]
 IMAGE_PIXELS = int(dict(o.split("=", 1) for o in TINY)["data.pool.size"]) ** 2
 
@@ -43,14 +51,16 @@ def _assert_not_image_shaped(name: str, value: Tensor, hw: tuple[int, int]) -> N
 
 
 def _check_update(update: ClientUpdate, client: Client) -> None:
-    own = client.system.model.state_dict()
-    allowed = (ENCODER_PREFIX, decoder_prefix(client.spec.task))
+    own = {**client.system.model.state_dict(), **weighting_state(client.system.weighting)}
+    allowed = (ENCODER_PREFIX, WEIGHTING_PREFIX, *(decoder_prefix(t) for t in client.spec.tasks))
     hw = _image_hw(client)
     for f in dataclasses.fields(update):
         value = getattr(update, f.name)
-        if f.name in ("client_id", "task"):
+        if f.name == "client_id":
             assert type(value) is str
-        elif f.name in ("num_examples", "bytes_down"):
+        elif f.name == "tasks":
+            assert type(value) is tuple and all(type(t) is str for t in value)
+        elif f.name == "num_examples":
             assert type(value) is int and value >= 0
         elif f.name in ("state", "private"):  # what it sends, and what the driver holds for it
             for key, tensor in value.items():
@@ -59,32 +69,40 @@ def _check_update(update: ClientUpdate, client: Client) -> None:
                 _assert_not_image_shaped(key, tensor, hw)
         elif f.name == "metrics":
             assert value and all(type(k) is str and type(v) is float for k, v in value.items()), value
+            assert {k.split("/")[0] for k in value if "/" in k} == set(client.spec.tasks), value
         else:
             pytest.fail(f"ClientUpdate.{f.name} is not checked by this test")
-    assert (update.client_id, update.task) == (client.spec.client_id, client.spec.task)
+    assert (update.client_id, update.tasks) == (client.spec.client_id, client.spec.tasks)
     assert update.num_examples == len(client.spec.train_indices)
 
 
 def _check_evaluation(evaluation: ClientEvaluation, client: Client) -> None:
-    declared = {name: set(metric.metric_state) for name, metric in client.system.task.metrics().items()}
+    declared = {
+        (task.name, name): set(metric.metric_state) for task in client.system.tasks.values()
+        for name, metric in task.metrics().items()
+    }  # fmt: skip
     hw = _image_hw(client)
     for f in dataclasses.fields(evaluation):
         value = getattr(evaluation, f.name)
-        if f.name in ("client_id", "task"):
+        if f.name == "client_id":
             assert type(value) is str
+        elif f.name == "tasks":
+            assert value == client.spec.tasks
         elif f.name == "num_examples":
             assert type(value) is int and value == len(client.spec.val_indices)
         elif f.name == "metrics":
-            assert set(value) == set(declared) and all(type(v) is float for v in value.values()), value
+            flat = {(t, n): v for t, metrics in value.items() for n, v in metrics.items()}
+            assert set(flat) == set(declared) and all(type(v) is float for v in flat.values()), value
         elif f.name == "metric_states":
-            assert {name: set(state) for name, state in value.items()} == declared
-            for name, state in value.items():
-                for key, item in state.items():
-                    for i, tensor in enumerate(item if isinstance(item, list) else [item]):
-                        _assert_not_image_shaped(f"{name}.{key}[{i}]", tensor, hw)
+            assert {(t, n): set(s) for t, states in value.items() for n, s in states.items()} == declared
+            for task, states in value.items():
+                for name, state in states.items():
+                    for key, item in state.items():
+                        for i, tensor in enumerate(item if isinstance(item, list) else [item]):
+                            _assert_not_image_shaped(f"{task}.{name}.{key}[{i}]", tensor, hw)
         else:
             pytest.fail(f"ClientEvaluation.{f.name} is not checked by this test")
-    assert (evaluation.client_id, evaluation.task) == (client.spec.client_id, client.spec.task)
+    assert evaluation.client_id == client.spec.client_id
 
 
 def test_client_messages_have_exactly_the_audited_fields() -> None:
@@ -92,15 +110,17 @@ def test_client_messages_have_exactly_the_audited_fields() -> None:
     assert {f.name for f in dataclasses.fields(ClientEvaluation)} == EVALUATION_FIELDS
 
 
-@pytest.mark.parametrize("aggregation", ["mfed", "fedavg", "local"])
-def test_only_parameters_counts_and_metric_states_leave_a_client(tiny_cfg, aggregation):
-    # Prepare
-    driver = build(tiny_cfg(*ALL_TASKS, f"aggregation={aggregation}", "federation.rounds=1"))
+@pytest.mark.parametrize(
+    ("aggregation", "mixed"), [("mfed", ()), ("fedavg", ()), ("local", ()), ("mfed", MIXED), ("fedavg", MIXED)]
+)
+def test_only_parameters_counts_and_metric_states_leave_a_client(tiny_cfg, aggregation, mixed):
+    # Prepare: every task's client (and clients holding several tasks, with learnt loss weights)
+    driver = build(tiny_cfg(*ALL_TASKS, f"aggregation={aggregation}", "federation.rounds=1", *mixed))
     driver.state = driver.strategy.init_state(driver.model)
     driver.backend.start(driver.specs, driver.setup)
     clients = driver.backend.clients  # the serial backend's Client objects
     # Execute
-    updates = list(driver.backend.fit(driver.client_ids, driver.state, 1))
+    updates = list(driver.backend.fit(driver.client_ids, driver.state, 1, driver.plan(1, driver.client_ids)))
     evaluations = list(driver.backend.evaluate(driver.client_ids, driver.state))
     # Assert
     assert len(updates) == len(evaluations) == len(clients) == 6
@@ -109,6 +129,9 @@ def test_only_parameters_counts_and_metric_states_leave_a_client(tiny_cfg, aggre
         _check_evaluation(evaluation, clients[evaluation.client_id])
     if aggregation != "local":  # local uploads nothing; the others send every trained tensor
         assert all(u.state for u in updates)
+    if mixed:  # the learnt loss weights stay with their client: private state, never uploaded
+        assert all(set(u.private) == {"weighting.log_var"} for u in updates)
+        assert not any(k.startswith("weighting") for u in updates for k in u.state)
 
 
 def _values(value: Any) -> Iterator[Any]:

@@ -30,7 +30,8 @@ def test_round_loop_on_the_serial_backend_trains_aggregates_and_logs(tiny_cfg):
     # the global test set is scored once, after the last round, by one client per task (they hold one model)
     assert "test/semseg/mIoU" not in history[0]
     last = history[-1]
-    assert last["test/semseg/mIoU"] == last["client/semseg-0/test_mIoU"] == last["client/semseg-1/test_mIoU"]
+    clients = [last[f"client/semseg-{i}/semseg/test_mIoU"] for i in (0, 1)]
+    assert last["test/semseg/mIoU"] == clients[0] == clients[1]
     assert not torch.equal(
         driver.state["global"]["encoder.stages.0.0.0.weight"], initial["global"]["encoder.stages.0.0.0.weight"]
     )
@@ -40,13 +41,13 @@ def test_aggregated_encoder_is_the_weighted_mean_of_the_clients_updates(tiny_cfg
     driver = build(tiny_cfg("task_mix=seg_depth", "federation.rounds=1"))
     driver.state = driver.strategy.init_state(driver.model)
     driver.backend.start(driver.specs, driver.setup)
-    updates = list(driver.backend.fit(driver.client_ids, driver.state, 1))
+    updates = list(driver.backend.fit(driver.client_ids, driver.state, 1, driver.plan(1, driver.client_ids)))
     new = driver.strategy.aggregate(driver.state, updates)
     key = "encoder.stages.1.0.0.weight"
     n = torch.tensor([float(u.num_examples) for u in updates])
     expected = sum(w * u.state[key] for w, u in zip(n / n.sum(), updates, strict=True))
     torch.testing.assert_close(new["global"][key], expected)
-    semseg = [u for u in updates if u.task == "semseg"]
+    semseg = [u for u in updates if u.tasks[0] == "semseg"]
     dkey = next(k for k in semseg[0].state if k.startswith("decoders.semseg."))
     torch.testing.assert_close(new["task:semseg"][dkey], (semseg[0].state[dkey] + semseg[1].state[dkey]) / 2)
 
@@ -95,9 +96,10 @@ def test_the_test_set_is_scored_once_per_shared_model_with_the_same_result(tiny_
     everyone = list(driver.backend.evaluate(driver.client_ids, driver.state, split="test"))
     for task in ("semseg", "depth"):
         metric = driver.tasks[task].headline
-        values = [e.metrics[metric] for e in everyone if e.task == task]
+        values = [e.metrics[task][metric] for e in everyone if e.tasks[0] == task]
         assert history[-1][f"test/{task}/{metric}"] == pytest.approx(sum(values) / len(values), rel=1e-6)
-        for e in (e for e in everyone if e.task == task):  # each client's own figure, scored once or not
-            assert history[-1][f"client/{e.client_id}/test_{metric}"] == pytest.approx(e.metrics[metric], rel=1e-6)
+        for e in (e for e in everyone if e.tasks[0] == task):  # each client's own figure, scored once or not
+            own = e.metrics[task][metric]
+            assert history[-1][f"client/{e.client_id}/{task}/test_{metric}"] == pytest.approx(own, rel=1e-6)
         if strategy != "local":
             assert values[0] == values[1]  # one model per task: scoring it once loses nothing

@@ -23,8 +23,9 @@ def test_a_host_with_a_cache_of_one_trains_each_client_as_its_own_client_would(t
     host = ClientHost(driver.specs, setup.without_data(), setup.dataset, setup.test_dataset, cache=1)
     # Execute: two rounds of the same clients, in turn
     for round_idx in (1, 2):
-        expected = list(driver.backend.fit(driver.client_ids, state, round_idx))
-        got = [host.fit(c, round_idx, *scoped(state)) for c in driver.client_ids]
+        plan = driver.plan(round_idx, driver.client_ids)
+        expected = list(driver.backend.fit(driver.client_ids, state, round_idx, plan))
+        got = [host.fit(c, (round_idx, plan[c]), *scoped(state)) for c in driver.client_ids]
         # Assert: bit-identical updates
         for e, g in zip(expected, got, strict=True):
             assert isinstance(g, ClientUpdate) and g.client_id == e.client_id
@@ -41,7 +42,8 @@ def test_a_failing_client_is_reported_and_the_hosts_other_clients_go_on(tiny_cfg
     setup = driver.setup
     host = ClientHost(specs, setup.without_data(), setup.dataset, setup.test_dataset, cache=4)
     state = scoped(driver.strategy.init_state(driver.model))
-    results = [host.fit(s.client_id, 1, *state) for s in specs]
+    plan = driver.plan(1, driver.client_ids)
+    results = [host.fit(s.client_id, (1, plan[s.client_id]), *state) for s in specs]
     assert isinstance(results[1], ClientFailure) and results[1].client_id == specs[1].client_id
     assert results[1].kind == "failed" and results[1].reason.startswith("raised ")
     assert all(isinstance(r, ClientUpdate) for i, r in enumerate(results) if i != 1)

@@ -16,10 +16,10 @@ def test_a_client_of_one_task_never_receives_another_tasks_decoder_or_another_cl
     driver.run()
     # Assert: whatever each client loads is the encoder or its own task's decoder; its own scope is its alone
     for spec in driver.specs:
-        loaded = [scope for scope in scopes_of(spec.client_id, spec.task) if scope in driver.state]
+        loaded = [scope for scope in scopes_of(spec.client_id, spec.tasks) if scope in driver.state]
         assert loaded, spec.client_id
         for scope in loaded:
             keys = driver.state[scope]
-            assert all(k.startswith(("encoder.", f"decoders.{spec.task}.")) for k in keys), (scope, spec.task)
+            assert all(k.startswith(("encoder.", f"decoders.{spec.tasks[0]}.")) for k in keys), (scope, spec.tasks)
     others = {s for s in driver.state if s.startswith("client:")} - {f"client:{c}" for c in driver.client_ids}
     assert not others

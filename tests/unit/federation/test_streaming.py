@@ -28,7 +28,7 @@ class Replay:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def fit(self, client_ids, state, round_idx):
+    def fit(self, client_ids, state, round_idx, plan):
         for client in self.order:
             gc.collect()
             self.held_at_yield.append([c for c, ref in self.alive if ref() is not None])
@@ -45,7 +45,7 @@ def recorded(tiny_cfg):
     driver = build(tiny_cfg("federation.rounds=1", "data.test=null"))
     driver.state = driver.strategy.init_state(driver.model)
     driver.backend.start(driver.specs, driver.setup)
-    return driver, list(driver.backend.fit(driver.client_ids, driver.state, 1))
+    return driver, list(driver.backend.fit(driver.client_ids, driver.state, 1, driver.plan(1, driver.client_ids)))
 
 
 @pytest.mark.parametrize("arrival", ["sampled", "reversed", "interleaved"])

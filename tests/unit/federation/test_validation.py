@@ -19,7 +19,7 @@ SPEC = ClientSpec("seg-0", "seg", (0, 1), (2,), 0)
 def good(**changes) -> ClientUpdate:
     fields = {
         "client_id": "seg-0",
-        "task": "seg",
+        "tasks": ("seg",),
         "num_examples": 2,
         "state": {k: v.clone() for k, v in MODEL.items() if not k.startswith("decoders.depth.")},
         "metrics": {"loss": 0.5},
@@ -41,7 +41,8 @@ def test_the_layout_is_the_uploaded_part_of_the_model():
     ("update", "reason"),
     [
         (good(client_id="seg-1"), "claims to be client 'seg-1'"),
-        (good(task="depth"), "claims task 'depth' but the client's task is 'seg'"),
+        (good(tasks="depth"), r"claims tasks \['depth'\] but the client holds \['seg'\]"),
+        (good(tasks=("seg", "depth")), r"claims tasks \['seg', 'depth'\] but the client holds \['seg'\]"),
         (good(num_examples=0), "example count 0 is not a positive integer"),
         (good(num_examples=math.nan), "example count nan is not a positive integer"),
         (good(num_examples=True), "example count True is not a positive integer"),
@@ -73,8 +74,8 @@ def test_private_state_is_checked_like_the_shared_one():
 
 def test_screening_rejects_duplicates_and_strangers():
     other = ClientSpec("seg-1", "seg", (3,), (4,), 1)
-    screen = Screen({"seg-0": SPEC, "seg-1": other}, {"seg": (LAYOUT, {})}, round_idx=3)
-    updates = [good(), good(client_id="seg-1"), good(), good(client_id="depth-9", task="depth")]
+    screen = Screen({"seg-0": SPEC, "seg-1": other}, {"seg-0": (LAYOUT, {}), "seg-1": (LAYOUT, {})}, round_idx=3)
+    updates = [good(), good(client_id="seg-1"), good(), good(client_id="depth-9", tasks="depth")]
     verdicts = [screen(u) for u in updates]
     assert verdicts[:2] == [None, None]
     assert [(f.round, f.client_id, f.reason) for f in verdicts[2:]] == [

@@ -19,7 +19,7 @@ def evaluation(task, client_id, preds, target):
         states[name] = {
             k: [t.clone() for t in v] if isinstance(v, list) else v.clone() for k, v in metric.metric_state.items()
         }
-    return ClientEvaluation(client_id, task.name, len(target), metrics={}, metric_states=states)
+    return ClientEvaluation(client_id, task.name, len(target), metrics={}, metric_states={task.name: states})
 
 
 def whole(task, preds, target):
@@ -58,4 +58,4 @@ def test_merge_evaluations_is_nan_when_one_client_saw_nan_and_exact_otherwise(ta
     assert merged_clean == pytest.approx(whole(task, preds, target), rel=1e-6)
     assert all(math.isfinite(v) for v in merged_clean.values())
     assert all(math.isnan(v) for v in merged_dirty.values()) and merged_dirty.keys() == merged_clean.keys()
-    assert all(int(states["nonfinite"]) == 1 for states in dirty[1].metric_states.values())
+    assert all(int(states["nonfinite"]) == 1 for states in dirty[1].metric_states[task.name].values())

@@ -11,6 +11,7 @@ from mfed.config import load_config
 from mfed.metrics.delta import delta_m
 from mfed.sweeps.benchmark import collect_runs, plan_benchmark, strategy_runs, summarise
 from mfed.sweeps.plan import Trial, merge_overrides
+from mfed.sweeps.report import client_delta, client_tasks
 from mfed.sweeps.results import markdown, write_results
 from tests.conftest import TINY
 
@@ -90,10 +91,15 @@ TASKS = {"seg": {"headline": "mIoU", "higher_is_better": {"mIoU": True}},
          "dep": {"headline": "rmse", "higher_is_better": {"rmse": False}}}  # fmt: skip
 
 
-def fabricate(tmp_path, strategy, seed):
+def fabricate(tmp_path, strategy, seed, old_format=False):
+    """A run folder; ``old_format``: as written before clients could hold several tasks (no client_tasks)."""
     seg, dep = SEG[strategy][seed], DEP[strategy][seed]
-    final = {"round": 2.0, "test/seg/mIoU": seg, "test/dep/rmse": dep, "val/seg/mIoU": seg - 1,
-             "client/seg-0/test_mIoU": seg, "client/dep-0/test_rmse": dep}  # fmt: skip
+    final = {"round": 2.0, "test/seg/mIoU": seg, "test/dep/rmse": dep, "val/seg/mIoU": seg - 1}
+    if old_format:
+        final |= {"client/seg-0/test_mIoU": seg, "client/dep-0/test_rmse": dep}
+    else:
+        final |= {"client/seg-0/seg/test_mIoU": seg, "client/dep-0/dep/test_rmse": dep,
+                  "client/seg-0/seg/mIoU": seg - 1, "client/seg-0/train_loss": 0.5, "agg/lam": 0.1}  # fmt: skip
     history = [
         {"round": 1.0, "val/seg/mIoU": seg - 5, "train/seg/loss": 2.0, "comm/clients": 2.0,
          "comm/bytes_up": 400.0, "comm/bytes_up_encoder": 300.0, "comm/bytes_down": 400.0, "comm/private_bytes": 0.0},
@@ -103,15 +109,18 @@ def fabricate(tmp_path, strategy, seed):
     folder = tmp_path / f"{strategy}-s{seed}"
     folder.mkdir()
     summary = {"status": "completed", "tasks": TASKS, "clients": ["seg-0", "dep-0"], "final": final, "error": None}
+    if not old_format:
+        summary["client_tasks"] = {"seg-0": ["seg"], "dep-0": ["dep"]}
     (folder / "summary.json").write_text(json.dumps(summary))
     (folder / "history.json").write_text(json.dumps(history))
     labels = {"strategy": strategy, "seed": seed, "setting": "default"}
     return Trial(folder.name, (f"aggregation={strategy}", f"seed={seed}"), 2, strategy == "local", 1, labels)
 
 
-def test_the_report_holds_intervals_paired_tests_and_delta_m_computed_independently(tmp_path):
+@pytest.mark.parametrize("old_format", [False, True], ids=["client_tasks", "old-format"])
+def test_the_report_holds_intervals_paired_tests_and_delta_m_computed_independently(tmp_path, old_format):
     # Prepare
-    trials = [fabricate(tmp_path, s, k) for s in ("local", "mfed") for k in range(3)]
+    trials = [fabricate(tmp_path, s, k, old_format) for s in ("local", "mfed") for k in range(3)]
     # Execute
     records = collect_runs(trials, tmp_path, {}, reference="local")
     summary = summarise(records, compare="mfed", confidence=0.95)
@@ -132,6 +141,9 @@ def test_the_report_holds_intervals_paired_tests_and_delta_m_computed_independen
     assert against["seg"]["p"] == pytest.approx(sps.ttest_rel(SEG["mfed"], SEG["local"]).pvalue)
     assert against["dep"]["mean"] == pytest.approx(np.mean(np.subtract(DEP["mfed"], DEP["local"])))
     assert [t["name"] for t in summary["tasks"]] == ["seg", "dep"]  # the runs' order, not alphabetical
+    assert records[3]["task_order"] == ["seg", "dep"]
+    key = "seg-0/test_mIoU" if old_format else "seg-0/seg/test_mIoU"
+    assert records[3]["clients"] == {key: 23.0, key.replace("seg", "dep").replace("mIoU", "rmse"): 0.9}
     assert records[0]["comm"] == {"bytes_up": 200.0, "bytes_up_encoder": 150.0, "bytes_down": 200.0,
                                   "private_bytes": 0.0}  # per client per round  # fmt: skip
 
@@ -159,3 +171,79 @@ def test_results_files_say_what_ran_and_mark_directions(tmp_path):
     for png in ("curves_seg.png", "curves_dep.png", "delta_m.png"):
         assert (tmp_path / png).stat().st_size > 10_000
     assert markdown(saved, images=False).count("![") == 0
+
+
+# A mixed federation: a-0 holds task a (acc, higher is better), b-0 holds b (rmse, lower is better),
+# a+b-0 holds both; each client's headline test metrics of the run and of its Local reference.
+MIXED_TASKS = {"a": {"headline": "acc", "higher_is_better": {"acc": True}},
+               "b": {"headline": "rmse", "higher_is_better": {"rmse": False}}}  # fmt: skip
+CLIENT_TASKS = {"a+b-0": ["b", "a"], "a-0": ["a"], "b-0": ["b"]}
+LOCAL = {"a-0": {"a": 0.50}, "b-0": {"b": 2.0}, "a+b-0": {"a": 0.40, "b": 1.6}}
+RUN = {"a-0": {"a": 0.55}, "b-0": {"b": 1.5}, "a+b-0": {"a": 0.50, "b": 2.0}}
+
+
+def mixed_summary(values):
+    final = {f"client/{cid}/{task}/test_{MIXED_TASKS[task]['headline']}": v
+             for cid, by_task in values.items() for task, v in by_task.items()}  # fmt: skip
+    final |= {"client/a+b-0/a/acc": 0.1, "client/a+b-0/train_loss": 1.0, "agg/lam": 0.5, "test/a/acc": 0.3}
+    return {"status": "completed", "tasks": MIXED_TASKS, "clients": list(CLIENT_TASKS), "client_tasks": CLIENT_TASKS,
+            "final": final, "error": None}  # fmt: skip
+
+
+def test_delta_m_of_a_mixed_federation_is_per_client_over_its_tasks_then_over_clients():
+    # a-0:   (0.55 - 0.50) / 0.50 * 100 = +10
+    # b-0:  -(1.5 - 2.0) / 2.0 * 100 = +25
+    # a+b-0: a: (0.50 - 0.40) / 0.40 * 100 = +25, b: -(2.0 - 1.6) / 1.6 * 100 = -25: mean 0
+    # over clients: (10 + 25 + 0) / 3 = 11.666...  (not the mean over the 4 (client, task) pairs, 8.75)
+    assert client_delta(mixed_summary(RUN), mixed_summary(LOCAL)) == pytest.approx(35 / 3)
+    assert client_delta(mixed_summary(LOCAL), mixed_summary(LOCAL)) == 0.0
+    assert client_tasks(mixed_summary(RUN)) == CLIENT_TASKS
+    # a value missing on either side, or a zero reference: no delta_m
+    missing = mixed_summary(RUN)
+    del missing["final"]["client/a+b-0/b/test_rmse"]
+    assert client_delta(missing, mixed_summary(LOCAL)) is None
+    assert client_delta(mixed_summary(RUN), missing) is None
+    assert client_delta(mixed_summary(RUN), mixed_summary({**LOCAL, "a-0": {"a": 0.0}})) is None
+
+
+def test_two_tasks_of_one_client_with_the_same_headline_name_both_count():
+    tasks = {t: {"headline": "rmse", "higher_is_better": {"rmse": False}} for t in ("c", "d")}
+
+    def summary(c, d):
+        final = {"client/c+d-0/c/test_rmse": c, "client/c+d-0/d/test_rmse": d}
+        return {"tasks": tasks, "clients": ["c+d-0"], "client_tasks": {"c+d-0": ["c", "d"]}, "final": final}
+
+    # c: -(1.0 - 2.0) / 2.0 * 100 = +50, d: -(2.5 - 2.0) / 2.0 * 100 = -25: (50 - 25) / 2 = 12.5
+    assert client_delta(summary(1.0, 2.5), summary(2.0, 2.0)) == pytest.approx(12.5)
+
+
+def test_an_old_format_summary_still_gives_the_old_delta_m():
+    # no client_tasks: the task is read from the id, the key is client/<id>/test_<headline>
+    def summary(seg, dep):
+        final = {"client/seg-0/test_mIoU": seg, "client/seg-1/test_mIoU": seg + 2, "client/dep-0/test_rmse": dep}
+        return {"tasks": TASKS, "clients": ["seg-0", "seg-1", "dep-0"], "final": final}
+
+    assert client_tasks(summary(0, 0)) == {"seg-0": ["seg"], "seg-1": ["seg"], "dep-0": ["dep"]}
+    # seg-0: (24 - 20) / 20 * 100 = +20; seg-1: (26 - 22) / 22 * 100 = +18.18...
+    # dep-0: -(0.9 - 1.2) / 1.2 * 100 = +25
+    assert client_delta(summary(24.0, 0.9), summary(20.0, 1.2)) == pytest.approx((20 + 400 / 22 + 25) / 3)
+
+
+def test_a_mixed_benchmark_run_records_its_clients_task_order_and_delta_m(tmp_path):
+    trials = []
+    for strategy, values in (("local", LOCAL), ("mfed", RUN)):
+        folder = tmp_path / f"{strategy}-s0"
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps(mixed_summary(values)))
+        (folder / "history.json").write_text(json.dumps([{"round": 1.0, "diag/a+b/update_norm": 2.0}]))
+        labels = {"strategy": strategy, "seed": 0, "setting": "default"}
+        trials.append(Trial(folder.name, (f"aggregation={strategy}", "seed=0"), 3, strategy == "local", 1, labels))
+    local, mfed = collect_runs(trials, tmp_path, {}, reference="local")
+    assert local["delta_m"] == 0.0 and mfed["delta_m"] == pytest.approx(35 / 3)
+    assert mfed["task_order"] == ["b", "a"]  # first held, client by client
+    assert mfed["clients"] == {"a+b-0/a/test_acc": 0.5, "a+b-0/b/test_rmse": 2.0, "a-0/a/test_acc": 0.55,
+                               "b-0/b/test_rmse": 1.5}  # fmt: skip
+    assert mfed["curves"] == {"diag/a+b/update_norm": [[1.0, 2.0]]}
+    summary = summarise([local, mfed], compare="mfed", confidence=0.95)
+    assert [t["name"] for t in summary["tasks"]] == ["b", "a"]
+    assert summary["settings"]["default"]["strategies"]["mfed"]["delta_m"]["mean"] == pytest.approx(35 / 3)
