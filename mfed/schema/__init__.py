@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mfed.schema.checker import RESERVED, _Checker
+from mfed.schema.checker import MOVED, RESERVED, _Checker
 from mfed.schema.errors import ConfigError, MissingRunError, _first_line, _join, did_you_mean
 from mfed.schema.hints import SCALARS, SEQUENCES, WORDS, Allowed
 from mfed.schema.paths import SYSTEM_DIRS, check_resume, check_writable
@@ -84,6 +84,7 @@ def error_line(err: BaseException) -> str:
         for part in parent.split(".") if parent else []:
             spec = spec.get(part) if isinstance(spec, dict) else None
         near = did_you_mean(name, spec) if isinstance(spec, dict) else None
-        fix = f"did you mean {_join(parent, near)}?" if near else "check the name (mfed refuses unknown keys)"
+        near = MOVED.get(key) or (_join(parent, near) if near else None)
+        fix = f"did you mean {near}?" if near else "check the name (mfed refuses unknown keys)"
         return f"{key} is not a known key: {fix}"
     return " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(err).__name__

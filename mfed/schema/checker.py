@@ -11,6 +11,8 @@ from mfed.schema.hints import Allowed, _allowed, _allowed_of, _element, _sequenc
 from mfed.schema.plain import Spec, plain_examples, plain_schema
 
 RESERVED = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+MOVED = {f"aggregation.{k}": f"defences.{k}" for k in ("clip_norm", "robust", "trim_fraction")}
+"""Keys that moved, and where to: the defences are declared once for every strategy."""
 
 
 class _Checker:
@@ -106,7 +108,9 @@ class _Checker:
     def unknown(self, path: str, value: Any, node: str, known: list[str], target: str | None = None) -> None:
         parent, _, name = path.rpartition(".")
         near = did_you_mean(name, known)
-        if near is not None:
+        if path in MOVED:
+            near = MOVED[path]
+        elif near is not None:
             near = _join(parent, near)
         elif target is None:  # a plain key put in the wrong node: +roundz=3 for federation.rounds
             leaves = {p.rpartition(".")[2]: p for p in reversed(self.paths) if p != path}

@@ -26,6 +26,24 @@ def test_serial_and_ray_backends_give_the_same_global_state(tiny_cfg, ray_cluste
     assert ray_cluster.is_initialized()  # the backend leaves a cluster it did not start running
 
 
+def test_a_hetero_federation_on_ray_gives_the_serial_backends_state_and_per_task_keys(tiny_cfg, ray_cluster):
+    # Prepare: clients holding all three tasks beside single-task ones, with learnt loss weights (private state)
+    args = ("federation=hetero", "data.pool.length=60", "weighting=uncertainty")
+    serial = build(tiny_cfg(*args, "backend=serial"))
+    on_ray = build(tiny_cfg(*args, "backend=ray", "backend.clients_per_actor=auto"))
+    # Execute
+    serial.run()
+    history = on_ray.run()
+    # Assert
+    assert serial.state.keys() == on_ray.state.keys()
+    for scope, tensors in serial.state.items():
+        for key, value in tensors.items():
+            torch.testing.assert_close(on_ray.state[scope][key], value, rtol=1e-5, atol=1e-6, msg=f"{scope}/{key}")
+    assert history[-1]["client/semseg+depth+edges-1/train_loss"] > 0
+    for task in ("semseg", "depth", "edges"):
+        assert history[-1][f"client/semseg+depth+edges-1/{task}/test_{on_ray.tasks[task].headline}"] >= 0
+
+
 @pytest.mark.parametrize("per_actor", ["3", "auto"])
 def test_pooled_actors_give_the_same_global_state_as_resident_clients(tiny_cfg, ray_cluster, per_actor):
     # Prepare: 4 clients, half sampled per round, on the serial backend and on actors hosting several each

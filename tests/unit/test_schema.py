@@ -36,6 +36,8 @@ BAD = [
     (["aggregation.mu=x"], "aggregation.mu must be a number, got 'x': e.g. aggregation.mu=0.01"),
     (["aggregation.mu=null"], "aggregation.mu must be a number, got null"),
     (["defences.clip_norm=big"], "defences.clip_norm must be a number or null, got 'big'"),
+    (["aggregation.robust=median"], "aggregation.robust is not a known key: did you mean defences.robust?"),
+    (["+aggregation.clip_norm=1"], "MFed: did you mean defences.clip_norm? (aggregation takes mu, freeze_encoder,"),
     (["out_dir=/proc/x"], "out_dir=/proc/x cannot be written: /proc is a kernel file system; choose another folder"),
     (["out_dir=/sys/x"], "out_dir=/sys/x cannot be written: /sys is a kernel file system; choose another folder"),
     (["resume=/nonexistent"], "resume: no run at /nonexistent (no checkpoint at /nonexistent: give a run's output"),

@@ -197,3 +197,24 @@ def test_a_server_only_scope_is_kept_checkpointed_and_never_sent(tiny_cfg, tmp_p
     assert checkpoint["state"]["server"]["rounds"].item() == 2
     assert history[-1]["agg/rounds"] == 1.0
     assert "comm/bytes_down" in history[-1]
+
+
+def test_a_gradient_weighting_reshapes_the_encoder_gradient_inside_lightnings_fit(monkeypatch):
+    # Prepare: a two-task client under PCGrad; count the calls Lightning makes to its backward
+    from torch.utils.data import DataLoader
+
+    from mfed.federation.trainer import quiet_trainer
+    from mfed.systems.weighting import PCGrad
+
+    calls = []
+    original = PCGrad.backward
+    monkeypatch.setattr(PCGrad, "backward", lambda self, *args: calls.append(1) or original(self, *args))
+    tasks = [SemanticSegmentation(num_classes=3), Depth()]
+    model = ModelFactory(lambda: ConvEncoder(1, (4,), norm="none"), ConvDecoder, seed=0)(tasks)
+    system = TaskSystem(model, tasks, lambda params: torch.optim.SGD(params, lr=0.1), PCGrad(["semseg", "depth"]))
+    data = [{"image": torch.rand(1, 8, 8), "semseg": torch.zeros(8, 8, dtype=torch.long), "depth": torch.rand(1, 8, 8)}
+            for _ in range(4)]  # fmt: skip
+    # Execute
+    quiet_trainer(1, "cpu").fit(system, DataLoader(data, batch_size=2))
+    # Assert: once per batch
+    assert len(calls) == 2
