@@ -185,9 +185,13 @@ def build(cfg: DictConfig) -> Driver:
     check_config(cfg)  # unknown keys, wrong types, resume, out_dir: one line naming the key
     tasks = build_tasks(cfg)
     strategy: Strategy = instantiate(cfg.aggregation).with_defences(instantiate(cfg.defences))
+    privacy = instantiate(cfg.privacy)
+    strategy.with_privacy(privacy)
     name_run(cfg, strategy)
     pool = instantiate(cfg.data.pool)
     specs = build_specs(cfg, tasks, pool)
+    if privacy is not None:  # denominators, the calibrated noise, the budget: refused before anything starts
+        privacy.bind(strategy.targets, specs, float(cfg.federation.fraction), int(cfg.federation.rounds))
     model_factory = ModelFactory(instantiate(cfg.model.encoder), instantiate(cfg.model.decoder), int(cfg.seed))
     model = model_factory(list(tasks.values()))  # builds every decoder once: bad model configs fail here
     fed = cfg.federation

@@ -125,6 +125,8 @@ class LocalStep:
         keeps: Parts kept after this step (the update's ``private`` state, held by the driver).
         epochs: Local epochs of this step; ``None``: ``federation.local_epochs``.
         name: Prefix of this step's training metrics (``""``: ``loss``; ``"personal"``: ``personal_loss``).
+        clip: ``(part, bound)`` pairs: the client clips that part's update (what it sends minus
+            what it was sent) to this L2 norm before sending it (client-side DP clipping).
 
     """
 
@@ -135,6 +137,7 @@ class LocalStep:
     keeps: tuple[str, ...] = ()
     epochs: int | None = None
     name: str = ""
+    clip: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.start not in ("shared", "own"):
@@ -146,6 +149,9 @@ class LocalStep:
         for part, mu in self.prox:
             if part not in PARTS or not mu >= 0:
                 raise ValueError(f"a proximal term needs a part of {PARTS} and mu >= 0, got ({part!r}, {mu})")
+        for part, bound in self.clip:
+            if part not in PARTS or not bound > 0:
+                raise ValueError(f"a local step's clip needs a part of {PARTS} and a bound > 0, got {(part, bound)}")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"a local step's epochs must be >= 1 or null, got {self.epochs}")
 

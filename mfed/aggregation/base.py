@@ -28,6 +28,7 @@ import torch
 
 from mfed.aggregation.defences import Defences
 from mfed.aggregation.functional import WEIGHTINGS
+from mfed.aggregation.privacy import DifferentialPrivacy
 from mfed.aggregation.streaming import Aggregation
 from mfed.models.multitask import MultiTaskModel
 from mfed.types import PARTS, ClientSpec, ClientUpdate, LocalStep, ServerState
@@ -60,6 +61,7 @@ class Strategy(ABC):
     pooled: bool = False  # True: trained centrally on the pooled data (the reference row), not by clients
     averages: bool = True
     defences: Defences = Defences()
+    privacy: DifferentialPrivacy | None = None
 
     def __init__(self, weighting: str = "examples", name: str | None = None) -> None:
         if weighting not in WEIGHTINGS:
@@ -77,6 +79,29 @@ class Strategy(ABC):
             raise ValueError(f"{keys} cannot apply to aggregation={self.name}: it averages no update; unset them")
         self.defences = defences
         return self
+
+    def with_privacy(self, privacy: DifferentialPrivacy | None) -> Strategy:
+        """Wrap this strategy's fold in client-level DP; refused (naming the keys) where it would void the guarantee."""
+        if privacy is None:
+            return self
+        if not self.averages:
+            raise ValueError(
+                f"privacy=dp cannot apply to aggregation={self.name}: it averages no update; use privacy=null"
+            )
+        if self.defences.robust is not None:
+            raise ValueError(
+                f"privacy=dp with defences.robust={self.defences.robust}: an order statistic's sensitivity is not "
+                "bounded by the clipping the accountant assumes; unset defences.robust"
+            )
+        if "decoder" in privacy.parts and self.soups_decoders:
+            raise ValueError(
+                f"privacy.parts=[..., decoder] with aggregation={self.name}: a client holding several tasks adds "
+                "several decoders to one soup, beyond the bound of one client; protect the encoder only"
+            )
+        self.privacy = privacy
+        return self
+
+    soups_decoders: bool = False  # several decoders of one client fold into one scope (fedavg_all)
 
     @property
     def steps(self) -> tuple[LocalStep, ...]:
@@ -128,4 +153,7 @@ class Strategy(ABC):
         return round_.result()[0]
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(weighting={self.weighting!r}, prox_mu={self.prox_mu}{self.defences.describe()})"
+        dp = self.privacy.describe() if self.privacy is not None else ""
+        return (
+            f"{type(self).__name__}(weighting={self.weighting!r}, prox_mu={self.prox_mu}{self.defences.describe()}{dp})"
+        )

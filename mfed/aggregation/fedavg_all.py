@@ -59,6 +59,7 @@ class FedAvgAll(Strategy):
     """
 
     name = "fedavg_all"
+    soups_decoders = True
 
     def init_state(self, model: MultiTaskModel) -> ServerState:
         """The encoder and one decoder per task, whose soup parameters all start as their soup's first task's."""

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from mfed.aggregation.functional import RunningMean, check_same_layout, select, update_weight
+from mfed.aggregation.privacy import PrivateSums
 from mfed.aggregation.robust import clip_with_norm, coordinate_median, trimmed_mean
 from mfed.types import ClientUpdate, ServerState, State, client_scope, kind_of
 
@@ -54,6 +55,8 @@ class Aggregation:
         self.private: ServerState = {}
         self.count = 0
         self.metrics: dict[str, float] = {}
+        privacy = strategy.privacy
+        self.dp = PrivateSums(privacy, state, rng) if privacy is not None else None
 
     def contributions(self, update: ClientUpdate) -> Iterator[tuple[str, State]]:
         """``(scope, part)`` for each part of ``update`` that folds into a scope (the strategy's targets)."""
@@ -66,7 +69,14 @@ class Aggregation:
         """Fold ``update`` in; its tensors are not kept (except its private state, and under a robust rule)."""
         defences, name = self.strategy.defences, f"client {update.client_id}"
         weight = update_weight(update, self.strategy.weighting)
-        for scope, part in self.contributions(update):
+        protected: list[tuple[str, State]] = []
+        for scope, whole in self.contributions(update):
+            part = whole
+            if self.dp is not None:  # the protected parts go through the DP mechanism, the rest folds as usual
+                secret, part = self.dp.split(whole)
+                protected += [(scope, secret)] if secret else []
+                if not part:
+                    continue
             if defences.clip_norm is not None:
                 part, norm = clip_with_norm(part, self.state[scope], defences.clip_norm)
                 self.metrics["clipped"] = self.metrics.get("clipped", 0.0) + float(norm > defences.clip_norm)
@@ -74,18 +84,24 @@ class Aggregation:
                 self.means.setdefault(scope, RunningMean()).add(part, weight, name)
             else:
                 self.buffered.setdefault(scope, {}).setdefault(kind_of(update.tasks), []).append((name, part))
+        if self.dp is not None:
+            self.dp.add(protected)
         if update.private:
             self.private[client_scope(update.client_id)] = dict(update.private)
         self.count += 1
 
     def result(self) -> tuple[ServerState, dict[str, float]]:
         """The next server state (scopes that got updates replaced, the others kept) and the round's metrics."""
-        new = dict(self.state)
-        new.update({scope: mean.value() for scope, mean in self.means.items()})
-        for scope, kinds in self.buffered.items():
-            new[scope] = self._robust(kinds)
-        new.update(self.private)
-        return new, dict(self.metrics)
+        folded = {scope: mean.value() for scope, mean in self.means.items()}
+        folded.update({scope: self._robust(kinds) for scope, kinds in self.buffered.items()})
+        metrics = dict(self.metrics)
+        if self.dp is not None:
+            noised, dp_metrics = self.dp.result()
+            metrics.update(dp_metrics)
+            for scope, tensors in noised.items():  # a scope may hold protected and ordinary parts
+                folded[scope] = {**self.state.get(scope, {}), **folded.get(scope, {}), **tensors}
+        new = {**self.state, **folded, **self.private}
+        return new, metrics
 
     def _robust(self, kinds: dict[str, list[tuple[str, State]]]) -> State:
         """The robust rule within each kind of client, then the coordinate-wise median of the kinds' results."""

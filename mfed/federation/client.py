@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from mfed.aggregation.functional import merge_scopes, select
+from mfed.aggregation.robust import clip_update
 from mfed.models.multitask import DECODERS_PREFIX, ENCODER_PREFIX, MultiTaskModel, part_prefixes
 from mfed.systems.weighting import WEIGHTING_PREFIX, load_weighting_state, weighting_state
 from mfed.tasks.base import Task
@@ -194,7 +195,7 @@ class Client:
             quiet_trainer(step.epochs or self.config.local_epochs, self.config.accelerator).fit(self.system, loader)
             self.system.trainer = None  # drop the Trainer (optimizer, loaders) with the call
             metrics.update(_named(self.system.train_epoch_means(), step.name))
-            sent.update(self._parts(step.sends))
+            sent.update(self._clipped(self._parts(step.sends), shared, step.clip))
             kept.update(self._parts(step.keeps))
             own = {**own, **weighting_state(self.system.weighting)}  # the next step goes on with the learnt weights
         kept.update(weighting_state(self.system.weighting))
@@ -206,6 +207,13 @@ class Client:
             metrics=metrics,
             private=kept,
         )
+
+    def _clipped(self, sent: State, shared: State, clip: Sequence[tuple[str, float]]) -> State:
+        """``sent`` with each clipped part's update (from what the client was sent) bounded as the step asks."""
+        for part, bound in clip:
+            chosen = {k: v for k, v in select(sent, part_prefixes((part,), self.spec.tasks)).items() if k in shared}
+            sent = {**sent, **clip_update(chosen, shared, bound)}
+        return sent
 
     def _part_of(self, state: State, part: str) -> dict[str, Tensor]:
         """``part``'s parameters in ``state``, by the part module's own names (a proximal term's reference)."""

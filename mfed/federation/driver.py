@@ -260,6 +260,11 @@ class Driver:
             row.update(self._evaluate(round_idx, "val", EvalTally(self.tasks), faults))
         if round_idx == self.rounds and self.setup.test_dataset is not None:
             row.update(self._evaluate(round_idx, "test", TestTally(), faults))
+        privacy = self.strategy.privacy
+        if privacy is not None:
+            row["privacy/epsilon"] = privacy.epsilon(round_idx)
+            if not privacy.release_client_metrics:  # these bypass the mechanism: released only on request
+                row = {k: v for k, v in row.items() if not k.startswith(("client/", "diag/"))}
         self.faults.extend(faults)
         row.update({f"fault/{kind}": float(sum(f.kind == kind for f in faults)) for kind in FAULT_KINDS})
         row.update({f"fault/{f.client_id}/{f.kind}": 1.0 for f in faults})
@@ -335,6 +340,10 @@ class Driver:
         unplanned = [c for c in client_ids if not plan.get(c)]
         if unplanned:
             raise RoundFailed(round_idx, f"{type(self.strategy).__name__}.configure_round gave no steps to {unplanned}")
+        privacy = self.strategy.privacy
+        if privacy is not None and privacy.clipping == "client":  # each client bounds what it sends itself
+            clip = tuple((p, privacy.current_clip(self.state)) for p in privacy.parts)
+            plan = {c: tuple(dataclasses.replace(s, clip=clip) if s.sends else s for s in ss) for c, ss in plan.items()}
         return plan
 
     @cached_property

@@ -23,7 +23,7 @@ PLAIN: dict[str, Spec] = {
     "seed": "int", "out_dir": "str?", "storage": "str?", "name": "str?", "group": "str?", "resume": "str?",
     "mix_name": "str?", "tasks": "targets", "aggregation": "target", "backend": "target", "optimizer": "target",
     "logger": "target?", "model": {"encoder": "target", "decoder": "target"}, "weighting": "target",
-    "defences": "target",
+    "defences": "target", "privacy": "target",
     "data": {
         "pool": "target", "test": "target?", "partition": "target", "channels": "int", "num_classes": "int",
         "num_parts": "int", "num_labels": "int", "depth_offset": "float", "val_fraction": "float",

@@ -150,6 +150,7 @@ def collect_runs(
             k: _per_round(history, f"comm/{k}") for k in ("bytes_up", "bytes_up_encoder", "bytes_down", "private_bytes")
         }
         record["tasks"] = summary["tasks"]
+        record["epsilon"] = final.get("privacy/epsilon")  # under privacy=dp: epsilon reached after the last round
         record["task_order"] = list(dict.fromkeys(t for tasks in client_tasks(summary).values() for t in tasks))
         records.append(record)
     by_labels = {(r["setting"], r["strategy"], r["seed"]): r for r in records}
@@ -191,6 +192,8 @@ def summarise(records: Sequence[Mapping[str, Any]], compare: str | None, confide
                 values = [r["test"].get(f"{task}/{info['headline']}") for r in done[s].values()]
                 entry[task] = _interval([v for v in values if _finite(v)], confidence)
             entry["delta_m"] = _interval([r["delta_m"] for r in done[s].values() if _finite(r["delta_m"])], confidence)
+            spent = [r["epsilon"] for r in done[s].values() if r.get("epsilon") is not None]
+            entry["epsilon"] = max(spent) if spent else None
             table[s] = entry
         comparisons: dict[str, Any] = {}
         if compare in done:

@@ -6,11 +6,12 @@
      "aliases": {strategy: its other name},
      "model_bytes": {setting: {"encoder": int, "decoders": {task: int}, "full": int}},
      "tasks": [{"name": str, "headline": str, "higher_is_better": bool}, ...], "confidence": 0.95,
-     "settings": {setting: {"strategies": {strategy: {task: interval, "delta_m": interval, ...}},
+     "settings": {setting: {"strategies": {strategy: {task: interval, "delta_m": interval,
+                                                       "epsilon": float | null, ...}},
                             "compare": str, "against": {strategy: {task: paired, "delta_m": paired}}}},
      "runs": [{"strategy": str, "seed": int, "setting": str, "status": str, "overrides": [...],
                "test": {"<task>/<metric>": float}, "val": {...}, "clients": {"<id>/<task>/test_<metric>": float},
-               "task_order": [task, ...], "delta_m": float | null,
+               "task_order": [task, ...], "delta_m": float | null, "epsilon": float | null (privacy=dp),
                "curves": {"val/<task>/<metric>": [[round, value], ...]},
                "comm": {"bytes_up": ..., "bytes_up_encoder": ..., "bytes_down": ..., "private_bytes": ...},
                "out_dir": str}, ...]}
@@ -79,12 +80,15 @@ def setting_tables(results: Mapping[str, Any], setting: str) -> list[str]:
     level = f"{results['confidence']:.0%}"
     reference = results.get("reference")
     head = [f"{t} {info['headline']} {_arrow(info['higher_is_better'])}" for t, info in tasks.items()]
+    private = any(e.get("epsilon") is not None for s in results["settings"].values() for e in s["strategies"].values())
     lines = [
-        f"| strategy | {' | '.join(head)} | Δm vs {reference} % ↑ | seeds |",
-        "|---|" + "---:|" * (len(tasks) + 2),
+        f"| strategy | {' | '.join(head)} | Δm vs {reference} % ↑{' | ε reached' if private else ''} | seeds |",
+        "|---|" + "---:|" * (len(tasks) + 2 + private),
     ]
     for strategy, entry in section["strategies"].items():
         cells = [_ci(entry[t]) for t in tasks] + [_ci(entry["delta_m"])]
+        if private:  # "-": the run had no DP (Local releases nothing; the others released without noise)
+            cells.append("-" if entry.get("epsilon") is None else f"{entry['epsilon']:.2f}")
         seeds = ",".join(map(str, entry["seeds"])) + (f" ({entry['failed']} failed)" if entry["failed"] else "")
         name = f"**{strategy}**" if strategy == section["compare"] else strategy
         name += f" (= {results['aliases'][strategy]})" if strategy in results.get("aliases", {}) else ""

@@ -1,0 +1,260 @@
+"""Client-level differential privacy for any averaging strategy: DP-FedAvg (McMahan et al., ICLR 2018).
+
+Wraps a strategy's fold as the defences do (config group ``privacy``; Flower's
+``DifferentialPrivacyServerSideFixedClipping`` and its client-side and adaptive variants are the
+precedent). For each protected part (the encoder by default; the decoders optionally), in each
+scope it folds into:
+
+1. each client's update ``w_k - w_sent`` is clipped to L2 norm ``C`` (``clip_norm``), on the
+   server or, with ``clipping: client``, by the client before it sends (the server clips again:
+   a no-op for an honest client);
+2. the clipped updates are summed and divided by a *fixed* denominator ``m_s``: the expected number
+   of the round's sampled clients that fold into that scope (``fraction * N`` for M-Fed's encoder),
+   so no client's weight depends on the others and one client moves the mean by at most
+   ``2C / m_s`` (replace-one);
+3. Gaussian noise of standard deviation ``z * C / m_s`` (``noise_multiplier`` z) is added to every
+   coordinate, drawn from the round's generator seeded from (run seed, round): a resumed run adds
+   the same noise.
+
+Unprotected parts and integer counters (BatchNorm's ``num_batches_tracked``) fold as the strategy
+says. Accounting: :mod:`mfed.aggregation.accounting`. With ``adaptive: true`` the bound follows
+Andrew et al. (NeurIPS 2021): ``C <- C * exp(-clip_lr * (b - target_quantile))`` where ``b`` is the
+noised share of the round's clients whose update was within ``C`` (noise ``sigma_b = m/20``, their
+default), the updates' noise multiplier lowered to ``(z^-2 - (2 sigma_b / m)^-2)^(-1/2)`` so the
+round's total cost stays that of ``z``; ``C`` lives in the server-only scope.
+
+Releases that bypass the mechanism (each client's update norm, losses and metrics, and the
+diagnostics computed from un-noised updates) are left out of the run's logs unless
+``release_client_metrics: true``. The merged per-task metrics (``val/``, ``test/``, ``train/``)
+are still logged: they are computed from the clients' data without noise, outside the guarantee.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from mfed.aggregation import accounting
+from mfed.aggregation.robust import clip_with_norm
+from mfed.models.multitask import DECODERS_PREFIX, ENCODER_PREFIX
+from mfed.types import ClientSpec, State, server_scope
+
+Targets = Callable[[tuple[str, ...]], list[tuple[str, tuple[str, ...]]]]
+PART_PREFIXES = {"encoder": ENCODER_PREFIX, "decoder": DECODERS_PREFIX}
+CLIP_KEY = "privacy.clip_norm"
+
+
+@dataclass
+class DifferentialPrivacy:
+    """Client-level DP with clipping, a fixed denominator and Gaussian noise (see the module doc).
+
+    Args:
+        noise_multiplier: z; the noise's standard deviation is ``z * clip_norm / m_s``. ``None``:
+            the smallest z that keeps epsilon within ``target_epsilon`` after the last round.
+        clip_norm: C, the bound on each client's update of each protected part (the initial one
+            when adaptive).
+        delta: The delta at which epsilon is reported.
+        target_epsilon: The budget: a run whose epsilon would exceed it before its last round is
+            refused before it starts. ``None``: no budget.
+        parts: What is protected: ``encoder`` and/or ``decoder``.
+        clipping: ``server`` (the server clips what it receives) or ``client`` (each client clips
+            its update before sending it; Flower's client-side fixed clipping).
+        adaptive: Adapt ``clip_norm`` toward the ``target_quantile`` of the update norms.
+        target_quantile: Adaptive clipping's target share of updates within the bound.
+        clip_lr: Adaptive clipping's geometric learning rate.
+        count_noise: Adaptive clipping's noise on the count of updates within the bound (sigma_b);
+            ``None``: ``m / 20`` (Andrew et al.'s default) for ``m`` sampled clients.
+        release_client_metrics: Log per-client norms, losses and metrics, and the diagnostics.
+
+    """
+
+    noise_multiplier: float | None = 1.0
+    clip_norm: float = 1.0
+    delta: float = 1e-5
+    target_epsilon: float | None = None
+    parts: Sequence[str] = ("encoder",)
+    clipping: str = "server"
+    adaptive: bool = False
+    target_quantile: float = 0.5
+    clip_lr: float = 0.2
+    count_noise: float | None = None
+    release_client_metrics: bool = False
+    expected: dict[str, float] = field(default_factory=dict, repr=False)
+    clients: int = field(default=0, repr=False)
+    sampled: int = field(default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        self.parts = tuple(self.parts)
+        bad = [p for p in self.parts if p not in PART_PREFIXES]
+        if not self.parts or bad:
+            raise ValueError(f"privacy.parts must hold encoder and/or decoder, got {list(self.parts)}")
+        if self.noise_multiplier is None and self.target_epsilon is None:
+            raise ValueError("privacy.noise_multiplier=null needs privacy.target_epsilon (the budget to calibrate to)")
+        if self.noise_multiplier is not None and not self.noise_multiplier >= 0:
+            raise ValueError(f"privacy.noise_multiplier must be >= 0 or null, got {self.noise_multiplier}")
+        if not self.clip_norm > 0:
+            raise ValueError(f"privacy.clip_norm must be > 0, got {self.clip_norm}")
+        if not 0 < self.delta < 1:
+            raise ValueError(f"privacy.delta must lie in (0, 1), got {self.delta}")
+        if self.target_epsilon is not None and not self.target_epsilon > 0:
+            raise ValueError(f"privacy.target_epsilon must be > 0 or null, got {self.target_epsilon}")
+        if self.clipping not in ("server", "client"):
+            raise ValueError(f"privacy.clipping must be server or client, got {self.clipping!r}")
+        if not 0 < self.target_quantile < 1 or not self.clip_lr > 0:
+            raise ValueError(
+                f"privacy.target_quantile must lie in (0, 1) and privacy.clip_lr be > 0, got "
+                f"{self.target_quantile} and {self.clip_lr}"
+            )
+
+    def bind(self, targets: Targets, specs: Sequence[ClientSpec], fraction: float, rounds: int) -> None:
+        """Fix the denominators and the noise for a federation; refuse a budget it would exceed.
+
+        Args:
+            targets: Where a client holding some tasks folds in (the strategy's ``targets``).
+            specs: The federation's clients.
+            fraction: Share of clients sampled per round.
+            rounds: The run's rounds.
+
+        Raises:
+            ValueError: The budget runs out before the last round (naming the round), or cannot be met.
+
+        """
+        self.clients = len(specs)
+        self.sampled = max(1, round(fraction * self.clients))
+        counts: dict[str, int] = {}
+        for spec in specs:
+            for scope, _ in targets(spec.tasks):
+                counts[scope] = counts.get(scope, 0) + 1
+        self.expected = {scope: n * self.sampled / self.clients for scope, n in counts.items()}
+        if self.count_noise is not None and not self.count_noise > 0:
+            raise ValueError(f"privacy.count_noise must be > 0 or null, got {self.count_noise}")
+        if self.noise_multiplier is None:
+            assert self.target_epsilon is not None
+            self.noise_multiplier = accounting.calibrate(
+                self.target_epsilon, self.clients, self.sampled, rounds, self.delta
+            )  # fmt: skip
+        elif self.target_epsilon is not None:
+            spent = accounting.exhausted_at(
+                self.target_epsilon, self.noise_multiplier, self.clients, self.sampled, rounds, self.delta
+            )  # fmt: skip
+            if spent is not None:
+                eps = self.epsilon(spent)
+                raise ValueError(
+                    f"privacy.target_epsilon={self.target_epsilon} runs out in round {spent} of {rounds} (epsilon "
+                    f"{eps:.3g} at delta {self.delta:g}): raise privacy.noise_multiplier, or lower federation.rounds "
+                    "or federation.fraction"
+                )
+        if self.adaptive and not self.noise_multiplier > 1 / (2 * self.count_std):
+            raise ValueError(
+                "privacy.adaptive needs privacy.noise_multiplier > 1 / (2 * count_noise) = "
+                f"{1 / (2 * self.count_std):.3g} "
+                f"(the count's noise takes part of the budget): raise privacy.count_noise (now {self.count_std:.3g}) "
+                "or the noise multiplier"
+            )
+
+    def epsilon(self, rounds: int) -> float:
+        """Epsilon at ``delta`` after ``rounds`` rounds."""
+        assert self.noise_multiplier is not None and self.clients, "bind() first"
+        return accounting.epsilon(self.noise_multiplier, self.clients, self.sampled, rounds, self.delta)
+
+    def protected(self, key: str) -> bool:
+        """Whether the floating tensor ``key`` belongs to a protected part."""
+        return key.startswith(tuple(PART_PREFIXES[p] for p in self.parts))
+
+    def current_clip(self, state: Mapping[str, State]) -> float:
+        """The bound this round: the adaptive one kept in the server scope, else ``clip_norm``."""
+        kept = state.get(server_scope(), {}).get(CLIP_KEY)
+        return float(kept) if self.adaptive and kept is not None else self.clip_norm
+
+    @property
+    def count_std(self) -> float:
+        """Adaptive clipping's noise on the count of updates within the bound (sigma_b)."""
+        return self.count_noise if self.count_noise is not None else self.sampled / 20
+
+    def noise_std(self, scope: str, clip: float) -> float:
+        """Standard deviation of the noise added to each coordinate of ``scope``'s mean update.
+
+        Adaptive clipping spends part of the budget on the count: the updates' multiplier becomes
+        ``(z^-2 - (2 sigma_b)^-2)^(-1/2)``, so that the pair of releases costs what ``z`` alone would.
+        """
+        assert self.noise_multiplier is not None
+        z = self.noise_multiplier
+        if self.adaptive:
+            z = (z**-2 - (2 * self.count_std) ** -2) ** -0.5
+        return z * clip / self.expected[scope]
+
+    def describe(self) -> str:
+        """The settings a resume must match, as ``, dp(z=1.0, clip=1.0, ...)``."""
+        return (
+            f", dp(z={self.noise_multiplier}, clip_norm={self.clip_norm}, parts={list(self.parts)}, "
+            f"clipping={self.clipping}, adaptive={self.adaptive})"
+        )
+
+
+def no_privacy() -> None:
+    """No differential privacy (``privacy=none``, the default): the strategy folds as it says."""
+    return None
+
+
+class PrivateSums:
+    """One round's sums of clipped updates of the protected parts, per scope, and their noised means.
+
+    Args:
+        privacy: The mechanism.
+        state: The server state the round's clients were sent.
+        rng: The round's generator (the noise).
+
+    """
+
+    def __init__(self, privacy: DifferentialPrivacy, state: Mapping[str, State], rng: torch.Generator | None) -> None:
+        self.privacy, self.state = privacy, state
+        self.rng = rng if rng is not None else torch.Generator().manual_seed(0)
+        self.clip = privacy.current_clip(state)
+        self.sums: dict[str, dict[str, Tensor]] = {}
+        self.within = 0.0
+
+    def split(self, part: State) -> tuple[State, State]:
+        """``part``'s protected floating tensors, and the rest (folded as the strategy says)."""
+        protected = {k: v for k, v in part.items() if v.is_floating_point() and self.privacy.protected(k)}
+        return protected, {k: v for k, v in part.items() if k not in protected}
+
+    def add(self, update_parts: Sequence[tuple[str, State]]) -> None:
+        """Clip one client's protected contributions (scope, tensors) and add them to the sums."""
+        within = True
+        for scope, tensors in update_parts:
+            clipped, norm = clip_with_norm(tensors, self.state[scope], self.clip)
+            within &= norm <= self.clip
+            sums = self.sums.setdefault(
+                scope, {k: torch.zeros(v.shape, dtype=torch.float64) for k, v in clipped.items()}
+            )
+            for key, value in clipped.items():
+                sums[key] += value.to(torch.float64) - self.state[scope][key].to(torch.float64)
+        if update_parts:
+            self.within += float(within)
+
+    def result(self) -> tuple[dict[str, State], dict[str, float]]:
+        """Each protected scope's noised mean update applied to the sent state, and the round's figures."""
+        out: dict[str, State] = {}
+        for scope, sums in self.sums.items():
+            denominator, std = self.privacy.expected[scope], self.privacy.noise_std(scope, self.clip)
+            out[scope] = {}
+            for key, total in sums.items():
+                noise = torch.randn(total.shape, generator=self.rng, dtype=torch.float64) * std
+                sent = self.state[scope][key]
+                out[scope][key] = (sent.to(torch.float64) + total / denominator + noise).to(sent.dtype)
+        metrics = {"dp_clip_norm": self.clip}
+        if self.privacy.adaptive:
+            count = (
+                self.within + float(torch.randn((), generator=self.rng, dtype=torch.float64)) * self.privacy.count_std
+            )
+            share = count / self.privacy.sampled
+            new_clip = self.clip * math.exp(-self.privacy.clip_lr * (share - self.privacy.target_quantile))
+            out[server_scope()] = {
+                **self.state.get(server_scope(), {}),
+                CLIP_KEY: torch.tensor(new_clip, dtype=torch.float64),
+            }
+        return out, metrics
