@@ -17,7 +17,9 @@ scope it folds into:
    the same noise.
 
 Unprotected parts and integer counters (BatchNorm's ``num_batches_tracked``) fold as the strategy
-says. Accounting: :mod:`mfed.aggregation.accounting`. With ``adaptive: true`` the bound follows
+says. BatchNorm's running variances are noised like every protected tensor and then clamped at 0
+(post-processing, which costs no privacy): a negative variance would turn predictions into NaN.
+Accounting: :mod:`mfed.aggregation.accounting`. With ``adaptive: true`` the bound follows
 Andrew et al. (NeurIPS 2021): ``C <- C * exp(-clip_lr * (b - target_quantile))`` where ``b`` is the
 noised share of the round's clients whose update was within ``C`` (noise ``sigma_b = m/20``, their
 default), the updates' noise multiplier lowered to ``(z^-2 - (2 sigma_b / m)^-2)^(-1/2)`` so the
@@ -245,7 +247,10 @@ class PrivateSums:
             for key, total in sums.items():
                 noise = torch.randn(total.shape, generator=self.rng, dtype=torch.float64) * std
                 sent = self.state[scope][key]
-                out[scope][key] = (sent.to(torch.float64) + total / denominator + noise).to(sent.dtype)
+                value = sent.to(torch.float64) + total / denominator + noise
+                if key.endswith("running_var"):  # post-processing (free under DP): a variance is never negative
+                    value = value.clamp(min=0.0)
+                out[scope][key] = value.to(sent.dtype)
         metrics = {"dp_clip_norm": self.clip}
         if self.privacy.adaptive:
             count = (

@@ -45,6 +45,20 @@ def test_the_noise_has_the_standard_deviation_of_its_formula():
     assert torch.equal(new["task:t"]["decoders.t.w"], torch.ones(1))  # the decoder is not protected: its mean
 
 
+def test_noised_batchnorm_variances_are_clamped_at_zero():
+    # Prepare: a variance of 0 plus noise of std 1 goes negative in about half its coordinates
+    state = {"global": {"encoder.bn.running_var": torch.zeros(1000)}}
+    state["task:t"] = {"decoders.t.w": torch.zeros(1)}
+    strategy = private(noise_multiplier=4.0, clip_norm=1.0)
+    sent = {"encoder.bn.running_var": torch.zeros(1000), "decoders.t.w": torch.ones(1)}
+    updates = [ClientUpdate(f"t-{i}", "t", 5, sent) for i in range(4)]
+    # Execute
+    new = strategy.aggregate(state, updates, round_idx=1, rng=torch.Generator().manual_seed(0))
+    # Assert
+    var = new["global"]["encoder.bn.running_var"]
+    assert bool((var >= 0).all()) and 300 < int((var == 0).sum()) < 700
+
+
 def test_each_update_is_clipped_and_the_denominator_is_fixed():
     # Prepare: no noise; one client moves the encoder by 100 along one axis, another by 0.3
     strategy = private(noise_multiplier=0.0, clip_norm=1.0)
