@@ -5,8 +5,10 @@ A process killed while writing leaves the previous complete file, never half of 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -20,7 +22,25 @@ def replace_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None
     A stop signal (Ctrl-C) arriving meanwhile takes effect once the file is complete.
     """
     with uninterruptible():
-        _replace(path, write)
+        try:
+            _replace(path, write)
+        except OSError as err:
+            raise WriteError(f"{path} could not be written: {why_not_written(path.parent, err)}") from err
+
+
+class WriteError(OSError):
+    """A file the run keeps could not be written; the message names it and why (a full disk, a read-only folder)."""
+
+
+def why_not_written(folder: Path, cause: BaseException | str) -> str:
+    """A write's failure in words: the device full, the folder read-only, or the error itself."""
+    code = getattr(cause, "errno", None)
+    if code == errno.ENOSPC or (folder.exists() and shutil.disk_usage(folder).free < 1 << 20):
+        return f"the device holding {folder} is full ({shutil.disk_usage(folder).free} bytes free): free space"
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"{folder} cannot be written (read-only or not yours): make it writable or resume into a copy"
+    text = str(cause).strip().splitlines()
+    return text[0] if text else type(cause).__name__
 
 
 def _replace(path: Path, write: Callable[[IO[bytes]], object]) -> None:

@@ -49,6 +49,9 @@ def _train(args: argparse.Namespace) -> int:
             log_file.write_text(traceback.format_exc())
             print(f"mfed: the run failed: {error_line(err)} (traceback in {log_file}; {resume})", file=sys.stderr)
             return 1
+    if driver.status == "diverged":
+        print(f"mfed: the run diverged: {driver.error}; its outputs are in {cfg.out_dir}", file=sys.stderr)
+        return 1
     print(f"outputs in {cfg.out_dir}: config.yaml, history.json, summary.json, checkpoint.pt")
     for run_dir in sorted(out_dir.glob("wandb/offline-run-*")):
         print(f"W&B offline run: {run_dir} (upload later with: wandb sync {run_dir})")

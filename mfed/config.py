@@ -59,11 +59,24 @@ def load_run_config(overrides: Sequence[str] = ()) -> DictConfig:
 
 
 def _saved_config(resume: str) -> DictConfig | None:
-    from mfed.federation.rundir import read_text, run_dir_of
+    """The resumed run's config.yaml; ``None`` where there is no run at all (the schema names that)."""
+    from mfed.federation.rundir import is_uri, read_text, run_dir_of
 
-    text = read_text(f"{run_dir_of(resume)}/config.yaml")  # one file; a URI's run is fetched with its checkpoint
-    if text is None:
+    where = f"{run_dir_of(resume)}/config.yaml"
+    text = read_text(where)  # one file; a URI's run is fetched with its checkpoint
+    if text is None and not is_uri(resume) and not Path(run_dir_of(resume)).exists():
         return None
-    saved = OmegaConf.create(text)
+    if text is None:
+        raise FileNotFoundError(
+            f"resume: there is no {where}, so the run's settings are unknown; resume from the run's own folder "
+            "(it holds config.yaml beside checkpoint.pt)"
+        )
+    try:
+        saved = OmegaConf.create(text)
+    except Exception as err:  # a truncated or edited file: YAML's or OmegaConf's error
+        raise ValueError(f"resume: {where} is not a whole config ({str(err).splitlines()[0]}); restore it") from None
+    missing = sorted(set(load_config([])) - set(saved)) if isinstance(saved, DictConfig) else ["everything"]
+    if missing:
+        raise ValueError(f"resume: {where} is not a whole config: it lacks {', '.join(missing)}; restore it")
     assert isinstance(saved, DictConfig)
     return saved

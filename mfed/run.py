@@ -6,6 +6,7 @@ client starts, that the pieces fit together.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ from mfed.models.multitask import ModelFactory
 from mfed.schema import check_config
 from mfed.tasks.base import Task
 from mfed.types import ClientSpec, kind_of
+
+log = logging.getLogger(__name__)
 
 
 def instantiate(node: Any, **kwargs: Any) -> Any:
@@ -135,6 +138,16 @@ def build_specs(cfg: DictConfig, tasks: Mapping[str, Task], pool: Any) -> list[C
     return specs
 
 
+def kinds_per_scope(strategy: Strategy, specs: Sequence[ClientSpec], fraction: float) -> dict[str, dict[str, int]]:
+    """Per scope a strategy averages into, the clients of each kind that fold into it in a round (expected)."""
+    counts: dict[str, dict[str, int]] = {}
+    for spec in specs:
+        for scope, _ in strategy.targets(spec.tasks):
+            counts.setdefault(scope, {})
+            counts[scope][spec.kind] = counts[scope].get(spec.kind, 0) + 1
+    return {s: {k: max(1, round(n * fraction)) for k, n in c.items()} for s, c in counts.items()}
+
+
 def run_name(cfg: DictConfig, strategy: Strategy) -> str:
     """``cfg.name``, else a readable one: strategy, task mix, seed."""
     return cfg.get("name") or f"{strategy.name}-{cfg.get('mix_name', 'custom')}-s{cfg.seed}"
@@ -190,6 +203,8 @@ def build(cfg: DictConfig) -> Driver:
     name_run(cfg, strategy)
     pool = instantiate(cfg.data.pool)
     specs = build_specs(cfg, tasks, pool)
+    for line in strategy.defences.check_counts(kinds_per_scope(strategy, specs, float(cfg.federation.fraction))):
+        log.warning("an attacker is not bounded in %s", line)
     if privacy is not None:  # denominators, the calibrated noise, the budget: refused before anything starts
         privacy.bind(strategy.targets, specs, float(cfg.federation.fraction), int(cfg.federation.rounds))
     model_factory = ModelFactory(instantiate(cfg.model.encoder), instantiate(cfg.model.decoder), int(cfg.seed))

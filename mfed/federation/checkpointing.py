@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mfed.atomic import replace_atomically
+from mfed.atomic import replace_atomically, why_not_written
 
 if TYPE_CHECKING:
     from mfed.federation.driver import Driver, Row
@@ -40,6 +40,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, ... by damage
+        if "Weights only load failed" in str(err):  # torch's message advises unpickling it anyway: never
+            raise ValueError(
+                f"resume: {path} is not an mfed checkpoint: it holds Python objects that mfed never writes, and "
+                "loading them could run code; give a run's checkpoint.pt"
+            ) from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(
             f"resume: {path} is not a readable checkpoint (truncated or corrupt: {first}); resume from a run whose "
@@ -49,6 +54,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         raise ValueError(f"resume: {path} is not an mfed checkpoint (it lacks {missing}); give a run's checkpoint.pt")
     return checkpoint
+
+
+class CheckpointError(OSError):
+    """A round's checkpoint could not be written whole; the message says why (a full disk, a read-only folder)."""
+
+    def __init__(self, path: Path, round_idx: int, kept: int | None, cause: BaseException | str) -> None:
+        why = why_not_written(path.parent, cause)
+        held = f"the checkpoint there holds round {kept}" if kept else "no round is checkpointed"
+        super().__init__(f"the checkpoint of round {round_idx} could not be written to {path}: {why}; {held}")
 
 
 class Checkpointer:
@@ -71,15 +85,23 @@ class Checkpointer:
 
         The state is finite: the driver never keeps an aggregate with non-finite values.
         """
+        done = int(row["round"])
         checkpoint = {
-            "round": int(row["round"]),
+            "round": done,
             "state": driver.state,
             "history": driver.history,
             "faults": [vars(f) for f in driver.faults],
             "meta": driver.meta,
             "fingerprint": driver.fingerprint(),
         }
-        save_atomic(checkpoint, self.path)
+        try:
+            save_atomic(checkpoint, self.path)
+            written = int(load_checkpoint(self.path)["round"])  # read back: reported only once it is whole
+        except (OSError, RuntimeError, ValueError) as err:  # torch's writer raises RuntimeError on a full disk
+            raise CheckpointError(self.path, done, driver.info.get("checkpointed"), err.__cause__ or err) from err
+        if written != done:
+            raise CheckpointError(self.path, done, driver.info.get("checkpointed"), f"it reads back round {written}")
+        driver.info["checkpointed"] = done
 
     def on_end(self, driver: Driver) -> None:
         """Nothing left to write."""

@@ -17,19 +17,19 @@ import torch
 from mfed.aggregation.base import Plan, Strategy
 from mfed.aggregation.functional import check_same_model
 from mfed.federation.backends import Backend, ClientSetup
+from mfed.federation.divergence import divergence, nonfinite_metrics
 from mfed.federation.sampling import in_order, required, sample_clients
 from mfed.federation.summary import EvalTally, TestTally, TrainTally, UpdateTally
-from mfed.federation.validation import Fault, Layout, Screen, expected_layout, nonfinite_scopes
+from mfed.federation.validation import ExpectedLayouts, Fault, Screen, nonfinite_scopes
 from mfed.interrupts import StopRequested
-from mfed.models.multitask import MultiTaskModel, part_prefixes
-from mfed.systems.weighting import WEIGHTING_PREFIX, weighting_state
+from mfed.models.multitask import MultiTaskModel
 from mfed.tasks.base import Task
-from mfed.types import PARTS, ClientFailure, ClientSpec, ServerState, client_scope, personal_scope
+from mfed.types import ClientFailure, ClientSpec, ServerState, client_scope, personal_scope
 
 log = logging.getLogger(__name__)
 
 Row = dict[str, float]
-FAULT_KINDS = ("rejected", "failed", "timeout", "restarted")
+FAULT_KINDS = ("rejected", "failed", "timeout", "restarted", "nonfinite")
 
 
 class RoundFailed(RuntimeError):
@@ -70,7 +70,7 @@ def round_generator(seed: int, round_idx: int, purpose: str) -> torch.Generator:
 def _listed(faults: Sequence[Fault]) -> str:
     if not faults:
         return ""
-    diverged = all("non-finite" in f.reason for f in faults)
+    diverged = all("non-finite" in f.reason or "norm_ratio" in f.reason for f in faults)
     hint = " (training diverged: lower optimizer.lr)" if diverged else ""
     clients = ", ".join(f"{f.client_id} {f.kind}" for f in faults)
     return f"{hint}; {clients} (first: {faults[0].client_id}: {faults[0].reason})"
@@ -99,7 +99,8 @@ class Driver:
         callbacks: Watchers of the run.
         faults: Every rejected update so far (round, client, reason).
         meta: Small facts callbacks keep across a resume (e.g. the W&B run id); checkpointed.
-        status: ``running``, then ``completed``, ``failed`` or ``interrupted``.
+        status: ``running``, then ``completed``, ``diverged`` (every round ran, but see
+            :mod:`mfed.federation.divergence`), ``failed`` or ``interrupted``.
         error: What ended a run that did not complete.
 
     """
@@ -124,7 +125,6 @@ class Driver:
     meta: dict[str, Any] = field(default_factory=dict)
     status: str = "running"
     error: str | None = None
-    _layout_cache: dict[tuple[tuple[str, ...], ...], tuple[Layout, Layout]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -169,6 +169,9 @@ class Driver:
             raise ValueError(f"resume: the checkpoint has {done} rounds; raise federation.rounds above {done}")
         state = checkpoint["state"]  # complete for every strategy: clients keep nothing the server does not hold
         check_same_model(state, self.strategy.init_state(self.model))
+        broken = nonfinite_scopes(state)
+        if broken:
+            raise ValueError(f"resume: the checkpoint's state has non-finite values in {broken}; it cannot go on")
         self.state, self.history = dict(state), list(checkpoint["history"])
         self.faults = [Fault(**f) for f in checkpoint.get("faults", [])]
         self.meta = dict(checkpoint.get("meta", {}))
@@ -192,7 +195,8 @@ class Driver:
                 self.history.append(row)
                 for cb in self.callbacks:
                     cb.on_round_end(self, row)
-            self.status = "completed"
+            reason = divergence(self.history, self.tasks)
+            self.status, self.error = ("diverged", reason) if reason else ("completed", None)
         except (KeyboardInterrupt, StopRequested) as err:
             self.status, self.error = "interrupted", str(err) or "interrupted by Ctrl-C"
             raise
@@ -209,6 +213,8 @@ class Driver:
         for what, step in steps:
             try:
                 step()
+            except OSError as err:  # a full disk, a read-only folder: one line naming what was not written
+                log.error("clean-up step failed: %s: %s", what, err)
             except Exception:  # one failing step must neither hide the run's error nor skip the others
                 log.exception("clean-up step failed: %s", what)
 
@@ -220,32 +226,9 @@ class Driver:
         return PooledTraining(self.specs, self.setup, self.seed)
 
     @cached_property
-    def _full_state(self) -> dict[str, Any]:
-        return self.model.state_dict()
-
-    def layout(self, tasks: tuple[str, ...], sends: tuple[str, ...], keeps: tuple[str, ...]) -> tuple[Layout, Layout]:
-        """Keys, shapes and dtypes a client holding ``tasks`` sends and keeps, given the parts its steps send and keep.
-
-        What it keeps includes its loss weighting's own parameters, if the weighting has any.
-        """
-        key = (tasks, sends, keeps)
-        if key not in self._layout_cache:
-            full = self._full_state
-            private = expected_layout(full, part_prefixes(keeps, tasks))
-            if self.setup.weighting is not None:
-                private.update(expected_layout(weighting_state(self.setup.weighting(list(tasks))), [WEIGHTING_PREFIX]))
-            self._layout_cache[key] = (expected_layout(full, part_prefixes(sends, tasks)), private)
-        return self._layout_cache[key]
-
-    def _layouts(self, specs: Mapping[str, ClientSpec], plan: Plan) -> dict[str, tuple[Layout, Layout]]:
-        """Per sampled client, what it must send and keep after the steps it was given."""
-        out = {}
-        for cid, spec in specs.items():
-            steps = plan[cid]
-            sends = tuple(p for p in PARTS if any(p in s.sends for s in steps))
-            keeps = tuple(p for p in PARTS if any(p in s.keeps for s in steps))
-            out[cid] = self.layout(spec.tasks, sends, keeps)
-        return out
+    def expected(self) -> ExpectedLayouts:
+        """What each client must send and keep, given its steps."""
+        return ExpectedLayouts(self.model.state_dict(), self.setup.weighting)
 
     def run_round(self, round_idx: int) -> Row:
         """One round: train the sampled clients, screen and fold in their updates, maybe evaluate everyone."""
@@ -287,10 +270,11 @@ class Driver:
         sampled = sample_clients(self.client_ids, self.fraction, self.seed, round_idx)
         by_id = {c: self.spec_of[c] for c in sampled}
         plan = self.plan(round_idx, sampled)
-        layouts = self._layouts(by_id, plan)
+        layouts = {c: self.expected.of(spec, plan[c]) for c, spec in by_id.items()}
         needed = required(self.min_clients, len(sampled))
         for attempt in range(self.max_retries + 1):
-            screen, tally = Screen(by_id, layouts, round_idx), TrainTally(self.state)
+            medians, ratio = self.meta.get("norm_medians", {}), self.strategy.defences.norm_ratio
+            screen, tally = Screen(by_id, layouts, round_idx, self.state, medians, ratio), TrainTally(self.state)
             updates = UpdateTally(self.state)
             fold = self.strategy.aggregation(self.state, round_idx, round_generator(self.seed, round_idx, "aggregate"))
             faults: list[Fault] = []
@@ -305,6 +289,7 @@ class Driver:
                     faults.append(fault)
                     log.warning("round %d: %s rejected: %s", round_idx, fault.client_id, fault.reason)
             if fold.count >= needed:
+                self.meta["norm_medians"] = screen.medians()  # checkpointed: a resumed run screens the same
                 state, metrics = fold.result()
                 return state, {**tally.row(), **updates.row(), **{f"agg/{k}": v for k, v in metrics.items()}}, faults
             short = f"{fold.count} of {len(sampled)} updates accepted, fewer than federation.min_clients="
@@ -376,8 +361,13 @@ class Driver:
         failed: list[Fault] = []
         outcomes = self.backend.evaluate(list(scorers), self.state, split=split)
         for evaluation in self._collect(outcomes, list(scorers), round_idx, failed):
+            bad = nonfinite_metrics(evaluation)
             for client in scorers.get(evaluation.client_id, [evaluation.client_id]):
                 tally.add(dataclasses.replace(evaluation, client_id=client))
+                if bad:  # still merged (a NaN shows in the task's figure), and named here
+                    reason = f"{split} metrics not finite: {', '.join(bad)}"
+                    faults.append(Fault(round_idx, client, "nonfinite", reason))
+                    log.warning("round %d: %s %s", round_idx, client, reason)
         for f in failed:
             stands_for = scorers.get(f.client_id, [f.client_id])
             reason = f"{split} evaluation: {f.reason}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +45,16 @@ def init_local_ray(num_cpus: int | None = None) -> None:
         Config.initialize("")
     log.debug("starting an embedded local Ray (%s=%s)", AUTH_MODE_ENV, os.environ[AUTH_MODE_ENV])
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    restrict(token_path())
+
+
+def token_path() -> Path:
+    """Where Ray keeps its authentication token: ``$RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``."""
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+
+
+def restrict(path: Path) -> None:
+    """Make a secret file readable by its owner only (Ray writes its token with the umask's mode, 644)."""
+    if path.is_file() and path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+        log.debug("%s made readable by its owner only", path)

@@ -92,8 +92,10 @@ class ConsoleReporter:
         """Stop the bar; print the table of a completed run, or say how the run ended and how to resume it."""
         if self.progress is not None:
             self.progress.stop()
-        if driver.status == "completed":
+        if driver.status in ("completed", "diverged"):
             self.console.print(results_table(driver.tasks, driver.history))
+            if driver.status == "diverged":
+                self.console.print(f"[bold red]run diverged[/]: {driver.error}", soft_wrap=True, highlight=False)
             return
         done = len(driver.history)
         self.console.print(
@@ -101,8 +103,9 @@ class ConsoleReporter:
             soft_wrap=True,
             highlight=False,
         )
-        if done:
+        kept = driver.info.get("checkpointed")  # what the checkpoint holds, read back: not the rounds run
+        if kept:
             out_dir = driver.info.get("out_dir", "<out_dir>")
             self.console.print(
-                f"round {done} is checkpointed; continue with: mfed train resume={out_dir}", soft_wrap=True
+                f"round {kept} is checkpointed; continue with: mfed train resume={out_dir}", soft_wrap=True
             )

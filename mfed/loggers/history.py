@@ -65,7 +65,7 @@ def summary(driver: Driver) -> dict[str, Any]:
 class HistoryWriter:
     """Writes ``history.json`` after every round and ``summary.json`` at the end, however the run ended.
 
-    ``summary.json``'s ``status`` is ``completed``, ``failed`` or ``interrupted``; only a completed
+    ``summary.json``'s ``status`` is ``completed``, ``diverged``, ``failed`` or ``interrupted``; only a completed
     run's ``final`` row is its result (a sweep ranks only those).
     """
 

@@ -82,13 +82,14 @@ class WandbCallback:
         """Write how the run ended and its final metrics to the summary, and close the run.
 
         ``final/test/...`` holds the global test set's figures, ``final/val/...`` the last
-        validation; ``status`` says whether the run completed, and ``faults`` what was rejected.
+        validation, ``final/privacy/epsilon`` the budget spent under DP; ``status`` says whether the
+        run completed, and ``faults`` what was rejected.
         """
         if self.run is None:
             return
         final: dict[str, Any] = {"status": driver.status, "error": driver.error, "faults": len(driver.faults)}
         for row in driver.history:
-            final.update({f"final/{k}": v for k, v in row.items() if k.startswith(("val/", "test/"))})
+            final.update({f"final/{k}": v for k, v in row.items() if k.startswith(("val/", "test/", "privacy/"))})
         if driver.faults:
             final["fault/reasons"] = [f"round {f.round} {f.client_id}: {f.reason}" for f in driver.faults[-100:]]
         self.run.summary.update(final)

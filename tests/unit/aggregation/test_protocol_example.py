@@ -16,7 +16,7 @@ def test_the_documented_strategy_runs_with_per_round_steps_metrics_and_defences(
     (tmp_path / "fedavg_growing.py").write_text(code.group(1))
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop("fedavg_growing", None)
-    overrides = ("aggregation._target_=fedavg_growing.GrowingEpochs", "+aggregation.every=1", "defences.robust=median")
+    overrides = ("aggregation._target_=fedavg_growing.GrowingEpochs", "+aggregation.every=1", "defences.clip_norm=1.0")
     cfg = tiny_cfg(*overrides, "~aggregation.mu", "~aggregation.freeze_encoder", "federation.rounds=2")
     driver = build(cfg)
     # Execute
@@ -24,4 +24,4 @@ def test_the_documented_strategy_runs_with_per_round_steps_metrics_and_defences(
     # Assert: epochs grow with the round, the fold's metric is logged, the defences wrap it
     assert [driver.plan(t, ["semseg-0"])["semseg-0"][0].epochs for t in (1, 2, 3)] == [1, 2, 3]
     assert [row["agg/folded"] for row in history] == [6.0, 6.0]
-    assert "robust='median'" in driver.info["strategy"]
+    assert "clip_norm=1.0" in driver.info["strategy"]

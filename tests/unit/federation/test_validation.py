@@ -46,7 +46,9 @@ def test_the_layout_is_the_uploaded_part_of_the_model():
         (good(num_examples=0), "example count 0 is not a positive integer"),
         (good(num_examples=math.nan), "example count nan is not a positive integer"),
         (good(num_examples=True), "example count True is not a positive integer"),
-        (good(metrics={"loss": math.inf}), "non-finite training loss inf"),
+        (good(metrics={"loss": math.inf}), "non-finite or non-numeric training loss inf"),
+        (good(metrics={"loss": "low"}), "non-finite or non-numeric training loss 'low'"),
+        (good(num_examples=10**9), "claims 1000000000 examples but its shard holds 2"),
         (with_state(encoder__w=torch.zeros(3, 2)), r"encoder.w is \(3, 2\) torch.float32, expected \(2, 3\)"),
         (with_state(encoder__w=torch.zeros(2, 3, dtype=torch.float64)), "torch.float64, expected"),
         (with_state(decoders__depth__w=torch.zeros(1)), "unexpected decoders.depth.w"),
@@ -73,7 +75,7 @@ def test_private_state_is_checked_like_the_shared_one():
 
 
 def test_screening_rejects_duplicates_and_strangers():
-    other = ClientSpec("seg-1", "seg", (3,), (4,), 1)
+    other = ClientSpec("seg-1", "seg", (3, 5), (4,), 1)
     screen = Screen({"seg-0": SPEC, "seg-1": other}, {"seg-0": (LAYOUT, {}), "seg-1": (LAYOUT, {})}, round_idx=3)
     updates = [good(), good(client_id="seg-1"), good(), good(client_id="depth-9", tasks="depth")]
     verdicts = [screen(u) for u in updates]
