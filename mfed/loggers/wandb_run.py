@@ -69,9 +69,17 @@ class WandbCallback:
         driver.meta["wandb_id"] = self.run.id  # checkpointed: a resume continues this run
         self.run.define_metric("round")
         self.run.define_metric("*", step_metric="round")
-        if run_id is None:  # resumed from a run without W&B: show its earlier rounds too
+        if run_id is None or not self._finished.exists():
+            # resumed from a run without W&B, or from one killed before W&B wrote out its rows (a SIGKILL
+            # takes W&B's writer with it): log the earlier rounds again, so W&B holds every round history.json does
             for row in driver.history:
                 self.run.log(dict(row))
+        self._finished.unlink(missing_ok=True)
+
+    @property
+    def _finished(self) -> Path:
+        """A marker: the last W&B run of this folder was finished (its rows written out)."""
+        return self.out_dir / "wandb" / ".finished"
 
     def on_round_end(self, driver: Driver, row: Row) -> None:
         """Log the round's row."""
@@ -95,3 +103,5 @@ class WandbCallback:
         self.run.summary.update(final)
         self.run.finish(exit_code=0 if driver.status == "completed" else 1)
         self.run = None
+        self._finished.parent.mkdir(parents=True, exist_ok=True)
+        self._finished.touch()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mfed.cli import main
+from mfed.loggers.wandb_offline import find_offline_runs, read_run_file
 from tests.conftest import TINY
 
 ROUNDS = ("federation.rounds=6",)
@@ -60,6 +61,9 @@ def test_sigkill_after_round_2_then_resume_gives_the_uninterrupted_result(tmp_pa
     assert test_keys and {k: summary["final"][k] for k in test_keys} == {k: straight["final"][k] for k in test_keys}
     ids = wandb_ids(out)
     assert len(ids) == 2 and ids[0] == ids[1], ids  # the resumed run continues the same W&B run
+    # every round history.json holds is in the W&B run (its two offline segments), whatever the kill lost
+    logged = {row["round"] for run in find_offline_runs(out) for row in read_run_file(run).history}
+    assert logged == set(range(1, 7)), logged
 
 
 @pytest.mark.slow
