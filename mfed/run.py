@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -209,6 +210,11 @@ def build(cfg: DictConfig) -> Driver:
         privacy.bind(strategy.targets, specs, float(cfg.federation.fraction), int(cfg.federation.rounds))
     model_factory = ModelFactory(instantiate(cfg.model.encoder), instantiate(cfg.model.decoder), int(cfg.seed))
     model = model_factory(list(tasks.values()))  # builds every decoder once: bad model configs fail here
+    if privacy is not None and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        log.warning(
+            "privacy=dp with BatchNorm: its running statistics are noised with the protected parts (variances "
+            "clamped at 0) and can wreck predictions; model.encoder.norm=group keeps none (as DP training usually does)"
+        )
     fed = cfg.federation
     config = ClientConfig(
         local_epochs=int(fed.local_epochs), batch_size=int(fed.batch_size),
