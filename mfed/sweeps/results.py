@@ -166,6 +166,7 @@ def markdown(results: Mapping[str, Any], images: bool = True) -> str:
             lines += ["", *[f"![{t}]({curve_file(results, setting, t)})" for t in _tasks(results)]]
     if images:
         lines += ["", "![delta_m](delta_m.png)"]
+        lines += ["", "![privacy-utility](privacy.png)"] if privacy_levels(results) else []
     if failed:
         lines += ["", "## Runs that did not complete", ""]
         lines += [f"- {r['trial']}: {r['status']}: {r.get('error', '')[:200]}" for r in failed]
@@ -258,6 +259,43 @@ def plot_delta_m(results: Mapping[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def privacy_levels(results: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """The settings as ``(setting, epsilon)``, least private first (no DP: infinity); empty without DP."""
+    levels = []
+    for setting, section in results["settings"].items():
+        spent = [e["epsilon"] for e in section["strategies"].values() if e.get("epsilon") is not None]
+        levels.append((setting, max(spent) if spent else math.inf))
+    return sorted(levels, key=lambda level: -level[1]) if any(math.isfinite(e) for _, e in levels) else []
+
+
+def plot_privacy(results: Mapping[str, Any], path: Path) -> None:
+    """Delta_m of each strategy against the epsilon its setting reached (the privacy-utility trade-off)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = privacy_levels(results)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    x = list(range(len(levels)))
+    for i, strategy in enumerate(s for s in results["strategies"] if s != results.get("reference")):
+        entries = [results["settings"][setting]["strategies"].get(strategy) for setting, _ in levels]
+        means = [e["delta_m"]["mean"] if e and e["delta_m"]["mean"] is not None else math.nan for e in entries]
+        errors = [_half(e["delta_m"]) if e else 0.0 for e in entries]
+        ax.errorbar([p + 0.06 * i for p in x], means, yerr=errors, marker="o", capsize=3, label=strategy)
+    ax.axhline(0, color="black", linewidth=0.8, label=f"{results.get('reference')} (shares nothing)")
+    ax.set_xticks(x, ["∞ (no DP)" if not math.isfinite(e) else f"{e:g}" for _, e in levels])
+    ax.set_xlabel("epsilon reached (delta 1e-5), client-level")
+    ax.set_ylabel(f"Δm vs {results.get('reference')} (%) ↑")
+    seeds = ",".join(map(str, results["seeds"]))
+    title = f"{results['benchmark']}: privacy-utility (seeds {seeds}; {results['confidence']:.0%} interval)"
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -269,7 +307,7 @@ def _clean(value: Any) -> Any:
 
 
 def write_results(results: Mapping[str, Any], out_dir: Path) -> None:
-    """results.json, results.md, one curves PNG per task (and setting) and delta_m.png in ``out_dir``."""
+    """results.json, results.md, one curves PNG per task (and setting), delta_m.png (and privacy.png) in ``out_dir``."""
     clean = _clean(results)
     write_json(clean, out_dir / "results.json", sort_keys=False)
     (out_dir / "results.md").write_text(markdown(clean))
@@ -277,6 +315,8 @@ def write_results(results: Mapping[str, Any], out_dir: Path) -> None:
         for task in _tasks(clean):
             plot_curves(clean, setting, task, out_dir / curve_file(clean, setting, task))
     plot_delta_m(clean, out_dir / "delta_m.png")
+    if privacy_levels(clean):
+        plot_privacy(clean, out_dir / "privacy.png")
 
 
 def read_results(out_dir: str | Path) -> dict[str, Any]:

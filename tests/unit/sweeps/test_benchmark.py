@@ -247,3 +247,25 @@ def test_a_mixed_benchmark_run_records_its_clients_task_order_and_delta_m(tmp_pa
     summary = summarise([local, mfed], compare="mfed", confidence=0.95)
     assert [t["name"] for t in summary["tasks"]] == ["b", "a"]
     assert summary["settings"]["default"]["strategies"]["mfed"]["delta_m"]["mean"] == pytest.approx(35 / 3)
+
+
+def test_a_privacy_benchmark_orders_its_settings_by_epsilon_and_plots_the_trade_off(tmp_path):
+    from mfed.sweeps.results import plot_privacy, privacy_levels
+
+    def entry(eps, dm):
+        return {"epsilon": eps, "delta_m": {"mean": dm, "low": dm - 1, "high": dm + 1, "n": 3}}
+
+    results = {
+        "benchmark": "privacy", "strategies": ["local", "mfed"], "reference": "local", "seeds": [0, 1, 2],
+        "confidence": 0.95,
+        "settings": {
+            "dp_eps2": {"strategies": {"local": entry(None, 0.0), "mfed": entry(1.99, -40.0)}},
+            "none": {"strategies": {"local": entry(None, 0.0), "mfed": entry(None, 5.0)}},
+            "dp_eps8": {"strategies": {"local": entry(None, 0.0), "mfed": entry(7.97, -20.0)}},
+        },
+    }  # fmt: skip
+    assert [s for s, _ in privacy_levels(results)] == ["none", "dp_eps8", "dp_eps2"]
+    plot_privacy(results, tmp_path / "privacy.png")
+    assert (tmp_path / "privacy.png").stat().st_size > 1000
+    results["settings"] = {"none": results["settings"]["none"]}
+    assert privacy_levels(results) == []  # no DP: no trade-off to draw
