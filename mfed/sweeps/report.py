@@ -56,11 +56,16 @@ def client_delta(summary: Mapping[str, Any], reference: Mapping[str, Any]) -> fl
         summary: The run's summary.json.
         reference: The reference run's summary.json (same clients, same tasks per client).
 
+    A run that withholds its per-client figures (``privacy=dp``) is compared task by task instead,
+    on each task's test figure (the mean over its clients).
+
     Returns:
         The mean over clients in percent; None where a client's value or reference value is
         missing or the reference value is 0 (or the run has no clients).
 
     """
+    if not any(k.startswith("client/") for k in summary["final"]):
+        return task_delta(summary, reference)
     deltas = []
     for cid, tasks in client_tasks(summary).items():
         scores, refs, lower = {}, {}, {}
@@ -75,6 +80,18 @@ def client_delta(summary: Mapping[str, Any], reference: Mapping[str, Any]) -> fl
         if scores:
             deltas.append(delta_m(scores, refs, lower))
     return sum(deltas) / len(deltas) if deltas else None
+
+
+def task_delta(summary: Mapping[str, Any], reference: Mapping[str, Any]) -> float | None:
+    """Delta_m over tasks from each task's headline test figure (``test/<task>/<headline>``); None if one is missing."""
+    scores, refs, lower = {}, {}, {}
+    for task, info in summary["tasks"].items():
+        key = f"test/{task}/{info['headline']}"
+        value, ref = summary["final"].get(key), reference["final"].get(key)
+        if value is None or ref is None or ref == 0:
+            return None
+        scores[task], refs[task], lower[task] = value, ref, not info["higher_is_better"][info["headline"]]
+    return delta_m(scores, refs, lower) if scores else None
 
 
 def collect(

@@ -269,3 +269,15 @@ def test_a_privacy_benchmark_orders_its_settings_by_epsilon_and_plots_the_trade_
     assert (tmp_path / "privacy.png").stat().st_size > 1000
     results["settings"] = {"none": results["settings"]["none"]}
     assert privacy_levels(results) == []  # no DP: no trade-off to draw
+
+
+def test_a_run_that_withholds_per_client_figures_is_compared_task_by_task():
+    from mfed.sweeps.report import client_delta
+
+    tasks = {"seg": {"headline": "mIoU", "higher_is_better": {"mIoU": True}},
+             "depth": {"headline": "rmse", "higher_is_better": {"rmse": False}}}  # fmt: skip
+    private = {"tasks": tasks, "clients": ["seg-0", "depth-0"], "final": {"test/seg/mIoU": 9.0, "test/depth/rmse": 2.5}}
+    local = {"tasks": tasks, "clients": ["seg-0", "depth-0"], "final": {
+        "test/seg/mIoU": 10.0, "test/depth/rmse": 2.0, "client/seg-0/seg/test_mIoU": 10.0}}  # fmt: skip
+    # (9 - 10) / 10 = -10 %, depth lower is better: -(2.5 - 2) / 2 = -25 %; mean -17.5 %
+    assert client_delta(private, local) == pytest.approx(-17.5)
