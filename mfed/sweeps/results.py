@@ -284,7 +284,7 @@ def plot_privacy(results: Mapping[str, Any], path: Path) -> None:
         errors = [_half(e["delta_m"]) if e else 0.0 for e in entries]
         ax.errorbar([p + 0.06 * i for p in x], means, yerr=errors, marker="o", capsize=3, label=strategy)
     ax.axhline(0, color="black", linewidth=0.8, label=f"{results.get('reference')} (shares nothing)")
-    ax.set_xticks(x, ["∞ (no DP)" if not math.isfinite(e) else f"{e:g}" for _, e in levels])
+    ax.set_xticks(x, ["∞ (no DP)" if not math.isfinite(e) else f"{e:.3g}" for _, e in levels])
     ax.set_xlabel("epsilon reached (delta 1e-5), client-level")
     ax.set_ylabel(f"Δm vs {results.get('reference')} (%) ↑")
     seeds = ",".join(map(str, results["seeds"]))
