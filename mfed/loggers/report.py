@@ -204,6 +204,18 @@ def directions_of(out_dir: Path) -> dict[str, dict[str, bool]]:
     return {t: dict(info["higher_is_better"]) for t, info in json.loads(path.read_text()).get("tasks", {}).items()}
 
 
+def privacy_lines(history: Rows) -> list[str]:
+    """Under ``privacy=dp``: the epsilon spent after the last round, and that per-client figures are withheld."""
+    spent = [r["privacy/epsilon"] for r in history if r.get("privacy/epsilon") is not None]
+    if not spent:
+        return []
+    return [
+        f"Client-level differential privacy: epsilon {spent[-1]:.3g} after round {len(spent)} (see config.yaml's "
+        "privacy for delta); per-client figures are withheld unless privacy.release_client_metrics was set.",
+        "",
+    ]
+
+
 def write_report(out_dir: str | Path) -> Path:
     """Render ``<out_dir>/curves.png`` and ``<out_dir>/report.md`` from its history.json."""
     out = Path(out_dir)
@@ -221,6 +233,7 @@ def write_report(out_dir: str | Path) -> Path:
         *([f"Setting: {setting}.", ""] if setting else []),
         f"{len(history)} rounds; communication: {up / 2**20:.1f} MiB up, {down / 2**20:.1f} MiB down.",
         "",
+        *privacy_lines(history),
         *summary_lines(history, directions),
         "",
         "![per-task curves](curves.png)",

@@ -131,3 +131,12 @@ def test_the_report_of_a_mixed_federation_lists_the_multi_task_client_under_each
     assert "b-0 |" not in a_table.replace("a+b-0 |", "") and "| a-0 |" not in b_table
     assert "| a | acc ↑ | 0.500 (r1) | 0.700 (r2) | +0.200 |" in text and "| test/b/rmse ↓ | 1.450 |" in text
     assert (tmp_path / "curves.png").is_file()
+
+
+def test_the_report_of_a_private_run_says_the_epsilon_spent(tmp_path):
+    rows = [{**row, "privacy/epsilon": eps} for row, eps in zip(HISTORY, (10.7, 16.5, 21.4), strict=False)]
+    (tmp_path / "history.json").write_text(json.dumps(rows))
+    text = write_report(tmp_path).read_text()
+    assert f"epsilon {rows[-1]['privacy/epsilon']:.3g} after round {len(rows)}" in text
+    (tmp_path / "history.json").write_text(json.dumps(HISTORY))
+    assert "differential privacy" not in write_report(tmp_path).read_text()
