@@ -36,9 +36,10 @@ def load_config(overrides: Sequence[str] = (), name: str = "config") -> DictConf
 def load_run_config(overrides: Sequence[str] = ()) -> DictConfig:
     """The config of ``mfed train``: composed from ``overrides``, or, with ``resume=<run>``, the run's own.
 
-    A resumed run continues with the settings its ``config.yaml`` recorded; further ``key=value``
-    overrides (e.g. ``federation.rounds=20``) apply on top. Switching a config group (``aggregation=fedavg``)
-    is refused: a resumed run keeps its groups.
+    A resumed run continues with the settings its ``config.yaml`` recorded, in the folder it is
+    resumed from (wherever it was copied or moved to) unless ``out_dir=`` says otherwise; further
+    ``key=value`` overrides (e.g. ``federation.rounds=20``) apply on top. Switching a config group
+    (``aggregation=fedavg``) is refused: a resumed run keeps its groups.
     """
     resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
     saved = _saved_config(resume) if resume else None
@@ -55,6 +56,8 @@ def load_run_config(overrides: Sequence[str] = ()) -> DictConfig:
     merged = OmegaConf.merge(saved, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
     assert isinstance(merged, DictConfig)
     merged.resume = resume
+    if not any(o.startswith("out_dir=") for o in overrides):
+        merged.out_dir = None  # the run goes on where it is now (a copied or moved folder), not where it was made
     return merged
 
 

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -68,3 +70,20 @@ def test_every_strategy_resumes_bit_identically(tiny_cfg, tmp_path, strategy):
 def test_missing_checkpoint_is_a_clear_error(tiny_cfg, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         build(tiny_cfg(*MIX, f"resume={tmp_path / 'nowhere'}"))
+
+
+def test_a_moved_run_resumes_where_it_is_now_not_where_it_was_made(tmp_path):
+    import shutil
+
+    from mfed.cli import main
+    from tests.conftest import TINY
+
+    # Prepare: one round in one folder, then the folder moved (as scp -r then resume= would)
+    assert main(["train", *TINY, "federation.rounds=1", f"out_dir={tmp_path / 'made'}"]) == 0
+    shutil.move(tmp_path / "made", tmp_path / "moved")
+    # Execute
+    assert main(["train", f"resume={tmp_path / 'moved'}", "federation.rounds=2"]) == 0
+    # Assert: the run went on in its new folder; the old one was not made again
+    assert not (tmp_path / "made").exists()
+    assert len(json.loads((tmp_path / "moved" / "history.json").read_text())) == 2
+    assert f"out_dir: {tmp_path / 'moved'}" in (tmp_path / "moved" / "config.yaml").read_text()
