@@ -141,12 +141,7 @@ def build_specs(cfg: DictConfig, tasks: Mapping[str, Task], pool: Any) -> list[C
 
 def kinds_per_scope(strategy: Strategy, specs: Sequence[ClientSpec], fraction: float) -> dict[str, dict[str, int]]:
     """Per scope a strategy averages into, the clients of each kind that fold into it in a round (expected)."""
-    counts: dict[str, dict[str, int]] = {}
-    for spec in specs:
-        for scope, _ in strategy.targets(spec.tasks):
-            counts.setdefault(scope, {})
-            counts[scope][spec.kind] = counts[scope].get(spec.kind, 0) + 1
-    return {s: {k: max(1, round(n * fraction)) for k, n in c.items()} for s, c in counts.items()}
+    return {s: {k: max(1, round(n * fraction)) for k, n in c.items()} for s, c in strategy.members(specs).items()}
 
 
 def run_name(cfg: DictConfig, strategy: Strategy) -> str:
@@ -207,7 +202,7 @@ def build(cfg: DictConfig) -> Driver:
     for line in strategy.defences.check_counts(kinds_per_scope(strategy, specs, float(cfg.federation.fraction))):
         log.warning("an attacker is not bounded in %s", line)
     if privacy is not None:  # denominators, the calibrated noise, the budget: refused before anything starts
-        privacy.bind(strategy.targets, specs, float(cfg.federation.fraction), int(cfg.federation.rounds))
+        privacy.bind(strategy.members(specs), len(specs), float(cfg.federation.fraction), int(cfg.federation.rounds))
     model_factory = ModelFactory(instantiate(cfg.model.encoder), instantiate(cfg.model.decoder), int(cfg.seed))
     model = model_factory(list(tasks.values()))  # builds every decoder once: bad model configs fail here
     if privacy is not None and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):

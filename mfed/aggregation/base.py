@@ -62,6 +62,7 @@ class Strategy(ABC):
     averages: bool = True
     defences: Defences = Defences()
     privacy: DifferentialPrivacy | None = None
+    soups_decoders: bool = False  # several decoders of one client fold into one scope (fedavg_all)
 
     def __init__(self, weighting: str = "examples", name: str | None = None) -> None:
         if weighting not in WEIGHTINGS:
@@ -101,8 +102,6 @@ class Strategy(ABC):
         self.privacy = privacy
         return self
 
-    soups_decoders: bool = False  # several decoders of one client fold into one scope (fedavg_all)
-
     @property
     def steps(self) -> tuple[LocalStep, ...]:
         """Each client's steps unless :meth:`configure_round` says otherwise: train the whole model, send it."""
@@ -134,6 +133,15 @@ class Strategy(ABC):
         the encoder into ``global``, each task's decoder into ``task:<task>``). Empty for a
         strategy that averages nothing.
         """
+
+    def members(self, specs: Sequence[ClientSpec]) -> dict[str, dict[str, int]]:
+        """Per scope this strategy averages into, the number of ``specs``' clients of each kind that fold into it."""
+        counts: dict[str, dict[str, int]] = {}
+        for spec in specs:
+            for scope, _ in self.targets(spec.tasks):
+                kinds = counts.setdefault(scope, {})
+                kinds[spec.kind] = kinds.get(spec.kind, 0) + 1
+        return counts
 
     def aggregation(self, state: ServerState, round_idx: int = 0, rng: torch.Generator | None = None) -> Aggregation:
         """A new round from ``state``: fold in the accepted updates one by one, then take its result."""

@@ -34,7 +34,7 @@ are still logged: they are computed from the clients' data without noise, outsid
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -43,9 +43,8 @@ from torch import Tensor
 from mfed.aggregation import accounting
 from mfed.aggregation.robust import clip_with_norm
 from mfed.models.multitask import DECODERS_PREFIX, ENCODER_PREFIX
-from mfed.types import ClientSpec, State, server_scope
+from mfed.types import State, server_scope
 
-Targets = Callable[[tuple[str, ...]], list[tuple[str, tuple[str, ...]]]]
 PART_PREFIXES = {"encoder": ENCODER_PREFIX, "decoder": DECODERS_PREFIX}
 CLIP_KEY = "privacy.clip_norm"
 
@@ -112,12 +111,12 @@ class DifferentialPrivacy:
                 f"{self.target_quantile} and {self.clip_lr}"
             )
 
-    def bind(self, targets: Targets, specs: Sequence[ClientSpec], fraction: float, rounds: int) -> None:
+    def bind(self, members: Mapping[str, Mapping[str, int]], clients: int, fraction: float, rounds: int) -> None:
         """Fix the denominators and the noise for a federation; refuse a budget it would exceed.
 
         Args:
-            targets: Where a client holding some tasks folds in (the strategy's ``targets``).
-            specs: The federation's clients.
+            members: Per scope, the clients of each kind that fold into it (``Strategy.members``).
+            clients: The federation's number of clients.
             fraction: Share of clients sampled per round.
             rounds: The run's rounds.
 
@@ -125,13 +124,9 @@ class DifferentialPrivacy:
             ValueError: The budget runs out before the last round (naming the round), or cannot be met.
 
         """
-        self.clients = len(specs)
-        self.sampled = max(1, round(fraction * self.clients))
-        counts: dict[str, int] = {}
-        for spec in specs:
-            for scope, _ in targets(spec.tasks):
-                counts[scope] = counts.get(scope, 0) + 1
-        self.expected = {scope: n * self.sampled / self.clients for scope, n in counts.items()}
+        self.clients = clients
+        self.sampled = max(1, round(fraction * clients))
+        self.expected = {scope: sum(kinds.values()) * self.sampled / clients for scope, kinds in members.items()}
         if self.count_noise is not None and not self.count_noise > 0:
             raise ValueError(f"privacy.count_noise must be > 0 or null, got {self.count_noise}")
         if self.noise_multiplier is None:

@@ -216,7 +216,8 @@ class Screen:
         for part, prefix in (("encoder", ENCODER_PREFIX), ("decoder", DECODERS_PREFIX)):
             moved = {k: v for k, v in update.state.items() if k.startswith(prefix) and k in sent}
             if moved:
-                size = update_norm({k: sent[k] for k in moved}, {k: torch.zeros_like(sent[k]) for k in moved})
+                floats = [sent[k] for k in moved if sent[k].is_floating_point()]
+                size = math.sqrt(sum(float(t.double().square().sum()) for t in floats))  # the part's own norm
                 norms[f"{spec.kind}/{part}"] = (update_norm(moved, sent), size)
         for key, (norm, size) in norms.items():
             if self.ratio is None:

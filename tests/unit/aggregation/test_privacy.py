@@ -21,7 +21,7 @@ SPECS = [ClientSpec(f"t-{i}", "t", (i,), (), i) for i in range(8)]
 def private(strategy=None, clients=SPECS, fraction=0.5, rounds=10, **options):
     privacy = DifferentialPrivacy(**options)
     strategy = (strategy or MFed()).with_privacy(privacy)
-    privacy.bind(strategy.targets, clients, fraction, rounds)
+    privacy.bind(strategy.members(clients), len(clients), fraction, rounds)
     return strategy
 
 
