@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import traceback
@@ -132,6 +133,21 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _results(args: argparse.Namespace) -> int:
+    from mfed.sweeps.results import regenerate
+
+    try:
+        path = regenerate(args.path, args.out)
+    except (FileNotFoundError, ValueError, KeyError, json.JSONDecodeError) as err:
+        what = f"missing key {err}" if isinstance(err, KeyError) else str(err)
+        print(f"mfed: {args.path}: not a benchmark's results ({what}); give results.json or its folder",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    print(f"statistics recomputed from the runs: wrote {path}, {path.with_suffix('.json').name} and the PNGs "
+          f"in {path.parent}")  # fmt: skip
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     p = argparse.ArgumentParser(prog="mfed", description="Multi-task federated learning (M-Fed) on Ray")
@@ -157,6 +173,12 @@ def parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="render a run's curves (PNG) and report.md from history.json")
     report.add_argument("out_dir", help="the run's output directory")
     report.set_defaults(func=_report)
+    results = sub.add_parser(
+        "results", help="recompute a benchmark's statistics, markdown and PNGs from its results JSON alone"
+    )
+    results.add_argument("path", help="a benchmark folder, its results.json, or docs/results/<benchmark>.json")
+    results.add_argument("--out", default=None, help="folder to write to (default: beside the JSON)")
+    results.set_defaults(func=_results)
     return p
 
 

@@ -25,7 +25,7 @@ from mfed.aggregation.functional import select
 from mfed.models.multitask import ENCODER_PREFIX, decoder_prefix
 from mfed.sweeps.plan import Trial, checked_trial, expand_grid, merge_overrides, override_key, trial_name
 from mfed.sweeps.report import client_delta, client_tasks
-from mfed.sweeps.stats import mean_ci, paired
+from mfed.sweeps.stats import holm, mean_ci, paired
 from mfed.types import state_nbytes
 
 
@@ -129,7 +129,7 @@ def collect_runs(
     records = []
     for t in trials:
         folder = out_dir / t.name
-        record: dict[str, Any] = {**t.labels, "trial": t.name, "overrides": list(t.overrides), "out_dir": str(folder)}
+        record: dict[str, Any] = {**t.labels, "trial": t.name, "overrides": list(t.overrides), "out_dir": t.name}
         summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").exists() else None
         if summary is None or summary.get("status") != "completed":
             record["status"] = summary["status"] if summary else "failed"
@@ -184,9 +184,15 @@ def summarise(records: Sequence[Mapping[str, Any]], compare: str | None, confide
         }
         table: dict[str, Any] = {}
         for s in strategies:
+            ended = [r["status"] for r in mine if r["strategy"] == s]
             entry: dict[str, Any] = {
                 "seeds": sorted(done[s]),
-                "failed": sum(r["strategy"] == s and r["status"] != "completed" for r in mine),
+                "failed": sum(status != "completed" for status in ended),
+                "runs": {status: ended.count(status) for status in dict.fromkeys(ended)},
+                "not_finite": {  # completed seeds whose headline is NaN or inf
+                    task: sorted(k for k, r in done[s].items() if not _finite(r["test"].get(f"{task}/{h['headline']}")))
+                    for task, h in tasks.items()
+                },
             }
             for task, info in tasks.items():
                 values = [r["test"].get(f"{task}/{info['headline']}") for r in done[s].values()]
@@ -209,6 +215,10 @@ def summarise(records: Sequence[Mapping[str, Any]], compare: str | None, confide
                 pairs = [(done[compare][k]["delta_m"], done[s][k]["delta_m"]) for k in seeds]
                 entry["delta_m"] = _paired(pairs, confidence)
                 comparisons[s] = entry
+        family = [(s, key) for s, entry in comparisons.items() for key in [*tasks, "delta_m"]]
+        adjusted = holm([comparisons[s][key]["p"] for s, key in family])
+        for (s, key), p in zip(family, adjusted, strict=True):
+            comparisons[s][key]["p_holm"] = p
         out[setting] = {"strategies": table, "compare": compare, "against": comparisons}
     return {"tasks": list(tasks.values()), "confidence": confidence, "settings": out}
 
@@ -225,7 +235,9 @@ def _paired(pairs: Sequence[tuple[float | None, float | None]], confidence: floa
     """The paired comparison over the seeds where both values are finite (a diverged run has none)."""
     kept = [(a, b) for a, b in pairs if _finite(a) and _finite(b)]
     result = paired([a for a, _ in kept], [b for _, b in kept], confidence)  # type: ignore[misc]
-    return {**asdict(result.difference), "p": result.p_value}
+    effect = asdict(result.effect)
+    del effect["n"]
+    return {**asdict(result.difference), "p": result.p_value, "d_z": effect}
 
 
 def model_bytes(overrides: Sequence[str]) -> dict[str, Any]:
@@ -261,7 +273,7 @@ def run_benchmark(bench: DictConfig, base: Sequence[str], out_dir: str | Path) -
     results = {
         "benchmark": str(bench.name), "overrides": merge_overrides(common, base),
         "strategies": list(dict.fromkeys(t.labels["strategy"] for t in trials)), "seeds": benchmark_seeds(bench),
-        "reference": bench.get("reference"), "model_bytes": sizes,
+        "reference": bench.get("reference"), "compare": bench.get("compare"), "model_bytes": sizes,
         "aliases": OmegaConf.to_container(bench.aliases) if bench.get("aliases") else {},
         **summarise(records, bench.get("compare"), confidence), "runs": records,
     }  # fmt: skip

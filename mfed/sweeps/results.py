@@ -14,10 +14,17 @@
                "task_order": [task, ...], "delta_m": float | null, "epsilon": float | null (privacy=dp),
                "curves": {"val/<task>/<metric>": [[round, value], ...]},
                "comm": {"bytes_up": ..., "bytes_up_encoder": ..., "bytes_down": ..., "private_bytes": ...},
-               "out_dir": str}, ...]}
+               "out_dir": str (the run's folder, beside results.json)}, ...]}
+
+``mfed results <file or folder>`` computes every statistic again from ``runs`` alone and writes the
+markdown and PNGs (:func:`regenerate`): ``docs/results/<benchmark>.json`` is that raw data.
 
 An interval is ``{"mean", "low", "high", "n"}`` (Student t over seeds); a paired comparison adds
-``"p"`` (paired t-test). ``comm`` values are per trained client per round, averaged over rounds.
+``"p"`` (paired t-test), ``"p_holm"`` (Holm's adjustment over the setting's comparison table) and
+``"d_z"`` (the effect size ``{"mean", "low", "high"}``). A strategy's entry counts its runs by final
+status (``"runs": {"completed": 3, "diverged": 1}``) and names, per task, the completed seeds whose
+headline is not finite (``"not_finite"``): none is silently left out.
+``comm`` values are per trained client per round, averaged over rounds.
 ``clients`` keys name the client and the task (a client may hold several); runs written before
 clients could hold several tasks have ``"<id>/test_<metric>"`` there.
 Non-finite numbers are written as null; mappings keep the benchmark's order (settings as
@@ -61,13 +68,35 @@ def _half(entry: Mapping[str, Any]) -> float:
     return 0.0 if math.isnan(half) else half
 
 
+def _p(value: float | None) -> str:
+    return "-" if value is None else "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
 def _diff(entry: Mapping[str, Any], digits: int = 2) -> str:
+    """``+1.20 ± 0.50<br>p 0.010, Holm 0.120<br>d_z 2.1 [0.3, 3.9]``; results written before Holm: the p-value only."""
     if not entry["n"]:
         return "-"
     text = _ci(entry, digits)
     text = text if text.startswith("-") else "+" + text
-    p = entry.get("p")
-    return text + (" (p -)" if p is None else f" (p={p:.3f})")
+    if "p_holm" not in entry:
+        return text + f" (p={_p(entry.get('p'))})"
+    text += f"<br>p {_p(entry['p'])}, Holm {_p(entry['p_holm'])}"
+    effect = entry.get("d_z") or {}
+    if effect.get("mean") is not None:
+        low, high = ("-" if effect[k] is None else f"{effect[k]:.1f}" for k in ("low", "high"))
+        text += f"<br>d_z {effect['mean']:.1f} [{low}, {high}]"
+    return text
+
+
+def _runs(entry: Mapping[str, Any]) -> str:
+    """``0,1,2`` and the runs that did not complete or whose headline is not finite: ``0,2 (1 diverged)``."""
+    text = ",".join(map(str, entry["seeds"]))
+    runs = entry.get("runs")
+    if runs is None:  # results written before the column: the failed count only
+        return text + (f" ({entry['failed']} failed)" if entry["failed"] else "")
+    notes = [f"{n} {status}" for status, n in runs.items() if status != "completed"]
+    notes += [f"{task}: {len(seeds)} not finite" for task, seeds in entry.get("not_finite", {}).items() if seeds]
+    return text + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _kb(value: float | None) -> str:
@@ -82,14 +111,15 @@ def setting_tables(results: Mapping[str, Any], setting: str) -> list[str]:
     head = [f"{t} {info['headline']} {_arrow(info['higher_is_better'])}" for t, info in tasks.items()]
     private = any(e.get("epsilon") is not None for s in results["settings"].values() for e in s["strategies"].values())
     lines = [
-        f"| strategy | {' | '.join(head)} | Δm vs {reference} % ↑{' | ε reached' if private else ''} | seeds |",
+        f"| strategy | {' | '.join(head)} | Δm vs {reference} % ↑{' | ε reached' if private else ''} "
+        "| seeds completed (others) |",
         "|---|" + "---:|" * (len(tasks) + 2 + private),
     ]
     for strategy, entry in section["strategies"].items():
         cells = [_ci(entry[t]) for t in tasks] + [_ci(entry["delta_m"])]
         if private:  # "-": the run had no DP (Local releases nothing; the others released without noise)
             cells.append("-" if entry.get("epsilon") is None else f"{entry['epsilon']:.2f}")
-        seeds = ",".join(map(str, entry["seeds"])) + (f" ({entry['failed']} failed)" if entry["failed"] else "")
+        seeds = _runs(entry)
         name = f"**{strategy}**" if strategy == section["compare"] else strategy
         name += f" (= {results['aliases'][strategy]})" if strategy in results.get("aliases", {}) else ""
         lines.append(f"| {name} | {' | '.join(cells)} | {seeds} |")
@@ -98,7 +128,10 @@ def setting_tables(results: Mapping[str, Any], setting: str) -> list[str]:
         lines += [
             "",
             f"**{compare} against each strategy, paired by seed**: mean of ({compare} − other) ± its {level} "
-            "interval, and the paired t-test's p-value. ↑/↓: the sign that is better for " + compare + ".",
+            f"interval; the paired t-test's p-value and its Holm adjustment over the {_family(section)} tests of "
+            f"this table (a claim needs the adjusted value below {1 - results['confidence']:.2g}); "
+            "the effect size d_z (mean difference / its standard deviation) with its interval. "
+            "↑/↓: the sign that is better for " + compare + ".",
             "",
             f"| other | {' | '.join(head)} | Δm ↑ |",
             "|---|" + "---:|" * (len(tasks) + 1),
@@ -132,6 +165,12 @@ def setting_tables(results: Mapping[str, Any], setting: str) -> list[str]:
     return lines
 
 
+def _family(section: Mapping[str, Any]) -> int:
+    """The number of tests with a p-value in a setting's comparison table (Holm's family)."""
+    tests = [e for entry in section["against"].values() for k, e in entry.items() if k != "seeds"]
+    return sum(e.get("p") is not None for e in tests)
+
+
 def _mean_comm(runs: Sequence[Mapping[str, Any]], setting: str, strategy: str) -> dict[str, float | None]:
     mine = [r["comm"] for r in runs if r["setting"] == setting and r["strategy"] == strategy and "comm" in r]
     if not mine:
@@ -143,8 +182,8 @@ def _mean_comm(runs: Sequence[Mapping[str, Any]], setting: str, strategy: str) -
     return out
 
 
-def markdown(results: Mapping[str, Any], images: bool = True) -> str:
-    """results.md: what ran, then per setting the tables; ``images``: with the PNGs' links."""
+def markdown(results: Mapping[str, Any], images: bool = True, prefix: str = "") -> str:
+    """results.md: what ran, then per setting the tables; ``images``: with the PNGs' links (``prefix`` + name)."""
     level = f"{results['confidence']:.0%}"
     seeds = ", ".join(map(str, results["seeds"]))
     lines = [
@@ -163,10 +202,10 @@ def markdown(results: Mapping[str, Any], images: bool = True) -> str:
             lines += ["", f"## {setting}"]
         lines += ["", *setting_tables(results, setting)]
         if images:
-            lines += ["", *[f"![{t}]({curve_file(results, setting, t)})" for t in _tasks(results)]]
+            lines += ["", *[f"![{t}]({prefix}{curve_file(results, setting, t)})" for t in _tasks(results)]]
     if images:
-        lines += ["", "![delta_m](delta_m.png)"]
-        lines += ["", "![privacy-utility](privacy.png)"] if privacy_levels(results) else []
+        lines += ["", f"![delta_m]({prefix}delta_m.png)"]
+        lines += ["", f"![privacy-utility]({prefix}privacy.png)"] if privacy_levels(results) else []
     if failed:
         lines += ["", "## Runs that did not complete", ""]
         lines += [f"- {r['trial']}: {r['status']}: {r.get('error', '')[:200]}" for r in failed]
@@ -306,19 +345,51 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def write_results(results: Mapping[str, Any], out_dir: Path) -> None:
-    """results.json, results.md, one curves PNG per task (and setting), delta_m.png (and privacy.png) in ``out_dir``."""
+def write_results(results: Mapping[str, Any], out_dir: Path, stem: str = "results") -> None:
+    """``<stem>.json``, ``<stem>.md``, curves per task (and setting), delta_m (and privacy) PNGs in ``out_dir``.
+
+    The PNGs' names start with ``<stem>_`` unless the stem is ``results`` (a benchmark's own folder).
+    """
     clean = _clean(results)
-    write_json(clean, out_dir / "results.json", sort_keys=False)
-    (out_dir / "results.md").write_text(markdown(clean))
+    prefix = "" if stem == "results" else f"{stem}_"
+    write_json(clean, out_dir / f"{stem}.json", sort_keys=False)
+    (out_dir / f"{stem}.md").write_text(markdown(clean, prefix=prefix))
     for setting in clean["settings"]:
         for task in _tasks(clean):
-            plot_curves(clean, setting, task, out_dir / curve_file(clean, setting, task))
-    plot_delta_m(clean, out_dir / "delta_m.png")
+            plot_curves(clean, setting, task, out_dir / f"{prefix}{curve_file(clean, setting, task)}")
+    plot_delta_m(clean, out_dir / f"{prefix}delta_m.png")
     if privacy_levels(clean):
-        plot_privacy(clean, out_dir / "privacy.png")
+        plot_privacy(clean, out_dir / f"{prefix}privacy.png")
 
 
-def read_results(out_dir: str | Path) -> dict[str, Any]:
-    """``<out_dir>/results.json``."""
-    return json.loads((Path(out_dir) / "results.json").read_text())
+def read_results(path: str | Path) -> dict[str, Any]:
+    """A benchmark's results: ``<folder>/results.json``, or a file named directly (``docs/results/paper.json``)."""
+    path = Path(path)
+    return json.loads((path / "results.json" if path.is_dir() else path).read_text())
+
+
+def recompute(results: Mapping[str, Any]) -> dict[str, Any]:
+    """``results`` with every interval, paired test, Holm adjustment and effect size computed again from its runs.
+
+    What a reader needs to check a published table: the runs' final metrics (``runs``) and what
+    ran; nothing from the run folders.
+    """
+    from mfed.sweeps.benchmark import summarise
+
+    compare = results.get("compare", next(iter(results["settings"].values()))["compare"])
+    summary = summarise(results["runs"], compare, float(results["confidence"]))
+    return {**results, "compare": compare, **summary}
+
+
+def regenerate(path: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Recompute the statistics of the results file ``path`` and write it, its markdown and PNGs again.
+
+    ``docs/results/paper.json`` gives ``paper.json``, ``paper.md`` and ``paper_*.png`` in ``out_dir``
+    (default: beside it); a benchmark folder gives its ``results.*`` and PNGs. Returns the markdown's path.
+    """
+    source = Path(path)
+    stem = "results" if source.is_dir() else source.stem
+    target = Path(out_dir) if out_dir is not None else source if source.is_dir() else source.parent
+    target.mkdir(parents=True, exist_ok=True)
+    write_results(recompute(read_results(source)), target, stem)
+    return target / f"{stem}.md"

@@ -82,7 +82,9 @@ def test_strategy_defences_bound_one_huge_update():
     # Execute / Assert: undefended, the mean moves to ~1.7e5; each defence stays within 0.5 of the honest mean
     assert float(MFed().aggregate(state, attacked)["global"]["encoder.w"][0]) > 1e5
     for strategy in (
-        defended(clip_norm=2.0), defended(robust="median"), defended(robust="trimmed_mean", trim_fraction=0.17)
+        defended(clip_norm=2.0),
+        defended(robust="median"),
+        defended(robust="trimmed_mean", trim_fraction=0.17),
     ):
         new = strategy.aggregate(state, attacked)
         assert float((new["global"]["encoder.w"] - plain).abs().max()) < 0.5, strategy

@@ -217,7 +217,9 @@ def test_mfed_over_mixed_clients_averages_the_encoder_once_per_client_and_each_d
     assert torch.allclose(new["task:seg"]["decoders.seg.bias"], torch.full((3,), 120 / 7))
     assert torch.allclose(new["task:depth"]["decoders.depth.weight"], torch.full((1, 2), 3.0))
     assert strategy.targets(("seg", "depth")) == [
-        ("global", ("encoder.",)), ("task:seg", ("decoders.seg.",)), ("task:depth", ("decoders.depth.",))
+        ("global", ("encoder.",)),
+        ("task:seg", ("decoders.seg.",)),
+        ("task:depth", ("decoders.depth.",)),
     ]
 
 

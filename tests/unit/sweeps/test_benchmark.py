@@ -163,7 +163,8 @@ def test_results_files_say_what_ran_and_mark_directions(tmp_path):
     assert "| seg mIoU ↑ | dep rmse ↓ | Δm vs local % ↑ |" in text
     assert "| local (= solo) | 22.00 ± 4.97 |" in text  # 22 ± t(0.975, 2) * 2 / sqrt(3)
     assert "| **mfed** |" in text and "seeds 0, 1, 2" in text and "`data=shapes`" in text
-    assert "(p=" in text and "broken: failed: RayTaskError: boom" in text
+    assert "<br>p 0.0" in text and ", Holm 0." in text and "<br>d_z " in text
+    assert "| 0,1,2 (1 failed) |" in text and "broken: failed: RayTaskError: boom" in text
     assert "| 0.2 KB | 0.1 KB | 0.2 KB | 0.50x |" in text  # 200 B up + 200 B down against 2 x 400 B
     saved = json.loads((tmp_path / "results.json").read_text())
     assert {r["strategy"] for r in saved["runs"]} == {"local", "mfed"} and len(saved["runs"]) == 7
@@ -281,3 +282,29 @@ def test_a_run_that_withholds_per_client_figures_is_compared_task_by_task():
         "test/seg/mIoU": 10.0, "test/depth/rmse": 2.0, "client/seg-0/seg/test_mIoU": 10.0}}  # fmt: skip
     # (9 - 10) / 10 = -10 %, depth lower is better: -(2.5 - 2) / 2 = -25 %; mean -17.5 %
     assert client_delta(private, local) == pytest.approx(-17.5)
+
+
+def test_holm_adjusts_over_the_settings_family_and_a_diverged_seed_is_shown(tmp_path):
+    trials = [fabricate(tmp_path, s, k) for s in ("local", "mfed") for k in range(3)]
+    diverged = tmp_path / "mfed-s1" / "summary.json"  # seed 1 of mfed diverged: its metrics are NaN
+    summary = json.loads(diverged.read_text())
+    diverged.write_text(json.dumps({**summary, "status": "diverged", "error": "loss not finite in round 2"}))
+    records = collect_runs(trials, tmp_path, {}, reference="local")
+    section = summarise(records, "mfed", 0.95)["settings"]["default"]
+    entry = section["strategies"]["mfed"]
+    assert entry["seeds"] == [0, 2] and entry["runs"] == {"completed": 2, "diverged": 1} and entry["failed"] == 1
+    against = section["against"]["local"]
+    # the family: seg, dep and delta_m against local (3 tests) on the 2 seeds both completed
+    raw = [sps.ttest_rel([SEG["mfed"][k] for k in (0, 2)], [SEG["local"][k] for k in (0, 2)]).pvalue,
+           sps.ttest_rel([DEP["mfed"][k] for k in (0, 2)], [DEP["local"][k] for k in (0, 2)]).pvalue,
+           against["delta_m"]["p"]]  # fmt: skip
+    assert [against[k]["p"] for k in ("seg", "dep")] == pytest.approx(raw[:2])
+    order = np.argsort(raw)
+    expected = np.maximum.accumulate([min(1.0, (3 - i) * raw[j]) for i, j in enumerate(order)])
+    assert [against[k]["p_holm"] for k in np.array(["seg", "dep", "delta_m"])[order]] == pytest.approx(expected)
+    results = {
+        "benchmark": "fab", "overrides": [], "strategies": ["local", "mfed"], "seeds": [0, 1, 2],
+        "reference": "local", "model_bytes": {}, **summarise(records, "mfed", 0.95), "runs": records,
+    }  # fmt: skip
+    text = markdown(results, images=False)
+    assert "| 0,2 (1 diverged) |" in text and "mfed-s1: diverged: loss not finite in round 2" in text

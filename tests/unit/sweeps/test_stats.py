@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from mfed.sweeps.stats import mean_ci, paired
+from mfed.sweeps.stats import effect_size, holm, mean_ci, paired
 
 
 def test_mean_ci_is_the_student_t_interval_by_hand():
@@ -57,3 +57,33 @@ def test_paired_edge_cases():
     assert math.isnan(same.p_value) and same.difference.mean == 0.5
     with pytest.raises(ValueError, match="as many values on each side"):
         paired([1.0, 2.0], [1.0])
+
+
+def test_holm_by_hand():
+    # sorted: 0.005 (x4 = 0.02), 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04, raised to 0.06 by
+    # the step-down's running maximum); NaN is no test and stays NaN; 0.5 x 3 caps at 1
+    assert holm([0.01, 0.04, math.nan, 0.03, 0.005]) == pytest.approx([0.03, 0.06, math.nan, 0.06, 0.02], nan_ok=True)
+    assert holm([0.5, 0.6, 0.4]) == pytest.approx([1.0, 1.0, 1.0])
+    assert holm([0.02]) == [0.02] and holm([]) == []
+
+
+def test_effect_size_is_d_z_with_the_noncentral_t_interval():
+    differences = [1.0, 2.0, 3.0, 4.0, 5.5]
+    effect = effect_size(differences)
+    d = np.mean(differences) / np.std(differences, ddof=1)
+    assert effect.mean == pytest.approx(d) and effect.n == 5
+    # at each bound the observed t sits at the 2.5% tail of the noncentral t
+    t = d * math.sqrt(5)
+    assert sps.nct.cdf(t, 4, effect.low * math.sqrt(5)) == pytest.approx(0.975, abs=1e-8)
+    assert sps.nct.cdf(t, 4, effect.high * math.sqrt(5)) == pytest.approx(0.025, abs=1e-8)
+    # the interval excludes 0 exactly when the paired t-test rejects at 5% (both invert the same t)
+    for a, b in [([31.0, 29.5, 30.2], [30.1, 29.4, 29.0]), ([10.0, 20.0, 30.0], [9.0, 19.1, 28.9])]:
+        result = paired(a, b)
+        assert (result.effect.low > 0) == (result.p_value < 0.05)
+    assert math.isnan(effect_size([0.5, 0.5]).mean) and math.isnan(paired([1.0], [0.5]).effect.mean)
+
+
+def test_effect_size_is_symmetric_and_holds_far_in_the_tails():
+    up, down = effect_size([1.0, 1.1, 0.9]), effect_size([-1.0, -1.1, -0.9])  # t = 17: scipy's nct gives NaN there
+    assert (down.mean, down.low, down.high) == pytest.approx((-up.mean, -up.high, -up.low))
+    assert 0 < up.low < up.mean < up.high and math.isfinite(up.high)
