@@ -5,9 +5,14 @@ from mfed.aggregation.centralised import Centralised
 from mfed.aggregation.ditto import Ditto
 from mfed.aggregation.fedavg import FedAvgPerTask
 from mfed.aggregation.fedavg_all import FedAvgAll
+from mfed.aggregation.fedhca2 import FedHCA2
 from mfed.aggregation.fedprox import FedProx
 from mfed.aggregation.fedrep import FedRep
 from mfed.aggregation.local import Local
 from mfed.aggregation.mfed import MFed
+from mfed.aggregation.mfed_ca import MFedCA
 
-__all__ = ["Centralised", "Ditto", "FedAvgAll", "FedAvgPerTask", "FedProx", "FedRep", "Local", "MFed", "Strategy"]
+__all__ = [
+    "Centralised", "Ditto", "FedAvgAll", "FedAvgPerTask", "FedHCA2", "FedProx", "FedRep", "Local", "MFed", "MFedCA",
+    "Strategy",
+]  # fmt: skip

@@ -63,6 +63,7 @@ class Strategy(ABC):
     defences: Defences = Defences()
     privacy: DifferentialPrivacy | None = None
     soups_decoders: bool = False  # several decoders of one client fold into one scope (fedavg_all)
+    combines: str | None = None  # how it combines updates where that is not a mean: defences and DP refuse it
 
     def __init__(self, weighting: str = "examples", name: str | None = None) -> None:
         if weighting not in WEIGHTINGS:
@@ -75,9 +76,14 @@ class Strategy(ABC):
 
     def with_defences(self, defences: Defences) -> Strategy:
         """Wrap this strategy's fold in ``defences``; refused (naming the keys) where it averages nothing."""
+        keys = " and ".join(f"defences.{k}" for k in defences.active)
         if defences.active and not self.averages:
-            keys = " and ".join(f"defences.{k}" for k in defences.active)
             raise ValueError(f"{keys} cannot apply to aggregation={self.name}: it averages no update; unset them")
+        if defences.active and self.combines:
+            raise ValueError(
+                f"{keys} cannot apply to aggregation={self.name}: it combines updates by {self.combines}, not a "
+                "mean, so no rule bounds an attacker's pull; unset them (update screening still applies)"
+            )
         self.defences = defences
         return self
 
@@ -88,6 +94,11 @@ class Strategy(ABC):
         if not self.averages:
             raise ValueError(
                 f"privacy=dp cannot apply to aggregation={self.name}: it averages no update; use privacy=null"
+            )
+        if self.combines:
+            raise ValueError(
+                f"privacy=dp cannot apply to aggregation={self.name}: it combines updates by {self.combines}, "
+                "whose sensitivity the accountant does not bound; use privacy=none"
             )
         if self.defences.robust is not None:
             raise ValueError(

@@ -1,10 +1,14 @@
 """The centralised multi-task reference: every client's training data pooled, one model trained on all tasks.
 
-Not a federation: each round, one encoder and every task's decoder are trained jointly for
-``federation.local_epochs`` epochs over the union of the clients' training shards (each example
-with its client's task; batches of one task each, the tasks' batches interleaved at random), in
-the driver's process (:mod:`mfed.federation.pooled`). The clients only score the result, exactly
-as they score a federated model, so the rows are comparable. The optimizer restarts every
+Not a federation: each round, one encoder and every task's decoder are trained jointly on the
+union of the clients' training shards (each example with its client's task; batches of one task
+each, the tasks' batches interleaved at random), in the driver's process
+(:mod:`mfed.federation.pooled`). ``budget="client"`` (the default) gives a round as many optimizer
+steps as the federation's mean client takes, so a gap to it measures where the data is, not extra
+optimisation; ``budget="pooled"`` gives it ``federation.local_epochs`` epochs over all pooled
+data, about as many steps as every client together. It is a reference, not an upper bound:
+a federation may beat it (personalised models fit their clients' data more closely). The clients
+only score the result, exactly as they score a federated model, so the rows are comparable. The optimizer restarts every
 round, as the clients' does, so the reference differs from a federation only in where the data
 is. No model is exchanged: the bytes up and down are zero (the data moved instead).
 """
@@ -23,6 +27,8 @@ class Centralised(Strategy):
     """Joint multi-task training on the pooled data (a reference row, not a federated strategy).
 
     Args:
+        budget: Optimizer steps per round: ``client`` (the federation's mean client's) or ``pooled``
+            (``local_epochs`` epochs over all pooled data).
         name: Run and report name (see :class:`Strategy`).
 
     """
@@ -31,8 +37,11 @@ class Centralised(Strategy):
     pooled = True
     averages = False
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, budget: str = "client", name: str | None = None) -> None:
         super().__init__(name=name)
+        if budget not in ("client", "pooled"):
+            raise ValueError(f"aggregation.budget must be client or pooled, got {budget!r}")
+        self.budget = budget
 
     def init_state(self, model: MultiTaskModel) -> ServerState:
         """The encoder, and one decoder per task: the layout every client loads its model from."""
@@ -43,4 +52,4 @@ class Centralised(Strategy):
         return []
 
     def __repr__(self) -> str:
-        return "Centralised()"
+        return f"Centralised(budget={self.budget!r})"

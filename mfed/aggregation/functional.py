@@ -13,7 +13,9 @@ import torch
 from torch import Tensor
 
 from mfed.models.multitask import ENCODER_PREFIX, decoder_prefix
-from mfed.types import ClientUpdate, ServerState, State, global_scope, task_scope
+from mfed.types import ClientUpdate, ServerState, State, global_scope, personal_scope, task_scope
+
+PERSONAL = personal_scope("")  # the prefix of every personal scope
 
 WEIGHTINGS = ("examples", "uniform")
 
@@ -37,17 +39,22 @@ def merge_scopes(state: Mapping[str, Mapping[str, Tensor]], scopes: Iterable[str
     A client loads its scopes this way. Where scopes share no key (the usual case) it is their
     union. A key in several of them, e.g. the encoder in each task's scope of per-task FedAvg for
     a client holding two tasks, starts from the unweighted mean of those copies (rounded in an
-    integer dtype, as in :class:`RunningMean`).
+    integer dtype, as in :class:`RunningMean`). A ``personal:<id>`` scope is the server's model for
+    that client alone: its keys replace the others' copies.
     """
+    scopes = list(scopes)
+    personal = [s for s in scopes if s.startswith(PERSONAL)]
     merged: State = {}
     copies: dict[str, list[Tensor]] = {}
-    for scope in scopes:
+    for scope in (s for s in scopes if not s.startswith(PERSONAL)):
         for key, value in state.get(scope, {}).items():
             if key in merged:
                 copies.setdefault(key, [merged[key]]).append(value)
             merged[key] = value
     for key, values in copies.items():
         merged[key] = weighted_average([{key: v} for v in values], [1.0] * len(values))[key]
+    for scope in personal:
+        merged.update(state.get(scope, {}))
     return merged
 
 

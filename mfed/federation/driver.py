@@ -223,7 +223,7 @@ class Driver:
         """The centralised reference's trainer (a ``pooled`` strategy), built on first use."""
         from mfed.federation.pooled import PooledTraining  # imports Lightning: only for a pooled strategy
 
-        return PooledTraining(self.specs, self.setup, self.seed)
+        return PooledTraining(self.specs, self.setup, self.seed, getattr(self.strategy, "budget", "client"))
 
     @cached_property
     def expected(self) -> ExpectedLayouts:

@@ -3,11 +3,16 @@
 Used by the driver for a strategy with ``pooled = True`` (:class:`mfed.aggregation.centralised.Centralised`).
 Each task's pool is the training shards of every client holding the task (with that task's
 target), so the pooled model sees exactly the federation's data, in one place; a client holding
-several tasks adds its images to each of its tasks' pools. Lightning is imported here, on first use.
+several tasks adds its images to each of its tasks' pools. By default (``budget="client"``) a round
+takes as many optimizer steps as the federation's mean client takes in its round, so the gap to a
+federation measures where the data is, not how much optimisation each model got; with
+``budget="pooled"`` a round is ``local_epochs`` epochs over every pooled batch (about as many steps
+as all clients together). Lightning is imported here, on first use.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -30,10 +35,14 @@ class PooledTraining:
 
     """
 
-    def __init__(self, specs: Sequence[ClientSpec], setup: ClientSetup, seed: int) -> None:
+    def __init__(self, specs: Sequence[ClientSpec], setup: ClientSetup, seed: int, budget: str = "client") -> None:
         from mfed.systems.joint import JointSystem
 
         self.setup, self.seed = setup, seed
+        config = setup.config
+        per_client = [math.ceil(len(s.train_indices) / config.batch_size) * config.local_epochs for s in specs]
+        # "client": the optimizer steps of the federation's mean client per round; "pooled": every pooled batch
+        self.max_steps = max(1, round(sum(per_client) / len(per_client))) if budget == "client" else -1
         tasks = {t: setup.tasks[t] for t in dict.fromkeys(t for s in specs for t in s.tasks)}
         self.data: dict[str, Dataset] = {
             name: ConcatDataset(
@@ -60,7 +69,9 @@ class PooledTraining:
             )
             for i, (name, data) in enumerate(self.data.items())
         }
-        quiet_trainer(config.local_epochs, config.accelerator).fit(self.system, TaskBatches(loaders, seed))
+        batches = TaskBatches(loaders, seed)
+        epochs = config.local_epochs if self.max_steps < 0 else math.ceil(self.max_steps / len(batches))
+        quiet_trainer(epochs, config.accelerator, self.max_steps).fit(self.system, batches)
         self.system.trainer = None
         full = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         means = self.system.train_epoch_means()

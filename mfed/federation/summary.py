@@ -7,7 +7,8 @@ costs the driver the same memory.
 Keys use slashes so W&B groups panels: ``round``, ``train/<task>/loss``,
 ``val/<task>/<metric>``, ``client/<id>/<task>/<metric>`` (per client and task),
 ``client/<id>/train_loss``, ``comm/bytes_up`` (of which the encoder: ``comm/bytes_up_encoder``),
-``comm/bytes_down`` (every scope a client is sent: global, its tasks', its personal one) and
+``comm/bytes_down`` (every scope a client is sent: global, its tasks', its personal one, whose keys replace
+the shared copies, which are then not counted) and
 ``comm/private_bytes`` (state the driver holds for clients, e.g. Local's models: not
 communication), ``client/<id>/update_norm`` and ``diag/cos/<kind>~<kind>`` (:class:`UpdateTally`).
 
@@ -86,7 +87,14 @@ class TrainTally:
         self.bytes["comm/bytes_up_encoder"] += state_nbytes(
             {k: v for k, v in u.state.items() if k.startswith(ENCODER_PREFIX)}
         )
-        self.bytes["comm/bytes_down"] += sum(self._nbytes(s) for s in shared_scopes_of(u.client_id, u.tasks))
+        scopes = shared_scopes_of(u.client_id, u.tasks)
+        personal = self.state.get(scopes[-1], {})
+        self.bytes["comm/bytes_down"] += (
+            sum(self._nbytes(s) for s in scopes)
+            - sum(  # a personal key: sent once
+                state_nbytes({k: v for k, v in self.state.get(s, {}).items() if k in personal}) for s in scopes[:-1]
+            )
+        )
         self.bytes["comm/private_bytes"] += state_nbytes(u.private)  # kept for clients, not sent
 
     def _nbytes(self, scope: str) -> int:

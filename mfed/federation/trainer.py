@@ -28,8 +28,8 @@ def silence_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 
 
-def quiet_trainer(max_epochs: int = 1, accelerator: str = "cpu") -> pl.Trainer:
-    """A one-device Trainer that writes nothing and prints nothing.
+def quiet_trainer(max_epochs: int = 1, accelerator: str = "cpu", max_steps: int = -1) -> pl.Trainer:
+    """A one-device Trainer that writes nothing and prints nothing; ``max_steps`` >= 0 stops it there first.
 
     ``accelerator="auto"`` takes a GPU when one is visible to the process (Ray sets
     ``CUDA_VISIBLE_DEVICES`` for an actor that requested GPUs), else the CPU.
@@ -39,6 +39,7 @@ def quiet_trainer(max_epochs: int = 1, accelerator: str = "cpu") -> pl.Trainer:
         accelerator=accelerator,
         devices=1,
         max_epochs=max_epochs,
+        max_steps=max_steps,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

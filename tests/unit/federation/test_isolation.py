@@ -6,7 +6,7 @@ from mfed.run import build
 from mfed.types import scopes_of
 
 STRATEGIES = ["mfed", "fedavg", "fedavg_all", "local", "fedprox", "fedrep", "ditto", "mfed_frozen_encoder"]
-STRATEGIES += ["centralised"]
+STRATEGIES += ["centralised", "fedhca2", "mfed_ca"]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

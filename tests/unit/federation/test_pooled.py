@@ -1,5 +1,9 @@
 """The centralised reference: every client's training data pooled, one model trained on all tasks."""
 
+import itertools
+import math
+
+import pytest
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
@@ -19,9 +23,11 @@ def test_the_pooled_data_is_the_union_of_the_clients_training_shards(tiny_cfg):
     assert set(pooled.data) == {"semseg", "depth"}
 
 
-def test_one_task_pooled_training_equals_a_plain_loop_over_the_concatenated_shards(tiny_cfg):
-    # Prepare: one task (two clients); the reference is a plain PyTorch loop with the same data order
-    driver = build(tiny_cfg(*SEG_DEPTH, "~tasks.depth"))
+@pytest.mark.parametrize("budget", ["pooled", "client"])
+def test_one_task_pooled_training_equals_a_plain_loop_over_the_concatenated_shards(tiny_cfg, budget):
+    # Prepare: one task (two clients); the reference is a plain PyTorch loop with the same data order,
+    # over every pooled batch ("pooled") or stopped after the mean client's number of batches ("client")
+    driver = build(tiny_cfg(*SEG_DEPTH, "~tasks.depth", "federation.batch_size=2"))
     state = driver.strategy.init_state(driver.model)
     setup, task = driver.setup, driver.tasks["semseg"]
     model = setup.model_factory([task])
@@ -34,12 +40,15 @@ def test_one_task_pooled_training_equals_a_plain_loop_over_the_concatenated_shar
     loader = DataLoader(
         data, batch_size=setup.config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
     )
-    for batch in loader:
+    client_steps = [math.ceil(len(s.train_indices) / 2) for s in driver.specs]
+    steps = len(loader) if budget == "pooled" else round(sum(client_steps) / len(client_steps))
+    assert steps < len(loader) or budget == "pooled"
+    for batch in itertools.islice(loader, steps):
         optimizer.zero_grad()
         (task.loss_weight * task.loss(model(batch["image"], "semseg"), batch[task.target_key])).backward()
         optimizer.step()
     # Execute
-    new, row = PooledTraining(driver.specs, setup, driver.seed).fit(state, 1)
+    new, row = PooledTraining(driver.specs, setup, driver.seed, budget).fit(state, 1)
     # Assert: the same weights, and no model bytes exchanged
     expected = model.state_dict()
     for scope in new.values():

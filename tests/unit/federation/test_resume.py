@@ -43,7 +43,19 @@ def test_resume_refuses_a_different_or_finished_setup(tiny_cfg, tmp_path, second
 
 
 @pytest.mark.parametrize(
-    "strategy", ["local", "fedavg", "fedavg_all", "fedprox", "fedrep", "ditto", "mfed_frozen_encoder", "centralised"]
+    "strategy",
+    [
+        "local",
+        "fedavg",
+        "fedavg_all",
+        "fedprox",
+        "fedrep",
+        "ditto",
+        "mfed_frozen_encoder",
+        "centralised",
+        "fedhca2",
+        "mfed_ca",
+    ],
 )
 def test_every_strategy_resumes_bit_identically(tiny_cfg, tmp_path, strategy):
     # Prepare: 3 rounds straight, and 2 rounds then a resume to 3 (half the clients per round)
