@@ -196,6 +196,11 @@ def markdown(results: Mapping[str, Any], images: bool = True, prefix: str = "") 
         f"interval over seeds; Δm: the multi-task delta against {results.get('reference')} of the same seed, "
         "per client, then averaged (positive: better).",
     ]
+    if any(s.startswith("centralised") for s in results["strategies"]):
+        lines.append(
+            "centralised: every client's training data pooled, one model (by default as many optimizer steps per round "
+            "as the federation's mean client): a reference, not an upper bound."
+        )
     failed = [r for r in results["runs"] if r["status"] != "completed"]
     for setting in results["settings"]:
         if len(results["settings"]) > 1:

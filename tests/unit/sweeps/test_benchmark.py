@@ -308,3 +308,31 @@ def test_holm_adjusts_over_the_settings_family_and_a_diverged_seed_is_shown(tmp_
     }  # fmt: skip
     text = markdown(results, images=False)
     assert "| 0,2 (1 diverged) |" in text and "mfed-s1: diverged: loss not finite in round 2" in text
+
+
+def test_the_published_json_alone_regenerates_the_same_report(tmp_path):
+    from mfed.cli import main
+
+    # Prepare: a benchmark's results.json, its statistics then removed: only what ran and the runs remain
+    trials = [fabricate(tmp_path, s, k) for s in ("local", "mfed") for k in range(3)]
+    records = collect_runs(trials, tmp_path, {}, reference="local")
+    results = {
+        "benchmark": "fab", "overrides": ["data=shapes"], "strategies": ["local", "mfed"], "seeds": [0, 1, 2],
+        "reference": "local", "compare": "mfed", "model_bytes": {}, **summarise(records, "mfed", 0.95), "runs": records,
+    }  # fmt: skip
+    write_results(results, tmp_path)
+    raw = json.loads((tmp_path / "results.json").read_text())
+    raw["settings"] = {"default": {"strategies": {}, "compare": "mfed", "against": {}}}
+    published = tmp_path / "docs"
+    published.mkdir()
+    (published / "fab.json").write_text(json.dumps(raw))
+    # Execute
+    assert main(["results", str(published / "fab.json")]) == 0
+    # Assert: the same tables, PNGs named after the benchmark, no machine path in the runs
+    text = (published / "fab.md").read_text()
+    assert text == (tmp_path / "results.md").read_text().replace("](curves_", "](fab_curves_").replace(
+        "](delta_m", "](fab_delta_m"
+    )
+    assert (published / "fab_delta_m.png").exists() and (published / "fab_curves_seg.png").exists()
+    assert all(r["out_dir"] == r["trial"] for r in json.loads((published / "fab.json").read_text())["runs"])
+    assert main(["results", str(tmp_path / "nothing.json")]) == 2
