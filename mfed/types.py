@@ -216,8 +216,9 @@ class ClientFailure:
     Attributes:
         client_id: The client.
         kind: ``failed`` (its actor died past its retries, or its code raised), ``timeout``
-            (past ``federation.round_timeout_s``; its late result is dropped) or ``restarted``
-            (a note: its actor died and was replaced for a retry, whose result may have come).
+            (past ``federation.round_timeout_s``; its late result is dropped), ``rejected`` (its
+            message claims to be another client's: dropped) or ``restarted`` (a note: its actor
+            died and was replaced for a retry, whose result may have come).
         reason: What happened, in words.
 
     """

@@ -117,7 +117,7 @@ def gather(
             client, host = pending.pop(ref)
             busy[host] -= 1
             try:
-                yield ray.get(ref)
+                result = ray.get(ref)
             except RayTaskError as err:  # the client's own code raised: deterministic, not retried
                 yield ClientFailure(client, "failed", f"raised {_short(err.cause or err)}")
             except RayActorError as err:  # the actor's process is gone
@@ -130,7 +130,21 @@ def gather(
                 else:
                     reason = f"its actor died {retries[client] + 1} times (last: {_short(err)})"
                     yield ClientFailure(client, "failed", reason)
+            else:
+                yield _called(client, result)
         send()
+
+
+def _called(client: str, result: Any) -> Any:
+    """``result`` of the call made for ``client``; a message claiming another client's id is a ``rejected`` fault.
+
+    Who sent a message is what the driver asked, not what the message says: an update naming
+    another sampled client would otherwise take that client's place in the average.
+    """
+    claimed = getattr(result, "client_id", client)
+    if claimed == client:
+        return result
+    return ClientFailure(client, "rejected", f"its message claims to be client {str(claimed)[:80]!r}")
 
 
 def _few(names: Sequence[str], most: int = 10) -> str:

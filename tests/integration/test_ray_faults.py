@@ -105,3 +105,33 @@ def test_a_node_removed_mid_run_costs_only_a_retried_round(tiny_cfg, tmp_path):
     assert result["rounds"] == [1, 2, 3] and result["status"] == "completed"
     assert result["clients_per_round"] == [4, 4, 4] and result["finite"]
     assert result["max_abs_diff"] == 0.0  # the serial backend's state, bit for bit: moving clients changes nothing
+
+
+def test_an_update_claiming_another_clients_id_is_rejected_and_the_real_one_kept(tiny_cfg, ray_cluster):
+    # Prepare: from round 2 on, the victim's actor labels its messages as semseg-0's
+    import ray
+
+    driver = build(tiny_cfg(*TWO_BY_TWO, "federation.rounds=2"))
+
+    def impersonate(d):
+        def lie(host):  # the host's helper that every call goes through, replaced on this actor's instance
+            honest = host._run
+
+            def run(client_id, work):
+                import dataclasses
+
+                message = honest(client_id, work)
+                return dataclasses.replace(message, client_id="semseg-0") if client_id == VICTIM else message
+
+            host._run = run
+
+        ray.get(d.backend.actors[VICTIM].__ray_call__.remote(lie))
+
+    driver.callbacks = [*driver.callbacks, AfterRound(1, impersonate)]
+    # Execute
+    history = driver.run()
+    # Assert: the call made for the victim is rejected, naming the claim; semseg-0's own update counts
+    rejected = {(f.round, f.client_id, f.kind) for f in driver.faults}
+    assert rejected == {(2, VICTIM, "rejected")}, driver.faults  # its update, and its evaluation after round 2
+    assert "claims to be client 'semseg-0'" in driver.faults[0].reason
+    assert history[-1]["comm/clients"] == 3 and "client/semseg-0/semseg/mIoU" in history[-1]
