@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from mfed.loggers.report import series
 from mfed.tasks.base import Task
+from mfed.types import ClientSpec
 
 if TYPE_CHECKING:
     from mfed.federation.driver import Driver, Row
@@ -52,6 +54,16 @@ def round_line(tasks: Mapping[str, Task], row: Mapping[str, float], rounds: int)
     return " | ".join(parts)
 
 
+def clients_line(specs: Sequence[ClientSpec], shown: int = 6) -> str:
+    """``starting 5 clients: a, b, ...``; above ``2 * shown`` clients the count by kind and the first and last few."""
+    ids = [s.client_id for s in specs]
+    if len(ids) <= 2 * shown:
+        return f"starting {len(ids)} clients: {', '.join(ids)}"
+    kinds = Counter(s.kind for s in specs)
+    counts = ", ".join(f"{kind} {n}" for kind, n in kinds.items())
+    return f"starting {len(ids)} clients ({counts}): {', '.join(ids[:shown])}, ..., {', '.join(ids[-shown:])}"
+
+
 class ConsoleReporter:
     """Shows a progress bar with ETA, a line per round and, at the end, the results table."""
 
@@ -67,7 +79,7 @@ class ConsoleReporter:
         if driver.history:
             done = int(driver.history[-1]["round"])
             self.console.print(f"resuming from round {done + 1} (the checkpoint holds rounds 1-{done})")
-        self.console.print(f"starting {len(driver.specs)} clients: {', '.join(driver.client_ids)}", soft_wrap=True)
+        self.console.print(clients_line(driver.specs), soft_wrap=True)
         self.progress = Progress(
             TextColumn("[bold blue]rounds"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=self.console,
