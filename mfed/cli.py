@@ -22,12 +22,13 @@ def _train(args: argparse.Namespace) -> int:
     from mfed.config import load_run_config
     from mfed.interrupts import StopRequested, stop_on_signals
     from mfed.run import build, local_dir, start
-    from mfed.schema import error_line
+    from mfed.schema import check_config, error_line
 
     with stop_on_signals():
         try:
             cfg = load_run_config(args.overrides)
-            if args.print_config:
+            if args.print_config:  # checked as a run's would be: a typo is not printed as if it were taken
+                check_config(cfg)
                 print(OmegaConf.to_yaml(cfg, resolve=True))
                 return 0
             driver = start(build(cfg), cfg)
@@ -67,6 +68,10 @@ def _data_preview(args: argparse.Namespace) -> int:
     from mfed.run import instantiate
     from mfed.schema import ConfigError, check_config, error_line
 
+    if args.n < 1:
+        print(f"mfed: --n {args.n}: the preview needs at least one sample; give --n 1 or more (default 6)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     try:
         cfg = load_config(args.overrides)
         check_config(cfg)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
 ENV_VAR = "MFED_CONFIG_DIR"
@@ -30,7 +32,46 @@ def load_config(overrides: Sequence[str] = (), name: str = "config") -> DictConf
     if not OmegaConf.has_resolver("now"):
         OmegaConf.register_new_resolver("now", lambda fmt: datetime.now().strftime(fmt), use_cache=True)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name=name, overrides=list(overrides))
+        try:
+            return compose(config_name=name, overrides=list(overrides))
+        except ConfigCompositionException as err:
+            from mfed.schema.errors import ConfigError  # mfed.schema imports this module
+
+            hint = _unknown_argument(str(err), overrides, name)
+            if hint is None:
+                raise
+            raise ConfigError(hint) from None
+
+
+def _unknown_argument(message: str, overrides: Sequence[str], name: str) -> str | None:
+    """For an override of a key an object's YAML (``aggregation``, ``backend``, ``model.encoder``) lacks: the fix.
+
+    Such a key is a constructor argument: the closest argument the YAML lists, or how to add one
+    it does not list (a leading ``+``). None for any other error (the schema's message names it).
+    """
+    from mfed.schema.errors import did_you_mean
+
+    match = re.match(r"Could not override '([^']+)'", message)
+    if match is None:
+        return None
+    key = match.group(1)
+    parent, _, arg = key.rpartition(".")
+    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+    try:
+        node = OmegaConf.select(compose(config_name=name, overrides=rest), parent) if parent else None
+    except Exception:  # another override is bad too: its own message comes when that one is fixed
+        return None
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return None
+    known = [str(k) for k in node if k != "_target_"]
+    near = did_you_mean(arg, known)
+    if near:
+        return f"{key} is not an argument of {parent} ({node._target_}): did you mean {parent}.{near}?"
+    value = next(o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key)
+    return (
+        f"{key} is not an argument of {parent} ({node._target_}), which lists {', '.join(known)}; "
+        f"to pass an argument its YAML does not list, add it with a leading +: +{key}={value}"
+    )
 
 
 def load_run_config(overrides: Sequence[str] = ()) -> DictConfig:

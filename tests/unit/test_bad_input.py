@@ -87,3 +87,25 @@ def test_resources_that_cannot_fit_are_refused_before_ray_or_wandb_start(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and __import__("re").search(message, err[0]), err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["aggregation.muu=0.1"], "aggregation.muu is not an argument of aggregation (mfed.aggregation.mfed.MFed): "
+                                  "did you mean aggregation.mu?"),
+        (["backend.clients_per_acter=2"], "did you mean backend.clients_per_actor?"),
+        (["aggregation.lam=0.1"], "which lists mu, freeze_encoder, weighting, name; to pass an argument its YAML "
+                                  "does not list, add it with a leading +: +aggregation.lam=0.1"),
+        (["--print-config", "+federation.roundz=3"], "federation.roundz=3 is not a known key: did you mean"),
+    ],
+)  # fmt: skip
+def test_a_mistyped_key_gets_one_line_with_the_fix_even_for_print_config(capsys, tmp_path, args, message):
+    assert main(["train", *args, "logger=none", f"out_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not list(tmp_path.iterdir())
+
+
+def test_a_preview_of_no_samples_is_refused(capsys):
+    assert main(["data", "preview", "--n", "0"]) == 2
+    assert "--n 0: the preview needs at least one sample" in capsys.readouterr().err
