@@ -104,9 +104,9 @@ def load_run_config(overrides: Sequence[str] = ()) -> DictConfig:
 
 def _saved_config(resume: str) -> DictConfig | None:
     """The resumed run's config.yaml; ``None`` where there is no run at all (the schema names that)."""
-    from mfed.federation.rundir import is_uri, read_text, run_dir_of
+    from mfed.federation.rundir import is_uri, join, read_text, run_dir_of
 
-    where = f"{run_dir_of(resume)}/config.yaml"
+    where = join(run_dir_of(resume), "config.yaml")
     text = read_text(where)  # one file; a URI's run is fetched with its checkpoint
     if text is None and not is_uri(resume) and not Path(run_dir_of(resume)).exists():
         return None

@@ -23,6 +23,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from mfed.federation.driver import Driver, Row
@@ -39,6 +40,19 @@ def is_uri(location: str) -> bool:
     return "://" in location
 
 
+def join(location: str, *names: str) -> str:
+    """``names`` under the folder ``location``: a path, or a URI whose query string stays at its end.
+
+    ``s3://bucket/runs?endpoint_override=host:9000`` + ``run`` is
+    ``s3://bucket/runs/run?endpoint_override=host:9000`` (pyarrow reads its options from the query).
+    """
+    if not is_uri(location):
+        return str(Path(location, *names))
+    parts = urlsplit(location)
+    path = "/".join([parts.path.rstrip("/"), *names])
+    return urlunsplit(parts._replace(path=path))
+
+
 def staging_dir(uri: str) -> Path:
     """The local folder a run bound for ``uri`` writes to: ``$MFED_STAGING`` or ``~/.cache/mfed/staging``."""
     root = Path(os.environ.get(STAGING_ENV) or Path.home() / ".cache" / "mfed" / "staging")
@@ -49,14 +63,15 @@ def default_out_dir(storage: str, name: str, now: datetime | None = None) -> str
     """``<storage>/<date_time>_<name>``, ``~`` expanded for local storage."""
     stamp = (now or datetime.now()).strftime("%Y-%m-%d_%H-%M-%S")
     if is_uri(storage):
-        return f"{storage.rstrip('/')}/{stamp}_{name}"
+        return join(storage, f"{stamp}_{name}")
     return str(Path(storage).expanduser().absolute() / f"{stamp}_{name}")
 
 
 def run_dir_of(resume: str) -> str:
     """The run folder a ``resume=`` value names: the folder itself, or the one holding its checkpoint.pt."""
     if is_uri(resume):
-        return resume.rstrip("/")
+        parts = urlsplit(resume)
+        return urlunsplit(parts._replace(path=parts.path.rstrip("/")))
     path = Path(resume).expanduser().absolute()
     return str(path.parent if path.suffix == ".pt" else path)
 

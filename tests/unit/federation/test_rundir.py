@@ -119,3 +119,24 @@ def test_a_run_syncs_to_a_storage_uri_and_resumes_from_it(tiny_cfg, tmp_path, mo
     history = run(tiny_cfg("federation.rounds=2", f"resume={uri}", "out_dir=null"))
     assert [r["round"] for r in history] == [1.0, 2.0]
     assert load_checkpoint(remote)["round"] == 2
+
+
+def test_a_storage_uri_with_a_query_string_gets_the_run_folder_before_the_query(tiny_cfg, tmp_path, monkeypatch):
+    from mfed.federation.rundir import join
+
+    assert join("s3://bucket/runs/?endpoint_override=host:9000&scheme=http", "r1", "config.yaml") == (
+        "s3://bucket/runs/r1/config.yaml?endpoint_override=host:9000&scheme=http"
+    )
+    assert join("/data/runs", "r1") == "/data/runs/r1"
+    # Execute: a run under storage=<URI with options> (file:// ignores them; S3 reads endpoint and scheme there)
+    monkeypatch.setenv("MFED_STAGING", str(tmp_path / "staging"))
+    storage = f"file://{tmp_path}/remote?scheme=http"
+    cfg = tiny_cfg("federation.rounds=1", f"storage='{storage}'", "out_dir=null", "name=q")  # quoted: it holds '='
+
+    run(cfg)
+    # Assert: the folder went under remote/, the options stayed at the URI's end, and it resumes from there
+    (folder,) = (tmp_path / "remote").iterdir()
+    assert folder.name.endswith("_q") and json.loads((folder / "summary.json").read_text())["status"] == "completed"
+    uri = f"file://{folder}?scheme=http"
+    history = run(tiny_cfg("federation.rounds=2", f"resume='{uri}'", "out_dir=null"))
+    assert [r["round"] for r in history] == [1.0, 2.0] and load_checkpoint(folder)["round"] == 2
