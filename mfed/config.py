@@ -86,20 +86,48 @@ def load_run_config(overrides: Sequence[str] = ()) -> DictConfig:
     saved = _saved_config(resume) if resume else None
     if saved is None:
         return load_config(overrides)
+    values = []
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
         node = OmegaConf.select(saved, key)
         if isinstance(node, DictConfig) and not value.startswith("{"):
+            differs = _group_difference(key, override, node)
+            if differs is None:
+                continue  # the group the run already holds (resume=... data=shapes on a shapes run): nothing changes
             raise ValueError(
-                f"resume: {override!r} switches the config group {key!r}; a resumed run keeps the groups its "
-                "config.yaml records (start a new run to change them)"
+                f"resume: {override!r} would change the run's {key} ({differs}); a resumed run keeps the "
+                "groups its config.yaml records: leave it off, or start a new run to change it"
             )
-    merged = OmegaConf.merge(saved, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
+        values.append(override.lstrip("+"))
+    merged = OmegaConf.merge(saved, OmegaConf.from_dotlist(values))
     assert isinstance(merged, DictConfig)
     merged.resume = resume
     if not any(o.startswith("out_dir=") for o in overrides):
         merged.out_dir = None  # the run goes on where it is now (a copied or moved folder), not where it was made
     return merged
+
+
+def _group_difference(key: str, override: str, node: DictConfig) -> str | None:
+    """Where config group option ``override`` differs from the resumed run's ``node``; None where it does not."""
+    try:
+        chosen = OmegaConf.select(load_config([override, "out_dir=unused"]), key)
+    except Exception:  # an unknown option: Hydra's message names the options when the run is composed anew
+        return f"{override} is not an option of {key}"
+    ours = OmegaConf.to_container(chosen) if isinstance(chosen, DictConfig) else {}
+    theirs = OmegaConf.to_container(node)
+    first = _first_difference(ours, theirs, key)
+    return None if first is None else first
+
+
+def _first_difference(ours: object, theirs: object, path: str) -> str | None:
+    """The first key where ``ours`` (the option) and ``theirs`` (the run's) differ, as ``key: option vs run``."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        for name in dict.fromkeys([*ours, *theirs]):
+            found = _first_difference(ours.get(name), theirs.get(name), f"{path}.{name}")
+            if found:
+                return found
+        return None
+    return None if ours == theirs else f"{path} is {ours!r} there, {theirs!r} in the run"
 
 
 def _saved_config(resume: str) -> DictConfig | None:

@@ -99,3 +99,23 @@ def test_a_moved_run_resumes_where_it_is_now_not_where_it_was_made(tmp_path):
     assert not (tmp_path / "made").exists()
     assert len(json.loads((tmp_path / "moved" / "history.json").read_text())) == 2
     assert f"out_dir: {tmp_path / 'moved'}" in (tmp_path / "moved" / "config.yaml").read_text()
+
+
+def test_resume_takes_the_runs_own_group_and_names_what_another_would_change(tmp_path, capsys):
+    from mfed.cli import main
+
+    # Prepare: one round on shapes at the group's own settings
+    first = tmp_path / "first"
+    assert main(["train", "data=shapes", "backend=serial", "logger=none", "federation.rounds=1",
+                 "federation.clients_per_task=1", "data.pool.length=24", f"out_dir={first}"]) == 0  # fmt: skip
+    capsys.readouterr()
+    # Execute / Assert: another group, or the same group at other settings, is refused naming a difference
+    assert main(["train", f"resume={first}", "data=fashion_scenes"]) == 2
+    err = capsys.readouterr().err
+    assert "resume: 'data=fashion_scenes' would change the run's data (data." in err and "leave it off" in err
+    assert main(["train", f"resume={first}", "data=shapes"]) == 2
+    assert "data.pool.length is 2400 there, 24 in the run" in capsys.readouterr().err
+    assert len(json.loads((first / "history.json").read_text())) == 1
+    # naming the group the run holds as it holds it changes nothing: the run goes on
+    assert main(["train", f"resume={first}", "logger=none", "federation.rounds=2"]) == 0
+    assert len(json.loads((first / "history.json").read_text())) == 2
