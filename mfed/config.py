@@ -90,7 +90,8 @@ def load_run_config(overrides: Sequence[str] = ()) -> DictConfig:
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
         node = OmegaConf.select(saved, key)
-        if isinstance(node, DictConfig) and not value.startswith("{"):
+        group = (config_dir() / key.replace(".", "/") / f"{value}.yaml").is_file()
+        if (group or isinstance(node, DictConfig)) and not value.startswith("{"):
             differs = _group_difference(key, override, node)
             if differs is None:
                 continue  # the group the run already holds (resume=... data=shapes on a shapes run): nothing changes
@@ -107,14 +108,14 @@ def load_run_config(overrides: Sequence[str] = ()) -> DictConfig:
     return merged
 
 
-def _group_difference(key: str, override: str, node: DictConfig) -> str | None:
+def _group_difference(key: str, override: str, node: object) -> str | None:
     """Where config group option ``override`` differs from the resumed run's ``node``; None where it does not."""
     try:
         chosen = OmegaConf.select(load_config([override, "out_dir=unused"]), key)
     except Exception:  # an unknown option: Hydra's message names the options when the run is composed anew
         return f"{override} is not an option of {key}"
-    ours = OmegaConf.to_container(chosen) if isinstance(chosen, DictConfig) else {}
-    theirs = OmegaConf.to_container(node)
+    ours = OmegaConf.to_container(chosen) if isinstance(chosen, DictConfig) else chosen
+    theirs = OmegaConf.to_container(node) if isinstance(node, DictConfig) else node
     first = _first_difference(ours, theirs, key)
     return None if first is None else first
 
