@@ -225,6 +225,7 @@ def build(cfg: DictConfig) -> Driver:
     driver = Driver(
         strategy=strategy, backend=backend, tasks=tasks, specs=specs, setup=setup,
         model=model, rounds=int(fed.rounds), fraction=float(fed.fraction), eval_every=int(fed.eval_every),
+        eval_fraction=float(fed.get("eval_fraction", 1.0)),
         seed=int(cfg.seed), min_clients=float(fed.min_clients), max_retries=int(fed.max_retries),
         callbacks=build_callbacks(cfg, strategy),
     )  # fmt: skip

@@ -18,7 +18,7 @@ from mfed.aggregation.base import Plan, Strategy
 from mfed.aggregation.functional import check_same_model
 from mfed.federation.backends import Backend, ClientSetup
 from mfed.federation.divergence import divergence, nonfinite_metrics
-from mfed.federation.sampling import in_order, required, sample_clients
+from mfed.federation.sampling import EVALUATION, in_order, required, sample_clients
 from mfed.federation.summary import EvalTally, TestTally, TrainTally, UpdateTally
 from mfed.federation.validation import ExpectedLayouts, Fault, Screen, nonfinite_scopes
 from mfed.interrupts import StopRequested
@@ -91,6 +91,9 @@ class Driver:
         fraction: Share of clients sampled per round, in (0, 1].
         eval_every: Evaluate on the clients' validation splits every this many rounds (and after
             the last); the global test set, when configured, is scored after the last round.
+        eval_fraction: Share of clients whose validation split an evaluation round scores, in
+            (0, 1]: a sample drawn from the seed and the round, apart from training's
+            (``eval/clients`` says how many).
         seed: Run seed (client sampling).
         min_clients: Accepted updates a round needs to be aggregated: a count, or a fraction in
             (0, 1) of the sampled clients (rounded up). Fewer because clients failed retry the
@@ -114,6 +117,7 @@ class Driver:
     rounds: int
     fraction: float = 1.0
     eval_every: int = 1
+    eval_fraction: float = 1.0
     seed: int = 0
     min_clients: float = 1
     max_retries: int = 2
@@ -132,6 +136,7 @@ class Driver:
         if self.eval_every < 1:
             raise ValueError(f"federation.eval_every must be >= 1, got {self.eval_every}")
         sample_clients(["x"], self.fraction, 0, 0)  # validates fraction now, not in round 1
+        sample_clients(["x"], self.eval_fraction, 0, 0, key="federation.eval_fraction")
         if not self.specs:
             raise ValueError("a federation needs at least one client")
         required(self.min_clients, max(1, round(self.fraction * len(self.specs))))  # validates it now
@@ -357,7 +362,11 @@ class Driver:
 
     def _evaluate(self, round_idx: int, split: str, tally: EvalTally | TestTally, faults: list[Fault]) -> Row:
         """Score ``split`` and return its row entries; failures join ``faults`` (reasons prefixed with the split)."""
-        scorers = self.test_scorers() if split == "test" else {c: [c] for c in self.client_ids}
+        if split == "test":
+            scorers = self.test_scorers()
+        else:
+            scored = sample_clients(self.client_ids, self.eval_fraction, self.seed, round_idx, EVALUATION)
+            scorers = {c: [c] for c in scored}
         failed: list[Fault] = []
         outcomes = self.backend.evaluate(list(scorers), self.state, split=split)
         for evaluation in self._collect(outcomes, list(scorers), round_idx, failed):
@@ -372,4 +381,7 @@ class Driver:
             stands_for = scorers.get(f.client_id, [f.client_id])
             reason = f"{split} evaluation: {f.reason}"
             faults += [dataclasses.replace(f, client_id=c, reason=reason) for c in stands_for]
-        return tally.row()
+        row = tally.row()
+        if split == "val":
+            row["eval/clients"] = float(len(scorers))
+        return row

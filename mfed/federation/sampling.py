@@ -17,18 +17,30 @@ class _FromClient(Protocol):
 T = TypeVar("T", bound=_FromClient)
 
 
-def sample_clients(client_ids: Sequence[str], fraction: float, seed: int, round_idx: int) -> list[str]:
+EVALUATION = 1  # the random stream of the clients scored in an evaluation round (training's is the default)
+
+
+def sample_clients(
+    client_ids: Sequence[str],
+    fraction: float,
+    seed: int,
+    round_idx: int,
+    stream: int = 0,
+    key: str = "federation.fraction",
+) -> list[str]:
     """Clients taking part in ``round_idx``: ``max(1, round(fraction * n))`` of them, seeded.
 
-    The result keeps the order of ``client_ids``.
+    The result keeps the order of ``client_ids``. ``stream`` draws an independent sample from the
+    same seed and round (the evaluated clients, :data:`EVALUATION`); ``key`` names the setting
+    in errors.
     """
     if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"federation.fraction must lie in (0, 1], got {fraction}")
+        raise ValueError(f"{key} must lie in (0, 1], got {fraction}")
     n = len(client_ids)
     m = max(1, round(fraction * n))
     if m >= n:
         return list(client_ids)
-    chosen = np.random.default_rng([seed, round_idx]).choice(n, size=m, replace=False)
+    chosen = np.random.default_rng([seed, round_idx, *([stream] if stream else [])]).choice(n, size=m, replace=False)
     return [client_ids[i] for i in sorted(chosen)]
 
 

@@ -103,3 +103,25 @@ def test_the_test_set_is_scored_once_per_shared_model_with_the_same_result(tiny_
             assert history[-1][f"client/{e.client_id}/{task}/test_{metric}"] == pytest.approx(own, rel=1e-6)
         if strategy != "local":
             assert values[0] == values[1]  # one model per task: scoring it once loses nothing
+
+
+def test_eval_fraction_scores_a_seeded_sample_of_clients_apart_from_trainings(tiny_cfg, tmp_path):
+    # Prepare / Execute: 6 clients, half evaluated per round, twice with the same seed
+    args = ("federation.eval_fraction=0.5", "federation.fraction=0.5", "data.test=null")
+    histories = [run(tiny_cfg(*args, f"out_dir={tmp_path / str(i)}")) for i in range(2)]
+    # Assert: 3 clients per evaluation round, named by their client keys; the same ones for the seed
+    driver = build(tiny_cfg())
+    evaluated = []
+    for row in histories[0]:
+        scored = sorted(
+            {k.split("/")[1] for k in row if k.startswith("client/") and k.endswith(("/mIoU", "/rmse", "/odsF"))}
+        )
+        expected = sample_clients(driver.client_ids, 0.5, 0, int(row["round"]), stream=1)
+        assert row["eval/clients"] == 3 and scored == sorted(expected)
+        evaluated.append(expected)
+    assert [row["eval/clients"] for row in histories[1]] == [3.0, 3.0]
+    assert all(a == b for a, b in zip(histories[0], histories[1], strict=True) if "time/round_s" not in a)
+    trained = [sample_clients(driver.client_ids, 0.5, 0, r) for r in (1, 2)]
+    assert evaluated != trained  # an independent draw, not the round's trained clients
+    with pytest.raises(ValueError, match=r"federation.eval_fraction must lie in \(0, 1\], got 0"):
+        build(tiny_cfg("federation.eval_fraction=0"))
