@@ -135,14 +135,18 @@ class RayBackend:
             init_local_ray(num_cpus=os.cpu_count())
         self._started_ray = True
 
-    def _known_cluster(self) -> dict[str, float] | None:
-        """The cluster's resources when known without connecting: a running Ray, or the embedded one to start."""
+    def _known_cluster(self) -> dict[str, float]:
+        """The cluster's resources: a running Ray's, a cluster's to join (joined now), or the embedded one's to start.
+
+        A run given a cluster (``backend.address``, or ``RAY_ADDRESS`` as inside a submitted job)
+        joins it here, so its requests are checked before W&B or the run's folder start.
+        """
         import ray
 
+        if not ray.is_initialized() and (self.address or os.environ.get("RAY_ADDRESS")):
+            self._init_ray()
         if ray.is_initialized():
             return {k: float(v) for k, v in ray.cluster_resources().items()}
-        if self.address or os.environ.get("RAY_ADDRESS"):
-            return None  # a remote cluster: checked when joined
         import torch
 
         return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
@@ -154,8 +158,6 @@ class RayBackend:
     def check(self, n_clients: int) -> None:
         """Refuse CPU and GPU requests the cluster cannot hold at once (before Ray or W&B start)."""
         resources = self._known_cluster()
-        if resources is None:
-            return
         n = self.n_actors(n_clients, resources.get("CPU", 0.0))
         self._cpus_per_actor(n, resources.get("CPU", 0.0))
         gpus = resources.get("GPU", 0.0)

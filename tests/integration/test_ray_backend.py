@@ -102,3 +102,26 @@ def test_a_host_with_room_takes_clients_whose_own_host_is_busy(tiny_cfg, ray_clu
                 assert torch.equal(again.state[key], value), key
     finally:
         backend.shutdown()
+
+
+def test_inside_a_job_a_gpu_request_the_cluster_cannot_hold_is_refused_before_any_folder(ray_cluster, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import TINY
+
+    # Prepare: a driver process that joins the running cluster by RAY_ADDRESS, as a submitted job's does
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address}
+    args = [a for a in TINY if a != "backend=serial"]
+    command = [sys.executable, "-m", "mfed", "train", *args, "backend=ray", "backend.num_gpus_per_client=1",
+               f"out_dir={tmp_path / 'run'}"]  # fmt: skip
+    # Execute
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    # Assert: one line naming the key and what the cluster has, exit 2, nothing written
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "backend.num_gpus_per_client=1 x 6 actors needs 6 GPUs but the cluster has 0" in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("mfed:")] == done.stderr.strip().splitlines()[
+        -1:
+    ]
+    assert not (tmp_path / "run").exists()
