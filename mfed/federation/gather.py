@@ -17,11 +17,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from mfed.interrupts import uninterruptible
 from mfed.types import ClientFailure
 
 log = logging.getLogger(__name__)
 
 NOTE_EVERY_S = 30.0
+WAIT_S = 1.0  # the longest a stop signal waits for the driver's attention
 IN_FLIGHT_PER_HOST = 2
 
 
@@ -111,13 +113,15 @@ def gather(
             late = sorted([c for c, _ in pending.values()] + waiting)
             log.warning("%s: waiting for %d clients after %.0f s: %s", label, len(late), now - start, _few(late))
             noted = now
-        wait_s = NOTE_EVERY_S if left is None else min(NOTE_EVERY_S, left)
-        done, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s)
+        wait_s = WAIT_S if left is None else min(WAIT_S, left)
+        with uninterruptible():  # a stop signal raises after the wait, not through Ray's compiled core
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s)
         for ref in done:
             client, host = pending.pop(ref)
             busy[host] -= 1
             try:
-                result = ray.get(ref)
+                with uninterruptible():
+                    result = ray.get(ref)
             except RayTaskError as err:  # the client's own code raised: deterministic, not retried
                 yield ClientFailure(client, "failed", f"raised {_short(err.cause or err)}")
             except RayActorError as err:  # the actor's process is gone

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from mfed.federation.backends import Plan
 from mfed.federation.gather import gather
 from mfed.federation.host import ClientHost
 from mfed.federation.setup import ClientSetup
+from mfed.interrupts import reclaim, uninterruptible
 from mfed.types import (
     ClientEvaluation,
     ClientFailure,
@@ -37,6 +39,7 @@ from mfed.types import (
 log = logging.getLogger(__name__)
 
 RECREATE_WAIT_S = 120.0
+START_WAIT_S = 300.0  # the longest start-up waits for every actor to run (placement, imports, shards)
 
 
 def actor_count(n_clients: int, clients_per_actor: int | str, total_cpus: float) -> int:
@@ -133,6 +136,7 @@ class RayBackend:
             from mfed.federation.local_ray import init_local_ray
 
             init_local_ray(num_cpus=os.cpu_count())
+        reclaim()  # Ray's core took SIGTERM: a stop must still end the run as interrupted
         self._started_ray = True
 
     def _known_cluster(self) -> dict[str, float]:
@@ -211,7 +215,20 @@ class RayBackend:
         shared = [ray.put(x) for x in (list(specs), setup.without_data(), setup.dataset, setup.test_dataset)]
         self._make_actor = lambda h: remote_host.remote(*shared, cache, [h] if resident else [])
         self.actors = {h: self._make_actor(h) for h in hosts}
-        self.node_of = dict(zip(hosts, ray.get([a.node_id.remote() for a in self.actors.values()]), strict=True))
+        where = [a.node_id.remote() for a in self.actors.values()]
+        deadline = time.monotonic() + START_WAIT_S
+        ready: list[Any] = []
+        while len(ready) < len(where) and time.monotonic() < deadline:
+            with uninterruptible():  # a stop signal raises between the waits, not through Ray's core
+                ready, _ = ray.wait(where, num_returns=len(where), timeout=1.0)
+        if len(ready) < len(where):
+            free = ray.available_resources()
+            raise RuntimeError(
+                f"{len(where) - len(ready)} of {n} client actors were not running after {START_WAIT_S:.0f} s; "
+                f"each asks {cpus:g} CPU and {self.num_gpus:g} GPU, and the cluster has {free.get('CPU', 0):g} CPU "
+                f"and {free.get('GPU', 0):g} GPU free: lower backend.num_cpus_per_client or num_gpus_per_client"
+            )
+        self.node_of = dict(zip(hosts, ray.get(where), strict=True))
 
     def _lost(self, client: str, ref: Any) -> None:
         """The actor that ran ``ref`` for ``client`` died or hung: replace it, once however many calls say so."""
