@@ -46,32 +46,43 @@ def load_config(overrides: Sequence[str] = (), name: str = "config") -> DictConf
 def _unknown_argument(message: str, overrides: Sequence[str], name: str) -> str | None:
     """For an override of a key an object's YAML (``aggregation``, ``backend``, ``model.encoder``) lacks: the fix.
 
-    Such a key is a constructor argument: the closest argument the YAML lists, or how to add one
-    it does not list (a leading ``+``). None for any other error (the schema's message names it).
+    Such a key is meant for the object's constructor: the closest argument the constructor takes,
+    or, for an argument it takes that the YAML does not list, the override with a leading ``+``.
+    None for any other error (the schema's message names it).
     """
+    import inspect
+
+    from hydra.utils import get_class
+
+    from mfed.schema.checker import MOVED
     from mfed.schema.errors import did_you_mean
 
     match = re.match(r"Could not override '([^']+)'", message)
-    if match is None:
+    if match is None or match.group(1) in MOVED:
         return None
     key = match.group(1)
     parent, _, arg = key.rpartition(".")
     rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
     try:
         node = OmegaConf.select(compose(config_name=name, overrides=rest), parent) if parent else None
-    except Exception:  # another override is bad too: its own message comes when that one is fixed
+        target = str(node._target_) if isinstance(node, DictConfig) and "_target_" in node else None
+        params = inspect.signature(get_class(target)).parameters if target else None
+    except Exception:  # another override is bad too, or the target does not import: the schema names it
         return None
-    if not isinstance(node, DictConfig) or "_target_" not in node:
+    if params is None:
         return None
-    known = [str(k) for k in node if k != "_target_"]
-    near = did_you_mean(arg, known)
-    if near:
-        return f"{key} is not an argument of {parent} ({node._target_}): did you mean {parent}.{near}?"
-    value = next(o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key)
-    return (
-        f"{key} is not an argument of {parent} ({node._target_}), which lists {', '.join(known)}; "
-        f"to pass an argument its YAML does not list, add it with a leading +: +{key}={value}"
-    )
+    takes = [
+        p for p in params if params[p].kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    if arg in takes:
+        value = next(o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key)
+        return (
+            f"{key} is an argument of {parent} ({target}) that its YAML does not list: add it with a leading +, "
+            f"+{key}={value}"
+        )
+    near = did_you_mean(arg, takes)
+    fix = f"did you mean {parent}.{near}?" if near else f"it takes {', '.join(takes)}"
+    return f"{key} is not an argument of {parent} ({target}): {fix}"
 
 
 def load_run_config(overrides: Sequence[str] = ()) -> DictConfig:

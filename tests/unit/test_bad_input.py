@@ -95,8 +95,7 @@ def test_resources_that_cannot_fit_are_refused_before_ray_or_wandb_start(
         (["aggregation.muu=0.1"], "aggregation.muu is not an argument of aggregation (mfed.aggregation.mfed.MFed): "
                                   "did you mean aggregation.mu?"),
         (["backend.clients_per_acter=2"], "did you mean backend.clients_per_actor?"),
-        (["aggregation.lam=0.1"], "which lists mu, freeze_encoder, weighting, name; to pass an argument its YAML "
-                                  "does not list, add it with a leading +: +aggregation.lam=0.1"),
+        (["aggregation=fedavg", "aggregation.mu=0.1"], "(mfed.aggregation.fedavg.FedAvgPerTask): it takes weighting"),
         (["--print-config", "+federation.roundz=3"], "federation.roundz=3 is not a known key: did you mean"),
     ],
 )  # fmt: skip

@@ -163,7 +163,12 @@ def test_every_scope_a_client_downloads_counts_in_bytes_down_and_its_private_sta
     tally = TrainTally(state)
     tally.add(ClientUpdate("x", ("a", "b"), 1, {"encoder.w": torch.zeros(4)}, {"loss": 1.0}, state["client:x"]))
     row = tally.row()
-    assert row["comm/bytes_down"] == 4 * (4 + 2 + 3 + 2)  # global, both tasks, its personal scope; never "server"
+    # global, both tasks, its personal scope, whose decoders.a.w replaces task:a's (sent once); never "server"
+    assert row["comm/bytes_down"] == 4 * (4 + 3 + 2)
+    state["personal:x"] = {"decoders.z.w": torch.zeros(5)}  # a personal key no shared scope holds: all of it counts
+    tally = TrainTally(state)
+    tally.add(ClientUpdate("x", ("a", "b"), 1, {"encoder.w": torch.zeros(4)}, {"loss": 1.0}, state["client:x"]))
+    assert tally.row()["comm/bytes_down"] == 4 * (4 + 2 + 3 + 5)
     assert row["comm/private_bytes"] == 4 * 2
 
 
