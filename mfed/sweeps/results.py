@@ -210,7 +210,7 @@ def markdown(results: Mapping[str, Any], images: bool = True, prefix: str = "") 
             lines += ["", *[f"![{t}]({prefix}{curve_file(results, setting, t)})" for t in _tasks(results)]]
     if images:
         lines += ["", f"![delta_m]({prefix}delta_m.png)"]
-        lines += ["", f"![privacy-utility]({prefix}privacy.png)"] if privacy_levels(results) else []
+        lines += ["", f"![privacy-utility]({prefix}tradeoff.png)"] if privacy_levels(results) else []
     if failed:
         lines += ["", "## Runs that did not complete", ""]
         lines += [f"- {r['trial']}: {r['status']}: {r.get('error', '')[:200]}" for r in failed]
@@ -364,7 +364,7 @@ def write_results(results: Mapping[str, Any], out_dir: Path, stem: str = "result
             plot_curves(clean, setting, task, out_dir / f"{prefix}{curve_file(clean, setting, task)}")
     plot_delta_m(clean, out_dir / f"{prefix}delta_m.png")
     if privacy_levels(clean):
-        plot_privacy(clean, out_dir / f"{prefix}privacy.png")
+        plot_privacy(clean, out_dir / f"{prefix}tradeoff.png")
 
 
 def read_results(path: str | Path) -> dict[str, Any]:
