@@ -236,3 +236,66 @@ def test_a_read_only_folder_is_named_in_one_line_without_a_second_traceback(tiny
     failed = [r for r in caplog.records if "clean-up step failed" in r.getMessage()]
     assert failed and all(r.exc_info is None for r in failed)  # one line each, no second traceback
     assert "summary.json could not be written" in failed[0].getMessage()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB file system of its own (tmpfs, mounted as root); else ``None`` where mounting is not allowed."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        yield None
+        return
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+class FillAfter:
+    """A run callback that fills the run's file system after round ``n``, leaving ``spare`` bytes."""
+
+    def __init__(self, n, folder, spare=2048):
+        self.n, self.folder, self.spare = n, folder, spare
+
+    def on_start(self, driver):
+        pass
+
+    def on_round_end(self, driver, row):
+        import os
+
+        if int(row["round"]) == self.n:
+            free = os.statvfs(self.folder).f_bavail * os.statvfs(self.folder).f_frsize
+            (self.folder / "filler").write_bytes(b"\0" * max(0, free - self.spare))
+
+    def on_end(self, driver):
+        pass
+
+
+def test_a_really_full_disk_is_named_and_the_checkpoint_holds_the_last_written_round(tiny_cfg, small_disk, monkeypatch):
+    # Prepare: the run on a 4 MB file system, filled after round 1 (where mounting is not allowed, the disk
+    # fills by the same error raised from the writer)
+    import errno
+
+    from mfed.federation import checkpointing
+
+    if small_disk is None:
+        monkeypatch.setattr(checkpointing, "save_atomic", failing_on_round(2, OSError(errno.ENOSPC, "No space left")))
+        out = Path(tiny_cfg().out_dir)
+    else:
+        out = small_disk / "run"
+    cfg = tiny_cfg("federation.rounds=3", f"out_dir={out}")
+    driver = start(build(cfg), cfg)
+    if small_disk is not None:
+        driver.callbacks = [*driver.callbacks, FillAfter(1, small_disk)]  # after round 1 is written
+    # Execute
+    with pytest.raises(OSError) as err:
+        driver.run()
+    # Assert: the error names the full device (at round 2's first write: history.json, then the checkpoint);
+    # the checkpoint on disk is whole and holds round 1, and the run says no later round was checkpointed
+    assert "is full" in str(err.value) and str(out) in str(err.value), str(err.value)
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["round"] == 1
+    assert driver.status == "failed" and driver.info.get("checkpointed") == 1, driver.info
