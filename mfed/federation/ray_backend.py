@@ -122,6 +122,7 @@ class RayBackend:
         self.tasks_of: dict[str, tuple[str, ...]] = {}
         self._ran_on: dict[Any, tuple[str, Any]] = {}  # this call's ObjectRefs -> (host, actor)
         self._make_actor: Callable[[str], Any] | None = None
+        self._starting: dict[str, tuple[Any, float]] = {}  # replaced hosts not yet running: (node_id ref, deadline)
         self._started_ray = False
 
     def _init_ray(self) -> None:
@@ -237,11 +238,15 @@ class RayBackend:
             self._replace(host)
 
     def _replace(self, host: str) -> None:
-        """Kill ``host``'s actor and start a new one; when it cannot run (its node is gone, no room), retire it.
+        """Kill ``host``'s actor and start a new one in the background; retire it if its node is gone.
 
-        Every other host whose node is gone is retired with it (its calls would fail next).
-        Waiting (up to ``RECREATE_WAIT_S``) for the new actor keeps its start-up (seconds:
-        imports, the shards) out of the next call's time limit.
+        Every other host whose node is gone is retired with it (its calls would fail next). The
+        new actor's start-up (seconds: imports, the shards) does not hold up the other clients'
+        results: calls sent to it wait in its queue, other hosts take waiting work meanwhile
+        (:meth:`_live_hosts`), and one that is not running after ``RECREATE_WAIT_S`` (no room in
+        the cluster) is retired, its clients dealt to the live hosts. The next round's (or
+        evaluation's) calls wait for it first (:meth:`_await_started`), so its start-up never counts
+        against ``round_timeout_s``.
         """
         import ray
 
@@ -253,13 +258,31 @@ class RayBackend:
         if host in gone:
             return
         ray.kill(self.actors[host], no_restart=True)
-        actor = self._make_actor(host)
-        ready, _ = ray.wait([where := actor.node_id.remote()], timeout=RECREATE_WAIT_S)
-        if not ready:
-            ray.kill(actor, no_restart=True)
-            self._retire([host], f"no new actor running after {RECREATE_WAIT_S:.0f} s: no room in the cluster?")
-            return
-        self.actors[host], self.node_of[host] = actor, ray.get(where)
+        self.actors[host] = actor = self._make_actor(host)
+        self._starting[host] = (actor.node_id.remote(), time.monotonic() + RECREATE_WAIT_S)
+
+    def _await_started(self) -> None:
+        """Before new calls: wait for replacements still starting (to their deadline), so start-up is not call time."""
+        import ray
+
+        while self._starting:
+            with uninterruptible():  # a stop signal raises between the waits, not through Ray's core
+                ray.wait([where for where, _ in self._starting.values()], num_returns=len(self._starting), timeout=1.0)
+            self._live_hosts()
+
+    def _live_hosts(self) -> list[str]:
+        """The hosts running now: a replacement that has started joins, one not running in time is retired."""
+        import ray
+
+        for host, (where, deadline) in list(self._starting.items()):
+            ready, _ = ray.wait([where], timeout=0)
+            if ready:
+                del self._starting[host]
+                self.node_of[host] = ray.get(where)
+            elif time.monotonic() > deadline:
+                del self._starting[host]
+                self._retire([host], f"no new actor running after {RECREATE_WAIT_S:.0f} s: no room in the cluster?")
+        return [h for h in self.actors if h not in self._starting]
 
     def _retire(self, hosts: Sequence[str], why: str) -> None:
         """Drop ``hosts`` and deal their clients to the live hosts, round-robin (clients are stateless)."""
@@ -283,6 +306,7 @@ class RayBackend:
         """Run ``method(client, args[client], ...)`` for each client on its actor; yield results as they come."""
         import ray
 
+        self._await_started()
         scopes = {c: [n for n in scopes_of(c, self.tasks_of[c]) if n in state] for c in client_ids}
         # what each client loads; only those scopes enter the object store, once each
         refs = {n: ray.put(state[n]) for n in {n for names in scopes.values() for n in names}}
@@ -297,7 +321,7 @@ class RayBackend:
             return ref
 
         yield from gather(
-            client_ids, submit, self._lost, self.host_of.__getitem__, lambda: list(self.actors),
+            client_ids, submit, self._lost, self.host_of.__getitem__, self._live_hosts,
             self.max_retries, self.round_timeout_s, label,
         )  # fmt: skip
 
@@ -320,7 +344,7 @@ class RayBackend:
 
         for actor in self.actors.values():
             ray.kill(actor)
-        self.actors, self._make_actor = {}, None
+        self.actors, self._make_actor, self._starting = {}, None, {}
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False
