@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -34,16 +35,13 @@ def init_local_ray(num_cpus: int | None = None) -> None:
         num_cpus: CPUs the local Ray offers; None lets Ray count the machine's.
 
     """
+    if AUTH_MODE_ENV not in os.environ and "ray" not in sys.modules:
+        # Ray reads the mode when it is imported: set before that, it starts in token mode quietly.
+        # Imported already (by the caller), Ray's own default applies: token mode, with its warning.
+        os.environ[AUTH_MODE_ENV] = "token"
     import ray
 
-    if AUTH_MODE_ENV not in os.environ:
-        from ray._raylet import Config  # type: ignore[attr-defined]  # compiled; its stub omits Config
-
-        os.environ[AUTH_MODE_ENV] = "token"
-        # Ray read its config when imported: re-read it so this process sees token mode and
-        # ray.init writes the token file if missing (what Ray's own default does, unlogged).
-        Config.initialize("")
-    log.debug("starting an embedded local Ray (%s=%s)", AUTH_MODE_ENV, os.environ[AUTH_MODE_ENV])
+    log.debug("starting an embedded local Ray (%s=%s)", AUTH_MODE_ENV, os.environ.get(AUTH_MODE_ENV, "Ray's default"))
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
     restrict(token_path())
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -146,11 +147,10 @@ class RayBackend:
         A run given a cluster (``backend.address``, or ``RAY_ADDRESS`` as inside a submitted job)
         joins it here, so its requests are checked before W&B or the run's folder start.
         """
-        import ray
-
-        if not ray.is_initialized() and (self.address or os.environ.get("RAY_ADDRESS")):
+        if self.address or os.environ.get("RAY_ADDRESS"):
             self._init_ray()
-        if ray.is_initialized():
+        ray = sys.modules.get("ray")  # not imported here otherwise: the embedded Ray sets its mode before that
+        if ray is not None and ray.is_initialized():
             return {k: float(v) for k, v in ray.cluster_resources().items()}
         import torch
 
