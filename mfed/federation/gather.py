@@ -1,12 +1,16 @@
 """Collecting one call per client from Ray actors as results arrive, surviving dead and late actors.
 
-Results are taken with ``ray.wait`` and passed on as they come, so the driver folds each one in
-while the others still run. A client whose actor died (its process was killed, its node removed)
-is retried on a replacement, up to ``max_retries`` times: clients are stateless (everything they
-need arrives with the call), so a new actor loses nothing. A client whose code raised is not
-retried (it would raise again) and is reported. Past ``timeout_s`` the calls still running are
-dropped and their actors replaced, so the next round does not queue behind a straggler. While it
-waits, the pending clients are logged every ``NOTE_EVERY_S`` (30) seconds.
+Results are taken with ``ray.wait`` and passed on in the order of ``client_ids`` (the sampling
+order, so folds are bit-identical whatever the timing) as soon as every earlier client has
+reported, so the driver folds each one in while the others still run. A client is sent only
+while it lies within a window of places after the first client not yet passed on: behind a
+straggler at most that many results wait in memory, however many clients the round has. A
+client whose actor died (its process was killed, its node removed) is retried on a replacement,
+up to ``max_retries`` times: clients are stateless (everything they need arrives with the call),
+so a new actor loses nothing. A client whose code raised is not retried (it would raise again)
+and is reported. Past ``timeout_s`` the calls still running are dropped and their actors
+replaced, so the next round does not queue behind a straggler. While it waits, the pending
+clients are logged every ``NOTE_EVERY_S`` (30) seconds.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ log = logging.getLogger(__name__)
 NOTE_EVERY_S = 30.0
 WAIT_S = 1.0  # the longest a stop signal waits for the driver's attention
 IN_FLIGHT_PER_HOST = 2
+WINDOW_PER_HOST = 8  # the reorder window: this many places per live host (at least 16)
 
 
 def _short(err: BaseException) -> str:
@@ -44,7 +49,7 @@ def gather(
     timeout_s: float | None,
     label: str,
 ) -> Iterator[Any]:
-    """Run ``submit(client, host)`` for every client and yield each result as it comes.
+    """Run ``submit(client, host)`` for every client and yield each result in ``client_ids``' order.
 
     At most ``IN_FLIGHT_PER_HOST`` calls per host are out at a time (one running, one queued
     behind it), taken in the order of ``client_ids``; each result makes room for the next. A
@@ -53,7 +58,9 @@ def gather(
     stateless, so any host gives the same result). So ``ray.wait`` looks at a handful of
     ObjectRefs however many clients there are, results arrive about in order, no host idles
     while another has a queue (a sampled subset rarely splits evenly), and the clients of a
-    lost host go to wherever they live next.
+    lost host go to wherever they live next. Only clients within ``WINDOW_PER_HOST`` places per
+    live host (at least 16) of the first one not yet passed on are sent: a straggler holds up at
+    most that many results in memory.
 
     Args:
         client_ids: The clients, one call each.
@@ -67,8 +74,9 @@ def gather(
         label: What is being waited for, for the log (e.g. ``round 3 fit``).
 
     Yields:
-        Each client's result, or a :class:`~mfed.types.ClientFailure` (``failed``, ``timeout``),
-        in the order they arrive; and a ``restarted`` note per retry along the way.
+        Each client's result, or a :class:`~mfed.types.ClientFailure` (``failed``, ``timeout``,
+        ``rejected``), in the order of ``client_ids``; and a ``restarted`` note per retry as it
+        happens.
 
     """
     import ray
@@ -77,26 +85,39 @@ def gather(
     start = time.monotonic()
     noted = start
     retries = dict.fromkeys(client_ids, 0)
-    waiting = list(client_ids)
+    position = {c: i for i, c in enumerate(client_ids)}
+    waiting = list(client_ids)  # in position order
     pending: dict[Any, tuple[str, str]] = {}  # ObjectRef -> (client, host it was sent to)
     busy: Counter[str] = Counter()
+    held: dict[int, Any] = {}  # final outcomes waiting for an earlier client's
+    released = 0  # the position of the first client not yet passed on
 
     def send() -> None:
         nonlocal waiting
-        later = []
-        for client in waiting:  # home hosts first
+        live = hosts()
+        limit = released + max(16, WINDOW_PER_HOST * len(live))  # behind a straggler, no more than this
+        later, beyond = [], [c for c in waiting if position[c] >= limit]
+        for client in (c for c in waiting if position[c] < limit):  # home hosts first
             host = home(client)
             if busy[host] < IN_FLIGHT_PER_HOST:
                 pending[submit(client, host)] = (client, host)
                 busy[host] += 1
             else:
                 later.append(client)
-        for host in hosts():  # then idle room takes what waits elsewhere
+        for host in live:  # then idle room takes what waits elsewhere
             while later and busy[host] < IN_FLIGHT_PER_HOST:
                 client = later.pop(0)
                 pending[submit(client, host)] = (client, host)
                 busy[host] += 1
-        waiting = later
+        waiting = later + beyond
+
+    def final(client: str, outcome: Any) -> Iterator[Any]:
+        """``client``'s last word, passed on once every earlier client's has been."""
+        nonlocal released
+        held[position[client]] = outcome
+        while released in held:
+            yield held.pop(released)
+            released += 1
 
     send()
     while pending:
@@ -104,10 +125,13 @@ def gather(
         left = None if timeout_s is None else start + timeout_s - now
         if left is not None and left <= 0:
             for ref, (client, _) in pending.items():
-                yield ClientFailure(client, "timeout", f"no result within {timeout_s:g} s; dropped")
+                held[position[client]] = ClientFailure(client, "timeout", f"no result within {timeout_s:g} s; dropped")
                 lost(client, ref)  # a hung actor would hold the next round's call
             for client in waiting:
-                yield ClientFailure(client, "timeout", f"not started within {timeout_s:g} s; dropped")
+                held[position[client]] = ClientFailure(
+                    client, "timeout", f"not started within {timeout_s:g} s; dropped"
+                )
+            yield from (held[i] for i in sorted(held))
             return
         if now - noted >= NOTE_EVERY_S:
             late = sorted([c for c, _ in pending.values()] + waiting)
@@ -123,19 +147,19 @@ def gather(
                 with uninterruptible():
                     result = ray.get(ref)
             except RayTaskError as err:  # the client's own code raised: deterministic, not retried
-                yield ClientFailure(client, "failed", f"raised {_short(err.cause or err)}")
+                yield from final(client, ClientFailure(client, "failed", f"raised {_short(err.cause or err)}"))
             except RayActorError as err:  # the actor's process is gone
                 lost(client, ref)
                 if retries[client] < max_retries:
                     retries[client] += 1
                     reason = f"its actor died ({_short(err)}); retry {retries[client]} of {max_retries}"
-                    yield ClientFailure(client, "restarted", reason)
-                    waiting.insert(0, client)
+                    yield ClientFailure(client, "restarted", reason)  # a note: passed on at once
+                    waiting = sorted([client, *waiting], key=position.__getitem__)
                 else:
                     reason = f"its actor died {retries[client] + 1} times (last: {_short(err)})"
-                    yield ClientFailure(client, "failed", reason)
+                    yield from final(client, ClientFailure(client, "failed", reason))
             else:
-                yield _called(client, result)
+                yield from final(client, _called(client, result))
         send()
 
 
