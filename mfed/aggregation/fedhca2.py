@@ -310,26 +310,26 @@ class _Round(Aggregation):
         self, personal: dict[str, State], decoders: dict[tuple[str, str], State], server: State
     ) -> dict[tuple[str, str], State]:
         """Each decoder: start + its update + clip(beta) cross-attention over the round's decoders; returns A."""
-        local, relative = self.strategy.local_keys, decoders
+        local = self.strategy.local_keys
         outputs: dict[tuple[str, str], State] = {k: {} for k in decoders}
         by_name: dict[tuple[str, tuple[int, ...]], list[tuple[str, str]]] = {}
-        for owner, delta in relative.items():
+        for owner, delta in decoders.items():
             for key, value in delta.items():
                 if not key.startswith(local):
                     by_name.setdefault((key, tuple(value.shape)), []).append(owner)
         for (key, _), owners in by_name.items():
-            stacked = torch.stack([relative[o][key].reshape(-1) for o in owners])  # [K, numel]
+            stacked = torch.stack([decoders[o][key].reshape(-1) for o in owners])  # [K, numel]
             scores = torch.softmax(stacked @ stacked.T / math.sqrt(stacked.shape[1]), dim=-1)
             mixed = scores @ stacked
             for i, (cid, t) in enumerate(owners):
-                outputs[(cid, t)][key] = mixed[i].reshape(relative[(cid, t)][key].shape)
+                outputs[(cid, t)][key] = mixed[i].reshape(decoders[(cid, t)][key].shape)
         starts = {c.client_id: c for c in self.clients}
         for (cid, t), out in outputs.items():
             c, prefix = starts[cid], decoder_prefix(t)
             for key, attended in out.items():
                 beta = _clip01(self._beta(server, cid, t, layer_of(key)))
                 full = prefix + key
-                value = c.start[full].double() + relative[(cid, t)][key] + beta * attended
+                value = c.start[full].double() + decoders[(cid, t)][key] + beta * attended
                 personal[cid][full] = value.to(c.update[full].dtype)
         return outputs
 
