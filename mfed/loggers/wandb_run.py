@@ -19,6 +19,27 @@ if TYPE_CHECKING:
 MODES = ("online", "offline", "disabled")
 
 
+def per_client_as_histograms(row: Mapping[str, Any], limit: int, histogram: Any) -> dict[str, Any]:
+    """``row`` with its per-client keys replaced by one histogram per metric when more than ``limit`` clients.
+
+    ``client/<id>/<rest>`` of every client becomes ``clients/<rest>`` = ``histogram(values)`` (and
+    ``clients/<rest>/count``), so a dashboard of 10,000 clients has a panel per metric instead
+    of 10,000 series; at or below ``limit`` clients the row is logged as it is.
+    """
+    clients = {k.split("/", 2)[1] for k in row if k.startswith("client/")}
+    if len(clients) <= limit:
+        return dict(row)
+    out: dict[str, Any] = {k: v for k, v in row.items() if not k.startswith("client/")}
+    values: dict[str, list[float]] = {}
+    for key, value in row.items():
+        if key.startswith("client/") and isinstance(value, int | float):
+            values.setdefault(key.split("/", 2)[2], []).append(float(value))
+    for rest, numbers in values.items():
+        out[f"clients/{rest}"] = histogram(numbers)
+        out[f"clients/{rest}/count"] = float(len(numbers))
+    return out
+
+
 class WandbCallback:
     """Logs each round's row to a W&B run whose x-axis is ``round``.
 
@@ -31,6 +52,8 @@ class WandbCallback:
         tags: Run tags.
         run_config: The resolved run config.
         mode: ``online``, ``offline`` or ``disabled``; ``None`` reads ``WANDB_MODE``, else offline.
+        max_client_series: Above this many clients in a round, their per-client keys are logged as
+            one histogram per metric (:func:`per_client_as_histograms`).
 
     """
 
@@ -44,7 +67,11 @@ class WandbCallback:
         tags: Sequence[str] = (),
         run_config: Mapping[str, Any] | None = None,
         mode: str | None = None,
+        max_client_series: int = 100,
     ) -> None:
+        if max_client_series < 0:
+            raise ValueError(f"logger.max_client_series must be >= 0, got {max_client_series}")
+        self.max_client_series = max_client_series
         mode = mode or os.environ.get("WANDB_MODE") or "offline"
         if mode not in MODES:
             raise ValueError(f"logger.mode (or WANDB_MODE) must be one of {MODES}, got {mode!r}")
@@ -73,7 +100,7 @@ class WandbCallback:
             # resumed from a run without W&B, or from one killed before W&B wrote out its rows (a SIGKILL
             # takes W&B's writer with it): log the earlier rounds again, so W&B holds every round history.json does
             for row in driver.history:
-                self.run.log(dict(row))
+                self._log(row)
         self._finished.unlink(missing_ok=True)
 
     @property
@@ -84,7 +111,12 @@ class WandbCallback:
     def on_round_end(self, driver: Driver, row: Row) -> None:
         """Log the round's row."""
         if self.run is not None:
-            self.run.log(dict(row))
+            self._log(row)
+
+    def _log(self, row: Row) -> None:
+        import wandb
+
+        self.run.log(per_client_as_histograms(row, self.max_client_series, wandb.Histogram))
 
     def on_end(self, driver: Driver) -> None:
         """Write how the run ended and its final metrics to the summary, and close the run.
