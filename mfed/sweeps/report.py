@@ -173,7 +173,8 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path, name: str = "") -> None:
     if not tasks:
         return
     strategies = sorted({strategy_of(r) for r in done})
-    colours = {s: f"C{i}" for i, s in enumerate(strategies)}
+    palette = plt.get_cmap("tab10" if len(strategies) <= 10 else "tab20")
+    colours = {s: palette(i) for i, s in enumerate(strategies)}
     labels = {
         r["trial"]: r["trial"] + ("" if r.get("delta_m") is None else f"  (Δm {r['delta_m']:+.2f}%)") for r in done
     }
@@ -183,19 +184,17 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path, name: str = "") -> None:
         values = [r["test"][task] for r in have]
         ax.barh([labels[r["trial"]] for r in have], values, color=[colours[strategy_of(r)] for r in have])
         for y, value in enumerate(values):
-            ax.annotate(f"{value:.3f}", (value, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
-        if values:  # zoom on the spread: bars that differ in the third digit must look different
-            low, high = min(values), max(values)
-            pad = (high - low) * 0.25 or abs(high) * 0.05 or 1.0
-            ax.set_xlim(low - pad, high + 2 * pad)
+            ax.annotate(f"{value:.3f}", (value, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+        if values:  # bars from zero, so their lengths compare honestly; the printed values carry the digits
+            ax.set_xlim(min(0.0, min(values)), max(0.0, max(values)) * 1.18 or 1.0)
         ax.invert_yaxis()
         ax.set_title(f"test/{task}/{have[0]['headline'][task]} {have[0]['arrow'][task]}" if have else task, fontsize=10)
-        ax.tick_params(axis="y", labelsize=7)
+        ax.tick_params(axis="y", labelsize=8)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
     fig.legend(handles, list(colours), loc="upper right", fontsize=8, title="aggregation")
     fig.suptitle(f"sweep {name}: test-set headline per trial (Δm: against Local, per client)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.9, 0.95))
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 

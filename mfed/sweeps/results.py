@@ -42,6 +42,8 @@ from typing import Any
 from mfed.atomic import write_json
 from mfed.sweeps.stats import Interval, mean_ci
 
+PERCENT = ("mIoU", "odsF", "maxF", "mAP")  # headlines in percent: in [0, 100]; every other one is >= 0
+
 
 def _tasks(results: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     """The benchmark's tasks by name, in the runs' order."""
@@ -222,6 +224,14 @@ def curve_file(results: Mapping[str, Any], setting: str, task: str) -> str:
     return f"curves_{task}.png" if len(results["settings"]) == 1 else f"curves_{setting}_{task}.png"
 
 
+def band(cis: Sequence[Interval], headline: str) -> tuple[list[float], list[float]]:
+    """The intervals' bounds (the mean where there is none), clipped to what ``headline`` can be: [0, 100] or >= 0."""
+    ceiling = 100.0 if headline in PERCENT else math.inf
+    low = [max(0.0, c.mean if math.isnan(c.low) else c.low) for c in cis]
+    high = [min(ceiling, c.mean if math.isnan(c.high) else c.high) for c in cis]
+    return low, high
+
+
 def plot_curves(results: Mapping[str, Any], setting: str, task: str, path: Path) -> None:
     """Validation headline per round: each strategy's mean over seeds, its interval as a band."""
     import matplotlib
@@ -248,8 +258,7 @@ def plot_curves(results: Mapping[str, Any], setting: str, task: str, path: Path)
         width = 2.6 if strategy == results["settings"][setting]["compare"] else 1.4
         colour, style = colours(i % 20), ("-", "--", "-.", ":")[i // 10 % 4]
         ax.plot(rounds, [c.mean for c in cis], color=colour, linestyle=style, label=strategy, linewidth=width)
-        low = [c.mean if math.isnan(c.low) else c.low for c in cis]
-        high = [c.mean if math.isnan(c.high) else c.high for c in cis]
+        low, high = band(cis, info["headline"])
         ax.fill_between(rounds, low, high, color=colour, alpha=0.08, linewidth=0)
     seeds = ",".join(map(str, results["seeds"]))
     where = "" if setting == "default" else f", {setting}"

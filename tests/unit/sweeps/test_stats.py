@@ -87,3 +87,15 @@ def test_effect_size_is_symmetric_and_holds_far_in_the_tails():
     up, down = effect_size([1.0, 1.1, 0.9]), effect_size([-1.0, -1.1, -0.9])  # t = 17: scipy's nct gives NaN there
     assert (down.mean, down.low, down.high) == pytest.approx((-up.mean, -up.high, -up.low))
     assert 0 < up.low < up.mean < up.high and math.isfinite(up.high)
+
+
+def test_interval_bands_stay_within_what_a_metric_can_be():
+    from mfed.sweeps.results import band
+    from mfed.sweeps.stats import Interval
+
+    cis = [mean_ci([97.0, 99.5, 99.9]), mean_ci([0.2, 0.05, 0.4]), Interval(50.0, math.nan, math.nan, 1)]
+    low, high = band(cis, "odsF")
+    assert high[0] == 100.0 and cis[0].high > 100  # a percentage's band ends at 100
+    assert low[1] == 0.0 and cis[1].low < 0  # and never goes below 0
+    assert (low[2], high[2]) == (50.0, 50.0)  # one seed: no band
+    assert band(cis, "rmse")[1][0] == cis[0].high  # an error has no ceiling
