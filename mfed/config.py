@@ -145,7 +145,10 @@ def _first_difference(ours: object, theirs: object, path: str) -> str | None:
 def _saved_config(resume: str) -> DictConfig | None:
     """The resumed run's config.yaml; ``None`` where there is no run at all (the schema names that)."""
     from mfed.federation.rundir import is_uri, join, read_text, run_dir_of
+    from mfed.schema.paths import check_uri
 
+    if is_uri(resume):
+        check_uri("resume", resume, write=False)
     where = join(run_dir_of(resume), "config.yaml")
     text = read_text(where)  # one file; a URI's run is fetched with its checkpoint
     if text is None and not is_uri(resume) and not Path(run_dir_of(resume)).exists():

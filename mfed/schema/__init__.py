@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mfed.schema.checker import MOVED, RESERVED, _Checker
 from mfed.schema.errors import ConfigError, MissingRunError, _first_line, _join, did_you_mean
 from mfed.schema.hints import SCALARS, SEQUENCES, WORDS, Allowed
-from mfed.schema.paths import SYSTEM_DIRS, check_resume, check_writable
+from mfed.schema.paths import SYSTEM_DIRS, check_resume, check_uri, check_writable
 from mfed.schema.plain import PLAIN, Spec, plain_examples, plain_schema
 
 __all__ = [
@@ -63,6 +63,8 @@ def check_config(cfg: DictConfig) -> None:
     key = "out_dir" if data.get("out_dir") or data.get("resume") else "storage"
     if data.get(key) and "://" not in str(data[key]):
         check_writable(key, str(data[key]))
+    elif data.get(key):
+        check_uri(key, str(data[key]), write=True)
 
 
 def error_line(err: BaseException) -> str:

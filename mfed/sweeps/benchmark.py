@@ -31,9 +31,17 @@ from mfed.types import state_nbytes
 
 def strategy_runs(entries: Sequence[Any]) -> dict[str, list[str]]:
     """``{label: overrides}`` of the benchmark's strategies: ``mfed`` -> ``[aggregation=mfed]``; a mapping as given."""
+    from mfed.config import config_dir
+
     runs: dict[str, list[str]] = {}
+    options = sorted(p.stem for p in (config_dir() / "aggregation").glob("*.yaml"))
     for entry in entries:
         if isinstance(entry, str):
+            if entry not in options:  # before the roles are checked against the list: name the real mistake
+                raise ValueError(
+                    f"benchmark.strategies: {entry!r}: there is no configs/aggregation/{entry}.yaml; choose one of "
+                    f"{', '.join(options)}, or give {{label: [aggregation=<name>, ...]}} for a variant"
+                )
             label, overrides = entry, [f"aggregation={entry}"]
         elif isinstance(entry, Mapping) and len(entry) == 1:
             label, overrides = next(iter(entry.items()))

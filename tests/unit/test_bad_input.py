@@ -108,3 +108,20 @@ def test_a_mistyped_key_gets_one_line_with_the_fix_even_for_print_config(capsys,
 def test_a_preview_of_no_samples_is_refused(capsys):
     assert main(["data", "preview", "--n", "0"]) == 2
     assert "--n 0: the preview needs at least one sample" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("resume=nosuch://x/run", "resume=nosuch://x/run: Unrecognized filesystem type"),
+        ("out_dir=nosuch://x/run", "out_dir=nosuch://x/run: Unrecognized filesystem type"),
+        ("storage='s3://bucket/runs?endpoint_override=127.0.0.1:9&scheme=http'",
+         "storage=s3://bucket/runs?endpoint_override=127.0.0.1:9&scheme=http cannot be written"),
+    ],
+)  # fmt: skip
+def test_a_storage_uri_that_cannot_work_is_refused_before_anything_starts(capsys, tmp_path, monkeypatch, arg, message):
+    monkeypatch.setenv("MFED_STAGING", str(tmp_path / "staging"))
+    assert main(["train", *TINY, arg]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "staging").exists()

@@ -127,7 +127,7 @@ def test_the_default_config_passes(tmp_path, monkeypatch):
     monkeypatch.setenv("MFED_STORAGE", str(tmp_path))
     check_config(load_config())  # out_dir null: storage is checked
     check_config(load_config([f"out_dir={tmp_path / 'a' / 'b'}", "resume=" + str(tmp_path)]))
-    check_config(load_config(["out_dir=s3://bucket/run", "federation.rounds='3'"]))  # a plain key converts
+    check_config(load_config([f"out_dir=file://{tmp_path}/run", "federation.rounds='3'"]))  # a plain key converts
 
 
 def test_storage_is_checked_when_out_dir_is_not_given(monkeypatch):

@@ -336,3 +336,8 @@ def test_the_published_json_alone_regenerates_the_same_report(tmp_path):
     assert (published / "fab_delta_m.png").exists() and (published / "fab_curves_seg.png").exists()
     assert all(r["out_dir"] == r["trial"] for r in json.loads((published / "fab.json").read_text())["runs"])
     assert main(["results", str(tmp_path / "nothing.json")]) == 2
+
+
+def test_a_mistyped_strategy_is_named_not_blamed_on_the_reference():
+    with pytest.raises(ValueError, match=r"benchmark.strategies: 'locl': there is no configs/aggregation/locl.yaml"):
+        plan_benchmark(bench(strategies=["locl", "mfed"]), BASE)  # reference local is then missing too
