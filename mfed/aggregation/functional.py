@@ -86,10 +86,10 @@ def check_same_model(state: Mapping[str, Mapping[str, Tensor]], reference: Mappi
         if found is None:
             continue
         if {k: tuple(v.shape) for k, v in found.items()} != {k: tuple(v.shape) for k, v in expected.items()}:
-            what = f"the decoder of task {scope.removeprefix('task:')!r}" if scope.startswith("task:") else scope
+            what = f"decoder of task {scope.removeprefix('task:')!r}" if scope.startswith("task:") else f"{scope} scope"
             raise ValueError(
-                f"resume: the checkpoint's {what} has other parameters than this run builds "
-                "(was model or tasks.<task>.decoder changed?); resume with the run's own config"
+                f"resume: the checkpoint's {what} has other parameters than this run builds: model.* or "
+                "tasks.<task>.decoder differ from the run's; leave them off, or start a new run"
             )
 
 

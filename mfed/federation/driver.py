@@ -76,6 +76,14 @@ def _listed(faults: Sequence[Fault]) -> str:
     return f"{hint}; {clients} (first: {faults[0].client_id}: {faults[0].reason})"
 
 
+FINGERPRINT_KEYS = {  # the settings each part of a checkpoint's fingerprint comes from
+    "clients": "federation.clients_per_task, federation.groups and data.*",
+    "seed": "seed",
+    "strategy": "aggregation.*, defences.* and privacy.*",
+    "fraction": "federation.fraction",
+}
+
+
 @dataclass
 class Driver:
     """Runs a federation of ``specs`` with ``strategy`` on ``backend``.
@@ -168,7 +176,11 @@ class Driver:
         saved = checkpoint.get("fingerprint", {})
         for key, value in self.fingerprint().items():
             if saved.get(key) != value:
-                raise ValueError(f"resume: the checkpoint's {key} is {saved.get(key)!r}, this run's is {value!r}")
+                raise ValueError(
+                    f"resume: the checkpoint's {key} is {saved.get(key)!r}, this run's is {value!r}; "
+                    f"{FINGERPRINT_KEYS.get(key, 'the config')} must stay as the run had them: leave them off, or "
+                    "start a new run"
+                )
         done = int(checkpoint["round"])
         if done >= self.rounds:
             raise ValueError(f"resume: the checkpoint has {done} rounds; raise federation.rounds above {done}")

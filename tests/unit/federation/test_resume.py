@@ -30,7 +30,7 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_cfg, tm
     ("second", "message"),
     [
         (("federation.rounds=1",), "the checkpoint has 1 rounds; raise federation.rounds above 1"),
-        (("seed=5",), "the checkpoint's seed is 0, this run's is 5"),
+        (("seed=5",), "the checkpoint's seed is 0, this run's is 5; seed must stay as the run had"),
         (("aggregation=fedavg", "federation.rounds=2"), "the checkpoint's strategy"),
     ],
 )
