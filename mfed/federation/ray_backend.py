@@ -127,12 +127,14 @@ class RayBackend:
         self._started_ray = False
 
     def _init_ray(self) -> None:
-        import ray
-
-        if ray.is_initialized():
+        """Join the given cluster, or start the embedded one (which sets its mode before Ray is first imported)."""
+        loaded = sys.modules.get("ray")
+        if loaded is not None and loaded.is_initialized():
             return
         address = self.address or os.environ.get("RAY_ADDRESS")
         if address:
+            import ray
+
             ray.init(address=address, log_to_driver=True)
         else:
             from mfed.federation.local_ray import init_local_ray
@@ -193,9 +195,9 @@ class RayBackend:
 
     def start(self, specs: Sequence[ClientSpec], setup: ClientSetup) -> None:
         """Start the actors, each hosting its share of the clients, and wait until all are built."""
+        self._init_ray()
         import ray
 
-        self._init_ray()
         total = float(ray.cluster_resources().get("CPU", 0.0))
         n = self.n_actors(len(specs), total)
         cpus = self._cpus_per_actor(n, total)
