@@ -9,11 +9,18 @@ own tensors plus noise, tasks in turn, the keys and sizes a real client sends):
 - ``batched``: every update is made and kept, then ``Strategy.aggregate`` runs over the list
   (what a driver that waits for the whole round holds).
 
+- ``straggler``: the updates come through the Ray backend's gather loop
+  (:func:`mfed.federation.gather.gather`) from a scripted Ray on 2 hosts where the first sampled
+  client answers last, and are folded in the order gather passes them on: what the driver holds
+  behind a straggler (gather's window bounds it);
+- ``unbounded``: the same with the window lifted (every other client is sent at once), as the
+  gather loop was before it had one.
+
 Prints one row per (N, mode): the peak resident memory above the process's before the round
 (sampled after every update and after the aggregate), the seconds the round took, and whether
-both modes give the same encoder (a float64 sum of its values, compared exactly).
+every mode gives the same encoder (a float64 sum of its values, compared exactly).
 
-Usage: python benchmarks/driver_memory.py [--clients 10,100,1000] [hydra overrides]
+Usage: python benchmarks/driver_memory.py [--clients 10,100,1000] [--modes streamed,batched] [hydra overrides]
 """
 
 from __future__ import annotations
@@ -57,11 +64,16 @@ def child(mode: str, n: int, overrides: list[str]) -> None:
         return x
 
     start = time.perf_counter()
-    if mode == "streamed":
+    if mode in ("straggler", "unbounded"):
+        fold = strategy.aggregation(state)
+        for u in straggling(n, update, lambda i: f"{tasks[i % len(tasks)]}-{i}", unbounded=mode == "unbounded"):
+            sampled(fold.add(u))
+        result = sampled(fold.result()[0])
+    elif mode == "streamed":
         fold = strategy.aggregation(state)
         for i in range(n):
             sampled(fold.add(update(i)))
-        result = sampled(fold.result())
+        result = sampled(fold.result()[0])
     else:
         result = sampled(strategy.aggregate(state, sampled([sampled(update(i)) for i in range(n)])))
     seconds = time.perf_counter() - start
@@ -70,6 +82,40 @@ def child(mode: str, n: int, overrides: list[str]) -> None:
     print("RESULT " + json.dumps({"peak_mb": peak / 2**20, "s": seconds, "checksum": checksum}))
     update_mb = sum(t.numel() * t.element_size() for t in update(0).state.values()) / 2**20
     print(f"UPDATE {update_mb:.2f}")
+
+
+def straggling(n: int, update, name, unbounded: bool):
+    """The n updates through gather from a scripted Ray whose client 0 answers only when nothing else runs."""
+    import types
+
+    from mfed.federation import gather as gather_module
+
+    if unbounded:
+        gather_module.WINDOW_PER_HOST = 10**9
+    clients = [name(i) for i in range(n)]
+    index = {c: i for i, c in enumerate(clients)}
+    sent: dict[object, int] = {}
+
+    def submit(client: str, host: str) -> object:
+        ref = object()
+        sent[ref] = index[client]
+        return ref
+
+    def wait(refs, num_returns=1, timeout=None):
+        ready = [r for r in refs if sent[r] != 0] or list(refs)
+        first = min(ready, key=sent.__getitem__)
+        return [first], [r for r in refs if r is not first]
+
+    def get(ref):
+        return update(sent.pop(ref))  # the result exists from the moment it arrives
+
+    died, raised = type("Died", (Exception,), {}), type("Raised", (Exception,), {})
+    errors = types.SimpleNamespace(RayActorError=died, RayTaskError=raised)
+    sys.modules["ray"] = types.SimpleNamespace(wait=wait, get=get, exceptions=errors)  # type: ignore[assignment]
+    sys.modules["ray.exceptions"] = errors  # type: ignore[assignment]
+    hosts = ["h0", "h1"]
+    home = {c: hosts[i % 2] for c, i in index.items()}
+    yield from gather_module.gather(clients, submit, lambda c, r: None, home.__getitem__, lambda: hosts, 0, None, "run")
 
 
 def measure(mode: str, n: int, overrides: list[str]) -> dict:
@@ -88,14 +134,15 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", default="10,100,1000")
+    parser.add_argument("--modes", default="streamed,batched")
     args, overrides = parser.parse_known_args()
     print(f"{'clients':>8} {'mode':>9} {'peak MB':>9} {'s':>7} {'same state':>11}")
     for n in (int(x) for x in args.clients.split(",")):
-        rows = {mode: measure(mode, n, overrides) for mode in ("streamed", "batched")}
-        same = rows["streamed"]["checksum"] == rows["batched"]["checksum"]
+        rows = {mode: measure(mode, n, overrides) for mode in args.modes.split(",")}
+        same = len({row["checksum"] for row in rows.values()}) == 1
         for mode, row in rows.items():
             print(f"{n:>8} {mode:>9} {row['peak_mb']:>9.1f} {row['s']:>7.2f} {str(same):>11}")
-    print(f"(one update: {rows['streamed']['update_mb']:.2f} MB)")
+    print(f"(one update: {next(iter(rows.values()))['update_mb']:.2f} MB)")
 
 
 if __name__ == "__main__":
