@@ -127,12 +127,11 @@ def _group_difference(key: str, override: str, node: object) -> str | None:
         return f"{override} is not an option of {key}"
     ours = OmegaConf.to_container(chosen) if isinstance(chosen, DictConfig) else chosen
     theirs = OmegaConf.to_container(node) if isinstance(node, DictConfig) else node
-    first = _first_difference(ours, theirs, key)
-    return None if first is None else first
+    return _first_difference(ours, theirs, key)
 
 
 def _first_difference(ours: object, theirs: object, path: str) -> str | None:
-    """The first key where ``ours`` (the option) and ``theirs`` (the run's) differ, as ``key: option vs run``."""
+    """The first key where ``ours`` (the option) and ``theirs`` (the run's) differ, in words; None where none does."""
     if isinstance(ours, dict) and isinstance(theirs, dict):
         for name in dict.fromkeys([*ours, *theirs]):
             found = _first_difference(ours.get(name), theirs.get(name), f"{path}.{name}")

@@ -251,7 +251,8 @@ def test_a_mixed_benchmark_run_records_its_clients_task_order_and_delta_m(tmp_pa
 
 
 def test_a_privacy_benchmark_orders_its_settings_by_epsilon_and_plots_the_trade_off(tmp_path):
-    from mfed.sweeps.results import plot_privacy, privacy_levels
+    from mfed.sweeps.plots import plot_privacy
+    from mfed.sweeps.results import privacy_levels
 
     def entry(eps, dm):
         return {"epsilon": eps, "delta_m": {"mean": dm, "low": dm - 1, "high": dm + 1, "n": 3}}

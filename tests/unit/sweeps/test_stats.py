@@ -90,7 +90,7 @@ def test_effect_size_is_symmetric_and_holds_far_in_the_tails():
 
 
 def test_interval_bands_stay_within_what_a_metric_can_be():
-    from mfed.sweeps.results import band
+    from mfed.sweeps.plots import band
     from mfed.sweeps.stats import Interval
 
     cis = [mean_ci([97.0, 99.5, 99.9]), mean_ci([0.2, 0.05, 0.4]), Interval(50.0, math.nan, math.nan, 1)]
