@@ -247,8 +247,8 @@ class RayBackend:
         results: calls sent to it wait in its queue, other hosts take waiting work meanwhile
         (:meth:`_live_hosts`), and one that is not running after ``RECREATE_WAIT_S`` (no room in
         the cluster) is retired, its clients dealt to the live hosts. The next round's (or
-        evaluation's) calls wait for it first (:meth:`_await_started`), so its start-up never counts
-        against ``round_timeout_s``.
+        evaluation's) calls wait for it first (:meth:`_await_started`), so its start-up does not count
+        against their ``round_timeout_s`` (this round's calls queued on it do wait for it).
         """
         import ray
 
