@@ -127,18 +127,20 @@ def _group_difference(key: str, override: str, node: object) -> str | None:
         return f"{override} is not an option of {key}"
     ours = OmegaConf.to_container(chosen) if isinstance(chosen, DictConfig) else chosen
     theirs = OmegaConf.to_container(node) if isinstance(node, DictConfig) else node
-    return _first_difference(ours, theirs, key)
+    return first_difference(ours, theirs, key)
 
 
-def _first_difference(ours: object, theirs: object, path: str) -> str | None:
-    """The first key where ``ours`` (the option) and ``theirs`` (the run's) differ, in words; None where none does."""
+def first_difference(
+    ours: object, theirs: object, path: str, where: tuple[str, str] = ("there", "in the run")
+) -> str | None:
+    """The first key where ``ours`` and ``theirs`` differ, in words (``where`` names the two); None where none does."""
     if isinstance(ours, dict) and isinstance(theirs, dict):
         for name in dict.fromkeys([*ours, *theirs]):
-            found = _first_difference(ours.get(name), theirs.get(name), f"{path}.{name}")
+            found = first_difference(ours.get(name), theirs.get(name), f"{path}.{name}".lstrip("."), where)
             if found:
                 return found
         return None
-    return None if ours == theirs else f"{path} is {ours!r} there, {theirs!r} in the run"
+    return None if ours == theirs else f"{path} is {ours!r} {where[0]}, {theirs!r} {where[1]}"
 
 
 def _saved_config(resume: str) -> DictConfig | None:

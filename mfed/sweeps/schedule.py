@@ -93,11 +93,20 @@ def run_trials(
 ) -> dict[str, str]:
     """Run every trial with Ray Tune, ``max_concurrent`` at a time; return ``{trial: error}`` of those that failed.
 
-    Trial ``t`` writes its run into ``out_dir / t.name``, named ``t.name`` in W&B group ``group``.
+    Trial ``t`` writes its run into ``out_dir / t.name``, named ``t.name`` in W&B group ``group``. What
+    an earlier command left in ``out_dir`` is kept, resumed or moved aside (:mod:`mfed.sweeps.continuation`).
     """
     import ray
     from ray import tune
 
+    from mfed.sweeps.continuation import find_earlier
+
+    earlier = find_earlier(trials, base, out_dir, group)  # before Ray starts: other settings stop the command here
+    if earlier.line(out_dir):
+        print(earlier.line(out_dir), flush=True)
+    trials = [t for t in trials if t.name not in earlier.kept]
+    if not trials:
+        return {}
     init_ray()
     total = float(ray.cluster_resources().get("CPU", 0))
     cpus = cpus_per_actor(trials, total, max_concurrent)
@@ -109,7 +118,11 @@ def run_trials(
     def resources(config: dict[str, Any]) -> Any:
         return tune.PlacementGroupFactory([{"CPU": DRIVER_CPU}] + [{"CPU": cpus}] * layouts[config["trial"]][1])
 
-    plans = {t.name: trial_overrides(t, base, out_dir, group, cpus, layouts[t.name][0]) for t in trials}
+    plans = {
+        t.name: trial_overrides(t, base, out_dir, group, cpus, layouts[t.name][0])
+        + ([f"resume={out_dir / t.name}"] if t.name in earlier.resumed else [])
+        for t in trials
+    }
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(run_trial, plans=plans), resources),
         param_space={"trial": tune.grid_search(list(plans))},

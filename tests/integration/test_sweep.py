@@ -68,3 +68,49 @@ def test_a_benchmark_runs_every_strategy_on_every_seed_and_matches_the_serial_ba
     overrides = [o for o in run["overrides"] if not o.startswith("backend")] + ["backend=serial"]
     serial = build(load_config([*overrides, f"out_dir={tmp_path / 'serial'}", "logger=none"])).run()[-1]
     assert {k: serial[f"test/{k}"] for k in run["test"]} == run["test"]
+
+
+def test_a_stopped_benchmark_continues_in_its_out_dir(ray_cluster, tmp_path):
+    # Prepare: a two-round benchmark whose local-s0 an earlier command left stopped after round 1
+    from omegaconf import OmegaConf
+
+    from mfed.run import build, run, start
+    from mfed.sweeps.benchmark import plan_benchmark, run_benchmark
+    from mfed.sweeps.plan import trial_overrides
+    from tests.conftest import TINY
+
+    base = [o for o in TINY if o != "backend=serial"] + ["task_mix=seg_depth"]
+    bench = load_config(["benchmark=quick"]).benchmark
+    OmegaConf.update(bench, "strategies", ["local", "mfed"], merge=False)
+    OmegaConf.update(bench, "seeds", [0], merge=False)
+    local = plan_benchmark(bench, base)[0]
+    planned = trial_overrides(local, [], tmp_path, "quick", 1.0, 1)
+    serial = [o for o in planned if not o.startswith("backend")] + ["backend=serial"]
+
+    class StopAfterRound1:
+        def on_round_end(self, driver, row):
+            raise KeyboardInterrupt
+
+        def on_start(self, driver): ...
+
+        def on_end(self, driver): ...
+
+    cfg = load_config(serial)
+    driver = start(build(cfg), cfg)
+    driver.callbacks = [*driver.callbacks, StopAfterRound1()]
+    with pytest.raises(KeyboardInterrupt):
+        driver.run()
+    assert json.loads((tmp_path / "local-s0" / "summary.json").read_text())["status"] == "interrupted"
+    # Execute: the same benchmark in the same out_dir
+    first = run_benchmark(bench, base, tmp_path)
+    # Assert: local-s0 resumed at round 2 and ends as the uninterrupted run does; mfed-s0 ran afresh
+    assert "resuming from round 2" in (tmp_path / "local-s0" / "console.log").read_text()
+    whole = run(load_config([*serial, f"out_dir={tmp_path / 'whole'}"]))[-1]
+    runs = {r["trial"]: r for r in first["runs"]}
+    assert runs["local-s0"]["test"] == {k[len("test/") :]: v for k, v in whole.items() if k.startswith("test/")}
+    assert runs["mfed-s0"]["status"] == "completed"
+    # Then: once more, every run is kept as it is and the report is the same
+    kept = {t: (tmp_path / t / "summary.json").stat().st_mtime_ns for t in runs}
+    again = run_benchmark(bench, base, tmp_path)
+    assert {t: (tmp_path / t / "summary.json").stat().st_mtime_ns for t in runs} == kept
+    assert json.dumps(again["settings"]) == json.dumps(first["settings"])  # NaN (one seed: no interval) too
