@@ -27,13 +27,15 @@ if TYPE_CHECKING:
 
 
 def client_tasks(summary: Mapping[str, Any]) -> dict[str, list[str]]:
-    """``{client id: [task, ...]}`` in client order, from ``summary["client_tasks"]``.
+    """``{client id: [task, ...]}`` in client order (``summary["clients"]``), from ``summary["client_tasks"]``.
 
-    Older summaries have no ``client_tasks``: each client then holds one task, read from its id
-    ``<task>-<i>``.
+    ``summary.json`` is written with sorted keys, so ``client_tasks`` alone would give the clients
+    alphabetically. Older summaries have no ``client_tasks``: each client then holds one task,
+    read from its id ``<task>-<i>``.
     """
     if "client_tasks" in summary:
-        return {cid: list(tasks) for cid, tasks in summary["client_tasks"].items()}
+        held = summary["client_tasks"]
+        return {cid: list(held[cid]) for cid in summary.get("clients", held)}
     return {cid: [cid.rsplit("-", 1)[0]] for cid in summary["clients"]}
 
 

@@ -199,6 +199,9 @@ def test_delta_m_of_a_mixed_federation_is_per_client_over_its_tasks_then_over_cl
     assert client_delta(mixed_summary(RUN), mixed_summary(LOCAL)) == pytest.approx(35 / 3)
     assert client_delta(mixed_summary(LOCAL), mixed_summary(LOCAL)) == 0.0
     assert client_tasks(mixed_summary(RUN)) == CLIENT_TASKS
+    # summary.json is written with sorted keys: the clients come in the run's order, summary["clients"]
+    written = json.loads(json.dumps({**mixed_summary(RUN), "clients": ["b-0", "a-0", "a+b-0"]}, sort_keys=True))
+    assert list(client_tasks(written)) == ["b-0", "a-0", "a+b-0"]
     # a value missing on either side, or a zero reference: no delta_m
     missing = mixed_summary(RUN)
     del missing["final"]["client/a+b-0/b/test_rmse"]
