@@ -7,10 +7,12 @@ later loop in the same process, hence separate processes). Each system prints st
 the built objects until round 1 begins), the end of round 1 counted from the process's own
 start (imports, building and Ray included), the best and the median of the steady rounds
 (after two warm-up rounds) and the peak resident memory of its whole process tree (Ray's
-processes included), and the rounds as ratios to the plain loop's.
+processes included), and the rounds as ratios to the plain loop's. ``ray`` starts its embedded
+Ray; ``ray-joined`` joins a cluster started before its process (``ray start --head``), as a run
+on a cluster or a benchmark's later runs do, so its end of round 1 leaves out Ray's own start.
 
 Usage:
-    python benchmarks/round_overhead.py [--rounds 6] [--systems plain,serial,ray,plain]
+    python benchmarks/round_overhead.py [--rounds 6] [--systems plain,serial,ray,ray-joined,plain]
         [--clients-per-actor 1] [hydra overrides, e.g. federation.clients_per_task=4 data.pool.size=32]
 """
 
@@ -19,12 +21,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 
@@ -157,16 +162,16 @@ def child(system: str, rounds: int, overrides: list[str]) -> None:
     from mfed.config import load_config
 
     with tempfile.TemporaryDirectory() as tmp:
-        backend = "serial" if system == "plain" else system
+        backend = {"plain": "serial", "ray-joined": "ray"}.get(system, system)
         cfg = load_config([f"backend={backend}", "logger=none", f"federation.rounds={rounds}", f"out_dir={tmp}/run",
                            *overrides])  # fmt: skip
         startup, times, first_end = (plain_rounds if system == "plain" else mfed_rounds)(cfg, rounds)
     print("RESULT " + json.dumps({"startup": startup, "rounds": times, "first_end": first_end}), flush=True)
 
 
-def run_sampled(command: list[str], every_s: float = 0.2) -> tuple[int, str, int]:
+def run_sampled(command: list[str], every_s: float = 0.2, env: dict[str, str] | None = None) -> tuple[int, str, int]:
     """Run ``command``, sampling its process tree's memory; return (exit code, stdout + stderr, peak bytes)."""
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     peak = [0]
 
     def sample() -> None:
@@ -181,10 +186,37 @@ def run_sampled(command: list[str], every_s: float = 0.2) -> tuple[int, str, int
     return proc.returncode, out, peak[0]
 
 
+@contextlib.contextmanager
+def running_cluster() -> Iterator[dict[str, str]]:
+    """A local Ray cluster started beforehand (``ray start --head``), as on a cluster or in a benchmark's later runs.
+
+    Yields the environment that makes a run join it (``RAY_ADDRESS``); stops it afterwards.
+    """
+    import os
+
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
+    with socket.socket() as probe:  # a free port: "auto" could find another Ray running on the machine
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start = [ray_cli, "start", "--head", f"--port={port}", f"--num-cpus={psutil.cpu_count()}",
+             "--include-dashboard=false", "--disable-usage-stats"]  # fmt: skip
+    subprocess.run(start, env=env, check=True, capture_output=True)
+    try:
+        yield {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], env=env, check=False, capture_output=True)
+
+
 def measure(system: str, rounds: int, overrides: list[str]) -> dict:
-    """Run ``system`` in its own process, sampling its process tree's memory; return its figures."""
+    """Run ``system`` in its own process, sampling its process tree's memory; return its figures.
+
+    ``ray-joined`` is the Ray backend joining a cluster started before the process (its own
+    processes, outside the sampled tree, are not in the peak memory).
+    """
     command = [sys.executable, __file__, "--child", system, "--rounds", str(rounds), *overrides]
-    code, out, peak_bytes = run_sampled(command)
+    with running_cluster() if system == "ray-joined" else contextlib.nullcontext(None) as env:
+        code, out, peak_bytes = run_sampled(command, env=env)
     line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
     if code != 0 or line is None:
         raise SystemExit(f"{system} failed (exit {code}):\n{out[-2000:]}")
@@ -208,7 +240,7 @@ def main() -> None:
         raise SystemExit("--rounds must be >= 3: two warm-up rounds, then steady ones")
     rows = []
     for system in args.systems.split(","):
-        extra = [f"backend.clients_per_actor={args.clients_per_actor}"] if system == "ray" else []
+        extra = [f"backend.clients_per_actor={args.clients_per_actor}"] if system.startswith("ray") else []
         rows.append((system, measure(system, args.rounds, [*overrides, *extra])))
         print(f"measured {system}: {rows[-1][1]}", file=sys.stderr, flush=True)
     plain = [r for s, r in rows if s == "plain"]
