@@ -68,8 +68,8 @@ def find_earlier(trials: Sequence[Trial], base: Sequence[str], out_dir: Path, gr
         differs = first_difference(_settings(planned), _settings(OmegaConf.load(saved)), "", ("now", "there"))
         if differs:
             raise ValueError(
-                f"out_dir={out_dir} holds trial {t.name} run with other settings ({differs}): "
-                "give a new out_dir for these settings, or the earlier command's own to continue it"
+                f"out_dir={out_dir} holds trial {t.name}, run with other settings ({differs}): "
+                "give a new out_dir, or the earlier command's settings to continue it"
             )
     for t in found:
         folder = out_dir / t.name

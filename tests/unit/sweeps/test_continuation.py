@@ -67,7 +67,7 @@ def test_a_folder_with_other_settings_stops_the_command_and_nothing_moves(tmp_pa
     leave(tmp_path, leftover, status="failed", config=False)
     leave(tmp_path, clash, status="completed", changes=changes)
     # Execute / Assert: the message names the trial and the setting; the leftover is still where it was
-    with pytest.raises(ValueError, match="holds trial clash run with other settings") as err:
+    with pytest.raises(ValueError, match="holds trial clash, run with other settings") as err:
         find_earlier(plan, BASE, tmp_path, "g")
     assert named in str(err.value) and "give a new out_dir" in str(err.value)
     assert (tmp_path / "leftover" / "console.log").is_file()
