@@ -1,4 +1,4 @@
-"""Running planned trials as Ray Tune trials on the cluster, with one console line per finished trial.
+"""Running planned trials as Ray Tune trials on the cluster, one console line per finished trial (:mod:`.progress`).
 
 Each trial's own console (its round lines and final table) goes to ``<trial dir>/console.log``
 rather than to the sweep's console, where concurrent trials would interleave; the sweep prints
@@ -10,12 +10,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import time
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-from ray.tune import Callback
 
 from mfed.config import load_config
 from mfed.sweeps.plan import DRIVER_CPU, Trial, actor_layout, cpus_per_actor, per_trial_cpus, trial_overrides
@@ -24,12 +22,16 @@ log = logging.getLogger(__name__)
 
 
 def init_ray() -> None:
-    """Join the cluster of ``RAY_ADDRESS`` (set inside a Ray job), else start an embedded local Ray."""
-    import ray
+    """Join the cluster of ``RAY_ADDRESS`` (set inside a Ray job), else start an embedded local Ray.
 
-    if ray.is_initialized():
+    Ray is imported here, not before: the embedded one sets its authentication mode first.
+    """
+    loaded = sys.modules.get("ray")
+    if loaded is not None and loaded.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
+        import ray
+
         ray.init(include_dashboard=False)
     else:
         from mfed.federation.local_ray import init_local_ray
@@ -53,41 +55,6 @@ def run_trial(config: dict[str, Any], plans: Mapping[str, Sequence[str]]) -> dic
     return {**final, "out_dir": str(cfg.out_dir)}
 
 
-def headline_of(result: Mapping[str, Any]) -> str:
-    """The test metrics of a finished trial's result, short: ``semseg/mIoU 30.12, depth/rmse 1.071``."""
-    tests = sorted((k.removeprefix("test/"), v) for k, v in result.items() if k.startswith("test/"))
-    return ", ".join(f"{k} {v:.4g}" for k, v in tests[:6])
-
-
-class TrialLines(Callback):
-    """A Tune callback printing ``[k/n] <trial>: completed; test ... (41 s)`` as each trial ends."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.done = total, 0
-        self.started: dict[str, float] = {}
-
-    def _print(self, text: str) -> None:
-        print(text, flush=True)  # the sweep's own console, like the run's ConsoleReporter
-
-    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        """Note the start time."""
-        self.started[trial.config["trial"]] = time.monotonic()
-
-    def _ended(self, trial: Any, text: str) -> None:
-        self.done += 1
-        name = trial.config["trial"]
-        took = time.monotonic() - self.started.get(name, time.monotonic())
-        self._print(f"[{self.done}/{self.total}] {name}: {text} ({took:.0f} s)")
-
-    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        """One line: completed, with its test metrics."""
-        self._ended(trial, f"completed; test {headline_of(trial.last_result or {})}")
-
-    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        """One line: failed (the reason is in the report and the trial's error.log)."""
-        self._ended(trial, "failed: see its console.log")
-
-
 def run_trials(
     trials: Sequence[Trial], base: Sequence[str], out_dir: Path, group: str, max_concurrent: int
 ) -> dict[str, str]:
@@ -96,9 +63,6 @@ def run_trials(
     Trial ``t`` writes its run into ``out_dir / t.name``, named ``t.name`` in W&B group ``group``. What
     an earlier command left in ``out_dir`` is kept, resumed or moved aside (:mod:`mfed.sweeps.continuation`).
     """
-    import ray
-    from ray import tune
-
     from mfed.sweeps.continuation import find_earlier
 
     earlier = find_earlier(trials, base, out_dir, group)  # before Ray starts: other settings stop the command here
@@ -108,6 +72,11 @@ def run_trials(
     if not trials:
         return {}
     init_ray()
+    import ray
+    from ray import tune
+
+    from mfed.sweeps.progress import TrialLines
+
     total = float(ray.cluster_resources().get("CPU", 0))
     cpus = cpus_per_actor(trials, total, max_concurrent)
     per_trial = per_trial_cpus(trials, total, max_concurrent)
