@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
 
@@ -186,26 +184,35 @@ def run_sampled(command: list[str], every_s: float = 0.2, env: dict[str, str] | 
     return proc.returncode, out, peak[0]
 
 
+# A process holding a Ray cluster until its stdin closes; `ray stop` would end every Ray on the machine.
+HOLD_CLUSTER = """
+import sys, ray
+context = ray.init(address="local", num_cpus=int(sys.argv[1]), include_dashboard=False)
+print(context.address_info["gcs_address"], flush=True)
+sys.stdin.read()
+"""
+
+
 @contextlib.contextmanager
 def running_cluster() -> Iterator[dict[str, str]]:
-    """A local Ray cluster started beforehand (``ray start --head``), as on a cluster or in a benchmark's later runs.
+    """A local Ray cluster started beforehand, as on a cluster or for a benchmark's later runs.
 
-    Yields the environment that makes a run join it (``RAY_ADDRESS``); stops it afterwards.
+    Yields the environment that makes a run join it (``RAY_ADDRESS``); ends it (and only it) afterwards.
     """
     import os
 
-    ray_cli = str(Path(sys.executable).with_name("ray"))
     env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
-    with socket.socket() as probe:  # a free port: "auto" could find another Ray running on the machine
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    start = [ray_cli, "start", "--head", f"--port={port}", f"--num-cpus={psutil.cpu_count()}",
-             "--include-dashboard=false", "--disable-usage-stats"]  # fmt: skip
-    subprocess.run(start, env=env, check=True, capture_output=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_CLUSTER, str(psutil.cpu_count())], env=env, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+    assert holder.stdin is not None and holder.stdout is not None
     try:
-        yield {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}
+        address = holder.stdout.readline().strip()
+        if not address:
+            raise SystemExit("ray-joined: the cluster did not start")
+        yield {**env, "RAY_ADDRESS": address}
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], env=env, check=False, capture_output=True)
+        holder.stdin.close()
+        holder.wait(timeout=120)
 
 
 def measure(system: str, rounds: int, overrides: list[str]) -> dict:
