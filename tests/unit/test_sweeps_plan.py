@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -54,3 +57,14 @@ def test_pooled_trials_get_one_bundle_per_actor_not_per_client():
     assert actor_layout(Trial("c", (), 5, per_actor="auto"), cpus_per_trial=8.0) == (1, 5)  # at most one per client
     share = cpus_per_actor([auto, k64], total_cpus=2.0, max_concurrent=2)
     assert share == 0.19 and 0.01 + 5 * share <= 1.0  # the largest trial (5 actors) fits its 1-CPU share
+
+
+def test_sweeps_import_ray_only_once_they_start_it():
+    # The embedded Ray chooses its authentication mode before Ray is first imported (or Ray warns):
+    # nothing a sweep or benchmark loads before init_ray may import it
+    code = (
+        "import sys; import mfed.cli, mfed.sweeps.schedule, mfed.sweeps.benchmark, mfed.sweeps.sweep, "
+        "mfed.sweeps.continuation; print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
