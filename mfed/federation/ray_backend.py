@@ -50,6 +50,15 @@ def actor_count(n_clients: int, clients_per_actor: int | str, total_cpus: float)
     return math.ceil(n_clients / int(clients_per_actor))
 
 
+def _root_cause(err: BaseException) -> str:
+    """The last line of the innermost exception behind ``err``: Ray wraps why a join failed, traceback and all."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    lines = str(err).strip().splitlines()
+    last = lines[-1].strip() if lines else type(err).__name__
+    return last if len(last) <= 300 else last[:297] + "..."
+
+
 class _RayHost(ClientHost):
     """A :class:`ClientHost` as a Ray actor, which can say which node it runs on."""
 
@@ -135,7 +144,15 @@ class RayBackend:
         if address:
             import ray
 
-            ray.init(address=address, log_to_driver=True)
+            try:
+                ray.init(address=address, log_to_driver=True)
+            except ConnectionError as err:  # unreachable, or a token cluster joined without its token
+                key = "backend.address" if self.address else "RAY_ADDRESS"
+                raise ValueError(
+                    f"{key}={address}: cannot join the Ray cluster there ({_root_cause(err)}); check the address, "
+                    "and for a cluster with token authentication export RAY_AUTH_MODE=token with its token "
+                    "(README: Ray clusters)"
+                ) from None
         else:
             from mfed.federation.local_ray import init_local_ray
 

@@ -89,6 +89,33 @@ def test_resources_that_cannot_fit_are_refused_before_ray_or_wandb_start(
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("given", ["env", "config"])
+def test_a_cluster_that_cannot_be_joined_is_one_line_naming_where_and_why(capsys, tmp_path, monkeypatch, given):
+    # Ray's own failure, as a token cluster joined without its token gives it: a ConnectionError
+    # whose cause holds a traceback's text ending in the reason
+    import ray
+
+    def refuse(*args, **kwargs):
+        try:
+            raise RuntimeError("Failed to connect to GCS. Traceback (most recent call last):\n  File ...\n"
+                               "ray.exceptions.AuthenticationError: InvalidAuthToken")  # fmt: skip
+        except RuntimeError as err:
+            raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.9:6379") from err
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # (a session-wide test cluster may run)
+    monkeypatch.setattr(ray, "init", refuse)
+    where = ["backend.address=10.0.0.9:6379"] if given == "config" else []
+    if given == "env":
+        monkeypatch.setenv("RAY_ADDRESS", "10.0.0.9:6379")
+    code = main(["train", *TINY, "backend=ray", "logger=none", *where, f"out_dir={tmp_path / 'run'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    key = "backend.address" if given == "config" else "RAY_ADDRESS"
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"mfed: {key}=10.0.0.9:6379: cannot join the Ray cluster there "
+                             "(ray.exceptions.AuthenticationError: InvalidAuthToken); ")  # fmt: skip
+    assert "export RAY_AUTH_MODE=token" in err[0] and not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
