@@ -3,7 +3,8 @@
 Giving ``mfed benchmark`` (or ``mfed sweep``) the ``out_dir`` of an earlier, stopped command with
 the same settings picks up where it stopped, trial by trial:
 
-- a trial whose folder holds a completed run is **kept**: read into the report, not rerun;
+- a trial whose folder holds a finished run (completed, or diverged: a result too) is **kept**:
+  read into the report, not rerun;
 - one that stopped with a checkpoint (interrupted, failed or killed part way) **resumes** from it;
 - one that left no checkpoint is **moved aside** to ``<name>.earlier-<k>`` and runs afresh;
 - a folder with **other settings** stops the command before Ray starts, naming the trial and the
@@ -24,12 +25,13 @@ from omegaconf import OmegaConf
 
 from mfed.sweeps.plan import Trial, trial_overrides
 
+FINISHED = ("completed", "diverged")  # a run's final outcomes; interrupted and failed runs go on
 IGNORED = ("out_dir", "resume", "backend", "logger", "storage")  # where and how a run ran, not what it computes
 
 
 @dataclass
 class Earlier:
-    """What an out_dir already holds of the planned trials: kept (completed), resumed, or moved aside."""
+    """What an out_dir already holds of the planned trials: kept (finished), resumed, or moved aside."""
 
     kept: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
@@ -73,7 +75,7 @@ def find_earlier(trials: Sequence[Trial], base: Sequence[str], out_dir: Path, gr
             )
     for t in found:
         folder = out_dir / t.name
-        if _status(folder) == "completed":
+        if _status(folder) in FINISHED:
             earlier.kept.append(t.name)
         elif (folder / "checkpoint.pt").is_file() and (folder / "config.yaml").is_file():
             earlier.resumed.append(t.name)

@@ -33,9 +33,12 @@ def leave(out_dir, trial, *, status=None, checkpoint=False, config=True, changes
 
 
 def test_completed_runs_are_kept_stopped_ones_resume_and_leftovers_move_aside(tmp_path):
-    # Prepare: five planned trials; the out_dir holds four of them in different states, one not at all
-    done, stopped, killed, failed, fresh = plan = trials("done", "stopped", "killed", "failed", "fresh")
+    # Prepare: six planned trials; the out_dir holds five of them in different states, one not at all
+    done, diverged, stopped, killed, failed, fresh = plan = trials(
+        "done", "diverged", "stopped", "killed", "failed", "fresh"
+    )
     leave(tmp_path, done, status="completed", changes=["logger=wandb", "backend.num_cpus_per_client=2"])
+    leave(tmp_path, diverged, status="diverged", checkpoint=True)  # an outcome too: not run again
     leave(tmp_path, stopped, status="interrupted", checkpoint=True)
     leave(tmp_path, killed, checkpoint=True)  # no summary: the process was killed part way
     leave(tmp_path, failed, status="failed", config=False)  # failed before its config was written
@@ -43,12 +46,12 @@ def test_completed_runs_are_kept_stopped_ones_resume_and_leftovers_move_aside(tm
     # Execute
     earlier = find_earlier(plan, BASE, tmp_path, "g")
     # Assert: where and how a run ran (logger, backend) is no difference
-    assert earlier.kept == ["done"] and earlier.resumed == ["stopped", "killed"]
+    assert earlier.kept == ["done", "diverged"] and earlier.resumed == ["stopped", "killed"]
     assert earlier.moved == {"failed": str(tmp_path / "failed.earlier-2")}
     assert not (tmp_path / "failed").exists() and (tmp_path / "failed.earlier-2" / "console.log").is_file()
     assert (tmp_path / "done" / "summary.json").is_file() and (tmp_path / "stopped" / "checkpoint.pt").is_file()
     assert earlier.line(tmp_path) == (
-        f"continuing in {tmp_path}: 1 kept, 2 resumed from their checkpoints, "
+        f"continuing in {tmp_path}: 2 kept, 2 resumed from their checkpoints, "
         "1 without a checkpoint moved aside to <trial>.earlier-<k>"
     )
     assert find_earlier([fresh], BASE, tmp_path / "new", "g").line(tmp_path / "new") is None
