@@ -66,8 +66,9 @@ def run_trials(
     from mfed.sweeps.continuation import find_earlier
 
     earlier = find_earlier(trials, base, out_dir, group)  # before Ray starts: other settings stop the command here
-    if earlier.line(out_dir):
-        print(earlier.line(out_dir), flush=True)
+    found = earlier.line(out_dir)
+    if found:
+        print(found, flush=True)
     trials = [t for t in trials if t.name not in earlier.kept]
     if not trials:
         return {}
