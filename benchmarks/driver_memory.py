@@ -4,7 +4,7 @@ Each measurement runs in its own process. It builds the default run's model (``m
 with the given overrides), then aggregates one M-Fed round of N synthetic updates (the model's
 own tensors plus noise, tasks in turn, the keys and sizes a real client sends):
 
-- ``streamed``: each update is made, folded in (``Strategy.aggregation(...).add``) and dropped,
+- ``streamed``: each update is made, folded in (``Pipeline(strategy).round(...).add``) and dropped,
   which is what the driver does with results as they arrive;
 - ``batched``: every update is made and kept, then ``Strategy.aggregate`` runs over the list
   (what a driver that waits for the whole round holds).
@@ -32,6 +32,8 @@ import sys
 import time
 
 import psutil
+
+from mfed.aggregation.fold import Pipeline, aggregate
 
 
 def child(mode: str, n: int, overrides: list[str]) -> None:
@@ -65,17 +67,17 @@ def child(mode: str, n: int, overrides: list[str]) -> None:
 
     start = time.perf_counter()
     if mode in ("straggler", "unbounded"):
-        fold = strategy.aggregation(state)
+        fold = Pipeline(strategy).round(state)
         for u in straggling(n, update, lambda i: f"{tasks[i % len(tasks)]}-{i}", unbounded=mode == "unbounded"):
             sampled(fold.add(u))
         result = sampled(fold.result()[0])
     elif mode == "streamed":
-        fold = strategy.aggregation(state)
+        fold = Pipeline(strategy).round(state)
         for i in range(n):
             sampled(fold.add(update(i)))
         result = sampled(fold.result()[0])
     else:
-        result = sampled(strategy.aggregate(state, sampled([sampled(update(i)) for i in range(n)])))
+        result = sampled(aggregate(strategy, state, sampled([sampled(update(i)) for i in range(n)])))
     seconds = time.perf_counter() - start
     peak -= before
     checksum = float(sum(t.double().sum() for t in result["global"].values()))

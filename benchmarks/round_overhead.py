@@ -31,6 +31,8 @@ from collections.abc import Iterator
 
 import psutil
 
+from mfed.aggregation.fold import aggregate
+
 
 def tree_rss(pid: int) -> int:
     """Resident bytes of ``pid`` and all its descendants."""
@@ -105,7 +107,7 @@ def plain_rounds(cfg, rounds: int) -> tuple[float, list[float], float]:
                     optimizer.step()
             trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
             updates.append(ClientUpdate(client_id, spec.tasks[0], len(data[client_id][0]), trained))  # type: ignore[arg-type]
-        state = strategy.aggregate(state, updates)
+        state = aggregate(strategy, state, updates)
         evaluations = []
         for spec in driver.specs:
             task, model = setup.tasks[spec.tasks[0]], models[spec.client_id]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from datetime import datetime
@@ -12,19 +11,11 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
-ENV_VAR = "MFED_CONFIG_DIR"
-
-
-def config_dir() -> Path:
-    """The configs folder: ``$MFED_CONFIG_DIR``, else ``configs/`` beside the package."""
-    env = os.environ.get(ENV_VAR)
-    path = Path(env) if env else Path(__file__).resolve().parents[1] / "configs"
-    if not (path / "config.yaml").is_file():
-        raise FileNotFoundError(
-            f"no config.yaml in {path}: install mfed from its repository (pip install -e .) "
-            f"or set {ENV_VAR} to the repository's configs/ folder"
-        )
-    return path
+from mfed.config_dir import ENV_VAR as ENV_VAR  # re-exported: mfed.config.ENV_VAR was defined here
+from mfed.config_dir import config_dir
+from mfed.schema.checker import MOVED
+from mfed.schema.errors import ConfigError, did_you_mean
+from mfed.schema.paths import check_uri
 
 
 def load_config(overrides: Sequence[str] = (), name: str = "config") -> DictConfig:
@@ -35,8 +26,6 @@ def load_config(overrides: Sequence[str] = (), name: str = "config") -> DictConf
         try:
             return compose(config_name=name, overrides=list(overrides))
         except ConfigCompositionException as err:
-            from mfed.schema.errors import ConfigError  # mfed.schema imports this module
-
             hint = _unknown_argument(str(err), overrides, name)
             if hint is None:
                 raise
@@ -53,9 +42,6 @@ def _unknown_argument(message: str, overrides: Sequence[str], name: str) -> str 
     import inspect
 
     from hydra.utils import get_class
-
-    from mfed.schema.checker import MOVED
-    from mfed.schema.errors import did_you_mean
 
     match = re.match(r"Could not override '([^']+)'", message)
     if match is None or match.group(1) in MOVED:
@@ -146,7 +132,6 @@ def first_difference(
 def _saved_config(resume: str) -> DictConfig | None:
     """The resumed run's config.yaml; ``None`` where there is no run at all (the schema names that)."""
     from mfed.federation.rundir import is_uri, join, read_text, run_dir_of
-    from mfed.schema.paths import check_uri
 
     if is_uri(resume):
         check_uri("resume", resume, write=False)

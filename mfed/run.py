@@ -18,6 +18,7 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mfed.aggregation.base import Strategy
+from mfed.aggregation.fold import Pipeline
 from mfed.federation.backends import ClientSetup
 from mfed.federation.checkpointing import Checkpointer, load_checkpoint
 from mfed.federation.client import ClientConfig
@@ -144,6 +145,46 @@ def kinds_per_scope(strategy: Strategy, specs: Sequence[ClientSpec], fraction: f
     return {s: {k: max(1, round(n * fraction)) for k, n in c.items()} for s, c in strategy.members(specs).items()}
 
 
+def build_fold(cfg: DictConfig) -> Pipeline:
+    """The round's fold: the strategy (``aggregation``) with ``defences``, ``privacy`` and ``server_optimizer``.
+
+    A combination whose stages cannot hold together is refused here, in one line naming both keys,
+    before any data is read or client started (:mod:`mfed.aggregation.contract`).
+    """
+    server_optimizer = instantiate(cfg.server_optimizer) if cfg.get("server_optimizer") is not None else None
+    return Pipeline(instantiate(cfg.aggregation), instantiate(cfg.defences), instantiate(cfg.privacy), server_optimizer)
+
+
+UNFINGERPRINTED = (  # what a resume may change: where and how the run executes, logs and is evaluated
+    "out_dir", "storage", "name", "group", "resume", "logger", "backend", "sweep", "benchmark", "federation.rounds",
+    "federation.eval_every", "federation.eval_fraction", "federation.min_clients", "federation.max_retries",
+    "federation.round_timeout_s", "federation.torch_threads", "federation.accelerator",
+)  # fmt: skip
+
+
+def run_settings(cfg: DictConfig) -> dict[str, Any]:
+    """Every configured value that defines the run, by dotted key: what a resume must match (its fingerprint).
+
+    Derived from the config, never listed by hand: every hyperparameter, ``data.*``, the partition,
+    the defences' thresholds, the seed. Left out: :data:`UNFINGERPRINTED` (where it runs, how it
+    logs, how far it goes and how it is evaluated).
+    """
+    container = OmegaConf.to_container(cfg, resolve=True)
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, path: str) -> None:
+        if path and (path in UNFINGERPRINTED or path.split(".")[0] in UNFINGERPRINTED):
+            return
+        if isinstance(node, dict) and node:  # plain values first: a resume names seed, not what interpolates it
+            for key, value in sorted(node.items(), key=lambda item: isinstance(item[1], dict)):
+                walk(value, f"{path}.{key}" if path else str(key))
+        else:
+            flat[path] = node
+
+    walk(container, "")
+    return flat
+
+
 def run_name(cfg: DictConfig, strategy: Strategy) -> str:
     """``cfg.name``, else a readable one: strategy, task mix, seed."""
     return cfg.get("name") or f"{strategy.name}-{cfg.get('mix_name', 'custom')}-s{cfg.seed}"
@@ -193,13 +234,12 @@ def build(cfg: DictConfig) -> Driver:
     """Build every object of a run from ``cfg`` and check that they fit; start nothing."""
     check_config(cfg)  # unknown keys, wrong types, resume, out_dir: one line naming the key
     tasks = build_tasks(cfg)
-    strategy: Strategy = instantiate(cfg.aggregation).with_defences(instantiate(cfg.defences))
-    privacy = instantiate(cfg.privacy)
-    strategy.with_privacy(privacy)
+    fold = build_fold(cfg)
+    strategy, privacy = fold.strategy, fold.privacy
     name_run(cfg, strategy)
     pool = instantiate(cfg.data.pool)
     specs = build_specs(cfg, tasks, pool)
-    for line in strategy.defences.check_counts(kinds_per_scope(strategy, specs, float(cfg.federation.fraction))):
+    for line in fold.defences.check_counts(kinds_per_scope(strategy, specs, float(cfg.federation.fraction))):
         log.warning("an attacker is not bounded in %s", line)
     if privacy is not None:  # denominators, the calibrated noise, the budget: refused before anything starts
         privacy.bind(strategy.members(specs), len(specs), float(cfg.federation.fraction), int(cfg.federation.rounds))
@@ -223,7 +263,7 @@ def build(cfg: DictConfig) -> Driver:
     backend = instantiate(cfg.backend)
     backend.check(len(specs))  # resources that cannot fit are refused before anything starts
     driver = Driver(
-        strategy=strategy, backend=backend, tasks=tasks, specs=specs, setup=setup,
+        fold=fold, backend=backend, tasks=tasks, specs=specs, setup=setup, settings=run_settings(cfg),
         model=model, rounds=int(fed.rounds), fraction=float(fed.fraction), eval_every=int(fed.eval_every),
         eval_fraction=float(fed.get("eval_fraction", 1.0)),
         seed=int(cfg.seed), min_clients=float(fed.min_clients), max_retries=int(fed.max_retries),

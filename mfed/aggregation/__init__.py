@@ -1,4 +1,4 @@
-"""Aggregation: pure averaging functions and one strategy per file."""
+"""Aggregation: one strategy per file (the route of a round's fold), the fold's stages, pure functions."""
 
 from mfed.aggregation.base import Strategy
 from mfed.aggregation.centralised import Centralised
@@ -8,11 +8,12 @@ from mfed.aggregation.fedavg_all import FedAvgAll
 from mfed.aggregation.fedhca2 import FedHCA2
 from mfed.aggregation.fedprox import FedProx
 from mfed.aggregation.fedrep import FedRep
+from mfed.aggregation.fold import Fold, Pipeline, aggregate
 from mfed.aggregation.local import Local
 from mfed.aggregation.mfed import MFed
 from mfed.aggregation.mfed_ca import MFedCA
 
 __all__ = [
-    "Centralised", "Ditto", "FedAvgAll", "FedAvgPerTask", "FedHCA2", "FedProx", "FedRep", "Local", "MFed", "MFedCA",
-    "Strategy",
+    "Centralised", "Ditto", "FedAvgAll", "FedAvgPerTask", "FedHCA2", "FedProx", "FedRep", "Fold", "Local", "MFed",
+    "MFedCA", "Pipeline", "Strategy", "aggregate",
 ]  # fmt: skip

@@ -2,34 +2,36 @@
 
 The server state is a dict of scopes (:data:`mfed.types.ServerState`). A client loads the scopes
 ``global``, ``task:<t>`` for each task it holds, ``personal:<its id>`` and ``client:<its id>``,
-restricted to the keys its model has, and keeps nothing else. ``server`` is the strategy's own:
-checkpointed and screened, never sent. A strategy decides which scopes exist.
+restricted to the keys its model has, and keeps nothing else. ``server`` holds the fold's stages'
+own state, each under its namespace: checkpointed and screened, never sent. A strategy decides
+which scopes exist.
 
 The protocol, round by round (the driver calls it; clients and the driver never name a strategy):
 
 1. :meth:`Strategy.configure_round` says what each sampled client does this round: its local
    steps (:class:`~mfed.types.LocalStep`), which may depend on the round and the client.
-2. Each accepted update folds into :meth:`Strategy.aggregation`, a round of
-   :class:`~mfed.aggregation.streaming.Aggregation` given the round and a generator seeded from
-   (run seed, round); by default its parts go where :meth:`Strategy.targets` says.
-3. The round's ``result()`` is the next state and metrics (logged as ``agg/<name>``).
+2. Each accepted update folds into the round's fold (:mod:`mfed.aggregation.fold`): route ->
+   bound -> combine -> server step. The strategy is the route (:meth:`Strategy.route`, by default
+   where :meth:`Strategy.targets` says) and may bring a combine (:meth:`Strategy.combine`) or server
+   steps (:meth:`Strategy.server_steps`) of its own; defences, privacy and the server optimiser are
+   stages from their own config groups, and work with every strategy that allows them.
+3. The fold's result is the next state and the round's metrics (logged as ``agg/<name>``).
 
-Defences (clipping, robust rules) are not a strategy's: they are declared once
-(:class:`~mfed.aggregation.defences.Defences`, config group ``defences``) and wrap the fold of
-every averaging strategy.
+What a strategy allows is what it declares (:meth:`Strategy.declaration`,
+:mod:`mfed.aggregation.contract`): no flag of a strategy is read by another stage.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-from mfed.aggregation.defences import Defences
-from mfed.aggregation.functional import WEIGHTINGS
-from mfed.aggregation.privacy import DifferentialPrivacy
-from mfed.aggregation.streaming import Aggregation
+from mfed.aggregation.contract import ROUTED, Declaration
+from mfed.aggregation.functional import WEIGHTINGS, select
+from mfed.aggregation.stages import Combine, Parts, ServerStep, settings_of
 from mfed.models.multitask import MultiTaskModel
 from mfed.types import PARTS, ClientSpec, ClientUpdate, LocalStep, ServerState
 
@@ -38,7 +40,7 @@ Plan = dict[str, tuple[LocalStep, ...]]
 
 
 class Strategy(ABC):
-    """Base class of aggregation strategies.
+    """Base class of aggregation strategies: the route of a round's fold, and what its clients do.
 
     Args:
         weighting: ``examples`` (weights n_k / sum n_j) or ``uniform``.
@@ -46,24 +48,10 @@ class Strategy(ABC):
 
     Attributes:
         name: The strategy's name in run names and reports.
-        prox_mu: Strength of the proximal term(s) its clients' steps add (0 = none); part of the
-            strategy's identity (its ``repr``, which a resume must match).
-        pooled: The model is trained on every client's training data pooled, where the driver
-            runs (:mod:`mfed.federation.pooled`); the clients only score it.
-        averages: It averages clients' updates (so defences apply); ``False`` for Local and the
-            centralised reference.
-        defences: Clipping and robust rules wrapping its fold (:meth:`with_defences`).
 
     """
 
     name: str = "strategy"
-    prox_mu: float = 0.0
-    pooled: bool = False  # True: trained centrally on the pooled data (the reference row), not by clients
-    averages: bool = True
-    defences: Defences = Defences()
-    privacy: DifferentialPrivacy | None = None
-    soups_decoders: bool = False  # several decoders of one client fold into one scope (fedavg_all)
-    combines: str | None = None  # how it combines updates where that is not a mean: defences and DP refuse it
 
     def __init__(self, weighting: str = "examples", name: str | None = None) -> None:
         if weighting not in WEIGHTINGS:
@@ -74,44 +62,48 @@ class Strategy(ABC):
                 raise ValueError(f"aggregation.name must be letters, digits, _ or -, got {name!r}")
             self.name = name
 
-    def with_defences(self, defences: Defences) -> Strategy:
-        """Wrap this strategy's fold in ``defences``; refused (naming the keys) where it averages nothing."""
-        keys = " and ".join(f"defences.{k}" for k in defences.active)
-        if defences.active and not self.averages:
-            raise ValueError(f"{keys} cannot apply to aggregation={self.name}: it averages no update; unset them")
-        if defences.active and self.combines:
-            raise ValueError(
-                f"{keys} cannot apply to aggregation={self.name}: it combines updates by {self.combines}, not a "
-                "mean, so no rule bounds an attacker's pull; unset them (update screening still applies)"
-            )
-        self.defences = defences
-        return self
+    def declaration(self) -> Declaration:
+        """What the strategy gives the other stages (by default: updates routed into shared scopes)."""
+        return Declaration(f"aggregation={self.name}", gives=ROUTED)
 
-    def with_privacy(self, privacy: DifferentialPrivacy | None) -> Strategy:
-        """Wrap this strategy's fold in client-level DP; refused (naming the keys) where it would void the guarantee."""
-        if privacy is None:
-            return self
-        if not self.averages:
-            raise ValueError(
-                f"privacy=dp cannot apply to aggregation={self.name}: it averages no update; use privacy=null"
-            )
-        if self.combines:
-            raise ValueError(
-                f"privacy=dp cannot apply to aggregation={self.name}: it combines updates by {self.combines}, "
-                "whose sensitivity the accountant does not bound; use privacy=none"
-            )
-        if self.defences.robust is not None:
-            raise ValueError(
-                f"privacy=dp with defences.robust={self.defences.robust}: an order statistic's sensitivity is not "
-                "bounded by the clipping the accountant assumes; unset defences.robust"
-            )
-        if "decoder" in privacy.parts and self.soups_decoders:
-            raise ValueError(
-                f"privacy.parts=[..., decoder] with aggregation={self.name}: a client holding several tasks adds "
-                "several decoders to one soup, beyond the bound of one client; protect the encoder only"
-            )
-        self.privacy = privacy
-        return self
+    def route(self, update: ClientUpdate, state: ServerState) -> Parts:
+        """``(scope, part)`` for each part of ``update`` that folds into a scope (by default its :meth:`targets`).
+
+        Args:
+            update: An accepted update.
+            state: The state the round's clients were sent.
+
+        """
+        parts: Parts = []
+        for scope, prefixes in self.targets(update.tasks):
+            part = select(update.state, prefixes)
+            if part:  # nothing of this update goes there (e.g. no decoder parameter is shared)
+                parts.append((scope, part))
+        return parts
+
+    def view(self, state: ServerState) -> ServerState:
+        """The state as the fold sees it (a strategy may add fold-only scopes); by default the state itself."""
+        return state
+
+    def unview(self, view: ServerState, state: ServerState) -> ServerState:
+        """The next server state from the fold's next ``view`` (``state``: the one the round started from)."""
+        return view
+
+    def combine(self) -> Combine | None:
+        """A combine of the strategy's own, in place of the mean (``None``: the mean, or a robust rule)."""
+        return None
+
+    def server_steps(self) -> list[ServerStep]:
+        """Server steps of the strategy's own, run before a configured server optimiser."""
+        return []
+
+    def trainer(self, specs: Sequence[ClientSpec], setup: Any, seed: int) -> Any:
+        """Where the model trains when not on the clients (the centralised reference's pooled data); ``None``: there."""
+        return None
+
+    def settings(self) -> dict[str, Any]:
+        """Its hyperparameters (every public attribute), for the resume fingerprint and the run's info."""
+        return settings_of(self)
 
     @property
     def steps(self) -> tuple[LocalStep, ...]:
@@ -154,25 +146,6 @@ class Strategy(ABC):
                 kinds[spec.kind] = kinds.get(spec.kind, 0) + 1
         return counts
 
-    def aggregation(self, state: ServerState, round_idx: int = 0, rng: torch.Generator | None = None) -> Aggregation:
-        """A new round from ``state``: fold in the accepted updates one by one, then take its result."""
-        return Aggregation(self, state, round_idx, rng)
-
-    def aggregate(
-        self,
-        state: ServerState,
-        updates: Sequence[ClientUpdate],
-        round_idx: int = 0,
-        rng: torch.Generator | None = None,
-    ) -> ServerState:
-        """The next server state from the current one and this round's updates, folded in order."""
-        round_ = self.aggregation(state, round_idx, rng)
-        for update in updates:
-            round_.add(update)
-        return round_.result()[0]
-
     def __repr__(self) -> str:
-        dp = self.privacy.describe() if self.privacy is not None else ""
-        return (
-            f"{type(self).__name__}(weighting={self.weighting!r}, prox_mu={self.prox_mu}{self.defences.describe()}{dp})"
-        )
+        items = ", ".join(f"{k}={v!r}" for k, v in self.settings().items() if k != "type")
+        return f"{type(self).__name__}({items})"

@@ -16,8 +16,10 @@ is. No model is exchanged: the bytes up and down are zero (the data moved instea
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from mfed.aggregation.base import Strategy
+from mfed.aggregation.contract import FOLDS, Declaration
 from mfed.aggregation.functional import encoder_and_decoders
 from mfed.models.multitask import MultiTaskModel
 from mfed.types import ServerState
@@ -34,14 +36,23 @@ class Centralised(Strategy):
     """
 
     name = "centralised"
-    pooled = True
-    averages = False
 
     def __init__(self, budget: str = "client", name: str | None = None) -> None:
         super().__init__(name=name)
         if budget not in ("client", "pooled"):
             raise ValueError(f"aggregation.budget must be client or pooled, got {budget!r}")
         self.budget = budget
+
+    def declaration(self) -> Declaration:
+        """Routes nothing: the model trains on the pooled data, no update is averaged."""
+        why = "trains on the pooled data and averages no update"
+        return Declaration(f"aggregation={self.name}", lacks={FOLDS: why})
+
+    def trainer(self, specs: Sequence[Any], setup: Any, seed: int) -> Any:
+        """The pooled trainer (:mod:`mfed.federation.pooled`) that runs each round in the driver's process."""
+        from mfed.federation.pooled import PooledTraining  # imports Lightning: only for this strategy
+
+        return PooledTraining(specs, setup, seed, self.budget)
 
     def init_state(self, model: MultiTaskModel) -> ServerState:
         """The encoder, and one decoder per task: the layout every client loads its model from."""
@@ -50,6 +61,3 @@ class Centralised(Strategy):
     def targets(self, tasks: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
         """Nothing: no client update is averaged."""
         return []
-
-    def __repr__(self) -> str:
-        return f"Centralised(budget={self.budget!r})"

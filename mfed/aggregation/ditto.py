@@ -56,7 +56,3 @@ class Ditto(FedAvgPerTask):
             name="personal",
         )
         return (LocalStep(sends=PARTS), personal)
-
-    def __repr__(self) -> str:
-        text = super().__repr__()
-        return text[:-1] + f", personal_epochs={self.personal_epochs})" if self.personal_epochs else text

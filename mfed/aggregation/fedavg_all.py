@@ -12,13 +12,12 @@ its weight, and its encoder once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-
-import torch
+from collections.abc import Sequence
 
 from mfed.aggregation.base import Strategy
+from mfed.aggregation.contract import ROUTED, Declaration, bounded
 from mfed.aggregation.functional import encoder_and_decoders, select
-from mfed.aggregation.streaming import Aggregation
+from mfed.aggregation.stages import Parts
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
 from mfed.types import ClientUpdate, ServerState, State, global_scope, task_scope
 
@@ -52,6 +51,9 @@ def soups(state: ServerState) -> list[tuple[list[str], set[str]]]:
 class FedAvgAll(Strategy):
     """Cross-task FedAvg: the encoder and the decoders' architecture-compatible parameters over all clients.
 
+    The fold sees each soup's parameters, of all its tasks, as one scope ``soup:<i>`` (its
+    :meth:`view`); the task scopes keep only their own parameters there.
+
     Args:
         weighting: ``examples`` or ``uniform``.
         name: Run and report name (see :class:`Strategy`).
@@ -59,7 +61,11 @@ class FedAvgAll(Strategy):
     """
 
     name = "fedavg_all"
-    soups_decoders = True
+
+    def declaration(self) -> Declaration:
+        """Routes into shared scopes; a client holding several tasks puts several decoders into one soup."""
+        why = "adds a client's decoders for several tasks to one soup, beyond the bound of one client"
+        return Declaration(f"aggregation={self.name}", gives=ROUTED, voids={bounded("decoder"): why})
 
     def init_state(self, model: MultiTaskModel) -> ServerState:
         """The encoder and one decoder per task, whose soup parameters all start as their soup's first task's."""
@@ -75,54 +81,55 @@ class FedAvgAll(Strategy):
         """The encoder into ``global``, each decoder into its task's scope (its soup part is taken out in the fold)."""
         return [(global_scope(), (ENCODER_PREFIX,)), *((task_scope(t), (decoder_prefix(t),)) for t in tasks)]
 
-    def aggregation(self, state: ServerState, round_idx: int = 0, rng: torch.Generator | None = None) -> Aggregation:
-        """A round that folds each soup's parameters, from every task of the soup, into one."""
-        return _SoupRound(self, state, round_idx, rng)
-
-
-class _SoupRound(Aggregation):
-    """:class:`Aggregation` over a view where each soup's parameters, of all its tasks, are one scope."""
-
-    def __init__(
-        self, strategy: Strategy, state: ServerState, round_idx: int = 0, rng: torch.Generator | None = None
-    ) -> None:
-        self.real = state
-        self.soup_of = {t: (i, keys) for i, (tasks, keys) in enumerate(soups(state)) for t in tasks}
+    def view(self, state: ServerState) -> ServerState:
+        """Each task scope split into its own parameters and its soup's, under ``soup:<i>`` (as ``decoders.*.k``)."""
+        groups = _Soups(state)
         view = {s: v for s, v in state.items() if not s.startswith("task:")}
         for scope, tensors in state.items():
             if scope.startswith("task:"):
-                soup, heads = self._split(scope.removeprefix("task:"), tensors)
+                task = scope.removeprefix("task:")
+                soup, heads = groups.split(task, tensors)
                 view[scope] = heads
                 if soup:
-                    view[soup_scope(self.soup_of[scope.removeprefix("task:")][0])] = soup
-        super().__init__(strategy, view, round_idx, rng)
+                    view[soup_scope(groups.index[task][0])] = soup
+        return view
 
-    def _split(self, task: str, tensors: State) -> tuple[State, State]:
-        """``task``'s decoder tensors as its soup part (named ``decoders.*.k``) and the rest (its own)."""
-        prefix, keys = decoder_prefix(task), self.soup_of.get(task, (0, set()))[1]
-        soup = {SOUP_PREFIX + k[len(prefix) :]: v for k, v in tensors.items() if k[len(prefix) :] in keys}
-        return soup, {k: v for k, v in tensors.items() if k[len(prefix) :] not in keys}
-
-    def contributions(self, update: ClientUpdate) -> Iterator[tuple[str, State]]:
+    def route(self, update: ClientUpdate, state: ServerState) -> Parts:
         """The encoder into ``global``; each decoder's soup part into its soup, the rest into its task's scope."""
+        groups = _Soups(state)
+        parts: Parts = []
         encoder = select(update.state, [ENCODER_PREFIX])
         if encoder:
-            yield global_scope(), encoder
+            parts.append((global_scope(), encoder))
         for task in update.tasks:
-            soup, own = self._split(task, select(update.state, [decoder_prefix(task)]))
+            soup, own = groups.split(task, select(update.state, [decoder_prefix(task)]))
             if own:
-                yield task_scope(task), own
+                parts.append((task_scope(task), own))
             if soup:
-                yield soup_scope(self.soup_of[task][0]), soup
+                parts.append((soup_scope(groups.index[task][0]), soup))
+        return parts
 
-    def result(self) -> tuple[ServerState, dict[str, float]]:
-        """Every task's decoder: its own parameters (its task's mean) and its soup's, named back."""
-        view, metrics = super().result()
+    def unview(self, view: ServerState, state: ServerState) -> ServerState:
+        """Every task's decoder: its own parameters and its soup's, named back."""
+        groups = _Soups(state)
         new = {s: v for s, v in view.items() if not s.startswith(("task:", "soup:"))}
-        for scope in self.real:
+        for scope in state:
             if scope.startswith("task:"):
                 task = scope.removeprefix("task:")
-                prefix, mixed = decoder_prefix(task), view.get(soup_scope(self.soup_of.get(task, (-1,))[0]), {})
+                prefix, mixed = decoder_prefix(task), view.get(soup_scope(groups.index.get(task, (-1,))[0]), {})
                 soup = {prefix + k[len(SOUP_PREFIX) :]: v for k, v in mixed.items()}
-                new[scope] = {**self.real[scope], **view[scope], **soup}
-        return new, metrics
+                new[scope] = {**state[scope], **view[scope], **soup}
+        return new
+
+
+class _Soups:
+    """Which soup each task's decoder belongs to, and the soup's keys."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.index = {t: (i, keys) for i, (tasks, keys) in enumerate(soups(state)) for t in tasks}
+
+    def split(self, task: str, tensors: State) -> tuple[State, State]:
+        """``task``'s decoder tensors as its soup part (named ``decoders.*.k``) and the rest (its own)."""
+        prefix, keys = decoder_prefix(task), self.index.get(task, (0, set()))[1]
+        soup = {SOUP_PREFIX + k[len(prefix) :]: v for k, v in tensors.items() if k[len(prefix) :] in keys}
+        return soup, {k: v for k, v in tensors.items() if k[len(prefix) :] not in keys}

@@ -61,28 +61,22 @@ from torch import Tensor
 
 from mfed.aggregation.base import Strategy
 from mfed.aggregation.conflict import cagrad_coefficients, combine, gram
-from mfed.aggregation.functional import RunningMean, encoder_and_decoders, merge_scopes, update_weight
-from mfed.aggregation.streaming import Aggregation
+from mfed.aggregation.contract import MEANS, PARTS, ROUTED, Declaration, bounded
+from mfed.aggregation.functional import RunningMean, encoder_and_decoders, merge_scopes
+from mfed.aggregation.stages import Combine, Combiner, Parts, RoundContext, is_statistic
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
 from mfed.types import (
     ClientUpdate,
     ServerState,
     State,
-    client_scope,
     global_scope,
     kind_of,
     personal_scope,
-    server_scope,
     shared_scopes_of,
     task_scope,
 )
 
-STATISTICS = ("running_mean", "running_var", "num_batches_tracked")  # BatchNorm buffers: each client's own
-
-
-def is_statistic(key: str) -> bool:
-    """A BatchNorm buffer (running mean, variance or count): kept by its client, never combined."""
-    return key.endswith(STATISTICS)
+NAMESPACE = "fedhca2"  # its hyper weights, momenta and last outputs in the server scope
 
 
 def layer_of(key: str) -> str:
@@ -110,7 +104,6 @@ class FedHCA2(Strategy):
     """
 
     name = "fedhca2"
-    combines = "conflict-averse and cross-attention aggregation into personalised models"
 
     def __init__(
         self,
@@ -149,16 +142,31 @@ class FedHCA2(Strategy):
         """The encoder into ``global``, each decoder into its task's scope (their means; see the module doc)."""
         return [(global_scope(), (ENCODER_PREFIX,)), *((task_scope(t), (decoder_prefix(t),)) for t in tasks)]
 
-    def aggregation(self, state: ServerState, round_idx: int = 0, rng: torch.Generator | None = None) -> Aggregation:
-        """A round that keeps the updates until its result: the combination needs every one at once."""
-        return _Round(self, state, round_idx, rng)
+    def declaration(self) -> Declaration:
+        """Routes into shared scopes; combines whole updates by its own rule into personalised models."""
+        why = "combines whole updates into personalised models by its own rule (conflict-averse and cross-attention)"
+        return Declaration(
+            f"aggregation={self.name}", gives=ROUTED,
+            voids={PARTS: why, MEANS: why, bounded("encoder"): why, bounded("decoder"): why},
+        )  # fmt: skip
 
-    def __repr__(self) -> str:
-        return (
-            f"FedHCA2(ca_c={self.ca_c}, alpha_init={self.alpha_init}, beta_init={self.beta_init}, "
-            f"hyper={self.hyper}, group_mean={self.group_mean}, local_keys={list(self.local_keys)}, "
-            f"weighting={self.weighting!r})"
-        )
+    def combine(self) -> Combine:
+        """Its own combine: the updates kept until the round's result, which needs every one at once."""
+        return _Combine(self)
+
+
+class _Combine(Combine):
+    def __init__(self, strategy: FedHCA2) -> None:
+        self.strategy = strategy
+
+    def declaration(self) -> Declaration:
+        return self.strategy.declaration()
+
+    def settings(self) -> dict[str, object]:
+        return {"type": "FedHCA2"}  # its hyperparameters are the strategy's
+
+    def open(self, ctx: RoundContext) -> Combiner:
+        return _Round(self.strategy, ctx)
 
 
 @dataclass(frozen=True)
@@ -192,26 +200,18 @@ def _clip01(value: Tensor) -> float:
     return float(value.clamp(0.0, 1.0))
 
 
-class _Round(Aggregation):
+class _Round(Combiner):
     """One FedHCA2 round: updates kept as they arrive, combined in :meth:`result`."""
 
-    strategy: FedHCA2
-
-    def __init__(
-        self, strategy: FedHCA2, state: ServerState, round_idx: int = 0, rng: torch.Generator | None = None
-    ) -> None:
-        super().__init__(strategy, state, round_idx, rng)
+    def __init__(self, strategy: FedHCA2, ctx: RoundContext) -> None:
+        self.strategy, self.ctx, self.state, self.round = strategy, ctx, ctx.state, ctx.round
         self.clients: list[_Client] = []
 
-    def add(self, update: ClientUpdate) -> None:
-        """Keep ``update`` with the model it started from (its private state goes to its own scope)."""
+    def add(self, update: ClientUpdate, weight: float, parts: Parts) -> None:
+        """Keep ``update`` with the model it started from (the fold keeps its private state)."""
         start = merge_scopes(self.state, shared_scopes_of(update.client_id, update.tasks))
         kept = {k: v for k, v in update.state.items() if k in start}
-        weight = update_weight(update, self.strategy.weighting)
         self.clients.append(_Client(update.client_id, update.tasks, weight, {k: start[k] for k in kept}, kept))
-        if update.private:
-            self.private[client_scope(update.client_id)] = dict(update.private)
-        self.count += 1
 
     def _delta(self, c: _Client, prefix: str) -> State:
         """``c``'s update of the parameters under ``prefix`` (no BatchNorm statistics), in float64."""
@@ -221,11 +221,11 @@ class _Round(Aggregation):
             if k.startswith(prefix) and not is_statistic(k) and c.update[k].is_floating_point()
         }
 
-    def result(self) -> tuple[ServerState, dict[str, float]]:
-        """Personalised models for the round's clients, the scopes' means, the hyper weights' step."""
+    def result(self) -> ServerState:
+        """Personalised models for the round's clients, the scopes' means; the hyper weights' step kept."""
         if not self.clients:
-            return {**self.state, **self.private}, {}
-        server = dict(self.state.get(server_scope(), {}))
+            return {}
+        server = dict(self.ctx.kept(NAMESPACE))
         encoders = [self._delta(c, ENCODER_PREFIX) for c in self.clients]
         decoders = {  # by the tensors' names within the decoder (``body.0.weight``)
             (c.client_id, t): {k[len(decoder_prefix(t)) :]: v for k, v in self._delta(c, decoder_prefix(t)).items()}
@@ -243,12 +243,11 @@ class _Round(Aggregation):
         server.update(
             {f"attention/{c}/{t}/{k}": v.float() for (c, t), out in attention.items() for k, v in out.items()}
         )
-        new = dict(self.state)
-        new.update({personal_scope(cid): model for cid, model in personal.items()})
+        self.ctx.keep(NAMESPACE, server)
+        self.ctx.metrics.update(metrics)
+        new = {personal_scope(cid): model for cid, model in personal.items()}
         new.update(self._means(personal))
-        new[server_scope()] = server
-        new.update(self.private)
-        return new, metrics
+        return new
 
     def _alpha(self, server: State, client_id: str) -> Tensor:
         return server.get(f"alpha/{client_id}", torch.tensor(self.strategy.alpha_init))

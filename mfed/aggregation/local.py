@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mfed.aggregation.base import Strategy
+from mfed.aggregation.contract import FOLDS, Declaration
 from mfed.models.multitask import MultiTaskModel
 from mfed.types import PARTS, LocalStep, ServerState
 
@@ -20,7 +21,10 @@ class Local(Strategy):
     """Each client trains its own model; the server only holds it for the client."""
 
     name = "local"
-    averages = False
+
+    def declaration(self) -> Declaration:
+        """Routes nothing: no stage of the fold has anything to act on."""
+        return Declaration(f"aggregation={self.name}", lacks={FOLDS: "averages no update"})
 
     @property
     def steps(self) -> tuple[LocalStep, ...]:

@@ -63,7 +63,3 @@ class MFed(Strategy):
         """The encoder into the global scope (every client, once); each of its decoders into its task's scope."""
         decoders: list[tuple[str, tuple[str, ...]]] = [(task_scope(t), (decoder_prefix(t),)) for t in tasks]
         return decoders if self.freeze_encoder else [(global_scope(), (ENCODER_PREFIX,)), *decoders]
-
-    def __repr__(self) -> str:
-        text = super().__repr__()
-        return text[:-1] + ", freeze_encoder=True)" if self.freeze_encoder else text

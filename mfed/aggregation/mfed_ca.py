@@ -14,6 +14,12 @@ with g_0 the tasks' uniform mean (each task counts once, however many clients it
 ``g_w`` CAGrad's worst-case combination. A client holding several tasks adds its update to each
 of its tasks' means.
 
+On the fold's stages: the route sends each client's encoder parameters into ``group:<task>`` for
+each of its tasks besides ``global`` (fold-only scopes, never kept), so the bound and combine
+stages act on the task means as on every scope (clipping and a robust rule apply to them); the
+conflict-averse step (:class:`ConflictAverse`) is a server step over those means, and a configured
+server optimiser runs after it on the encoder it sets.
+
 Why CAGrad and not PCGrad: CAGrad's direction stays within ``c ||g_0||`` of the tasks' mean, so
 with ``c = 0`` it is the mean and it converges to a stationary point of the average loss, while
 maximising the worst task's improvement; PCGrad's projections depend on the order of the tasks
@@ -26,14 +32,15 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 from mfed.aggregation.conflict import cagrad_coefficients, combine, gram
-from mfed.aggregation.functional import RunningMean, select, update_weight
+from mfed.aggregation.contract import FOLDS, MEANS, ROUTED, Declaration, bounded
+from mfed.aggregation.functional import select
 from mfed.aggregation.mfed import MFed
-from mfed.aggregation.streaming import Aggregation
+from mfed.aggregation.stages import Parts, RoundContext, ServerStep, floating_parameters
 from mfed.models.multitask import ENCODER_PREFIX
 from mfed.types import ClientUpdate, ServerState, global_scope
+
+GROUP = "group:"  # a task's mean encoder update: a scope of the fold only
 
 
 class MFedCA(MFed):
@@ -49,7 +56,6 @@ class MFedCA(MFed):
     """
 
     name = "mfed_ca"
-    combines = "a conflict-averse combination of the tasks' mean encoder updates"
 
     def __init__(self, ca_c: float = 0.4, mu: float = 0.01, weighting: str = "examples", name: str | None = None):
         super().__init__(mu=mu, weighting=weighting, name=name)
@@ -57,50 +63,66 @@ class MFedCA(MFed):
             raise ValueError(f"aggregation.ca_c must be >= 0, got {ca_c}")
         self.ca_c = float(ca_c)
 
-    def aggregation(self, state: ServerState, round_idx: int = 0, rng: torch.Generator | None = None) -> Aggregation:
-        """M-Fed's round, with a running mean of the encoder per task beside it."""
-        return _Round(self, state, round_idx, rng)
+    def declaration(self) -> Declaration:
+        """Routes into shared scopes; a client's encoder folds into each of its tasks' means too."""
+        why = "folds each client's encoder into its tasks' means as well as the global one"
+        return Declaration(f"aggregation={self.name}", gives=ROUTED, voids={bounded("encoder"): why})
 
-    def __repr__(self) -> str:
-        return super().__repr__()[:-1] + f", ca_c={self.ca_c})"
+    def route(self, update: ClientUpdate, state: ServerState) -> Parts:
+        """M-Fed's parts, and the update's encoder parameters into each of its tasks' ``group:<task>``."""
+        parts = super().route(update, state)
+        encoder = select(update.state, [ENCODER_PREFIX])
+        encoder = {k: encoder[k] for k in floating_parameters(encoder)}
+        return parts + [(GROUP + t, encoder) for t in update.tasks] if encoder else parts
+
+    def view(self, state: ServerState) -> ServerState:
+        """The state, and each task's ``group:<task>``: the global encoder's parameters (its clients' start)."""
+        encoder = state.get(global_scope(), {})
+        start = {k: encoder[k] for k in floating_parameters(encoder)}
+        tasks = [s.removeprefix("task:") for s in state if s.startswith("task:")]
+        return {**state, **{GROUP + t: start for t in tasks}} if start else state
+
+    def unview(self, view: ServerState, state: ServerState) -> ServerState:
+        """The next state without the fold-only task means."""
+        return {s: v for s, v in view.items() if not s.startswith(GROUP)}
+
+    def server_steps(self) -> list[ServerStep]:
+        """The conflict-averse step over the tasks' mean encoder updates."""
+        return [ConflictAverse(self.ca_c)]
 
 
-def _parameter(key: str, value: torch.Tensor) -> bool:
-    """A trained parameter (not a BatchNorm statistic, which is averaged as M-Fed does)."""
-    return value.is_floating_point() and not key.endswith(("running_mean", "running_var"))
+class ConflictAverse(ServerStep):
+    """CAGrad over the tasks' mean encoder updates (``group:<task>`` aggregates): the global encoder's parameters.
 
+    Args:
+        ca_c: The ball's radius relative to the tasks' mean update (>= 0).
 
-class _Round(Aggregation):
-    strategy: MFedCA
+    """
 
-    def __init__(self, strategy: MFedCA, state: ServerState, round_idx: int = 0, rng: torch.Generator | None = None):
-        super().__init__(strategy, state, round_idx, rng)
-        self.tasks: dict[str, RunningMean] = {}
+    namespace = "conflict_averse"
 
-    def add(self, update: ClientUpdate) -> None:
-        """M-Fed's fold, and the update's encoder parameters into each of its tasks' means."""
-        super().add(update)
-        encoder = {k: v for k, v in select(update.state, [ENCODER_PREFIX]).items() if _parameter(k, v)}
-        if encoder:
-            weight = update_weight(update, self.strategy.weighting)
-            for task in update.tasks:
-                self.tasks.setdefault(task, RunningMean()).add(encoder, weight, f"client {update.client_id}")
+    def __init__(self, ca_c: float) -> None:
+        self.ca_c = float(ca_c)
 
-    def result(self) -> tuple[ServerState, dict[str, float]]:
-        """M-Fed's state with the encoder's parameters moved by the conflict-averse direction."""
-        state, metrics = super().result()
-        if not self.tasks:
-            return state, metrics
-        start = self.state[global_scope()]
-        tasks = list(self.tasks)
+    def declaration(self) -> Declaration:
+        """Needs a mean per task to take the tasks' mean updates from."""
+        return Declaration(f"aggregation.ca_c={self.ca_c:g}", needs=frozenset({FOLDS, MEANS}))
+
+    def step(self, ctx: RoundContext, aggregates: ServerState) -> ServerState:
+        """The aggregates without the task means; the global encoder's parameters moved by the conflict-averse step."""
+        tasks = [s.removeprefix(GROUP) for s in aggregates if s.startswith(GROUP)]
+        out = {s: v for s, v in aggregates.items() if not s.startswith(GROUP)}
+        if not tasks:
+            return out
+        start = ctx.state[global_scope()]
         means = [
-            {k: v.double() - start[k].double() for k, v in self.tasks[t].value().items()} for t in tasks
-        ]  # the tasks' mean updates (RunningMean casts to the parameters' dtype; the deltas are float64)
-        coefficients = cagrad_coefficients(gram(means), self.strategy.ca_c)
+            {k: v.double() - start[k].double() for k, v in aggregates[GROUP + t].items()} for t in tasks
+        ]  # the tasks' mean updates (the combine casts to the parameters' dtype; the deltas are float64)
+        coefficients = cagrad_coefficients(gram(means), self.ca_c)
         direction = combine(means, coefficients)
-        encoder = dict(state[global_scope()])
+        encoder = dict(out[global_scope()])
         for key, d in direction.items():
             encoder[key] = (start[key].double() + d).to(start[key].dtype)
-        metrics |= {f"ca/{t}": float(a) for t, a in zip(tasks, coefficients, strict=True)}
-        metrics["ca_norm"] = math.sqrt(sum(float(d.square().sum()) for d in direction.values()))
-        return {**state, global_scope(): encoder}, metrics
+        ctx.metrics.update({f"ca/{t}": float(a) for t, a in zip(tasks, coefficients, strict=True)})
+        ctx.metrics["ca_norm"] = math.sqrt(sum(float(d.square().sum()) for d in direction.values()))
+        return {**out, global_scope(): encoder}

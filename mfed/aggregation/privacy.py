@@ -19,11 +19,14 @@ scope it folds into:
 Unprotected parts and integer counters (BatchNorm's ``num_batches_tracked``) fold as the strategy
 says. BatchNorm's running variances are noised like every protected tensor and then clamped at 0
 (post-processing, which costs no privacy): a negative variance would turn predictions into NaN.
-Accounting: :mod:`mfed.aggregation.accounting`. With ``adaptive: true`` the bound follows
+In a fold (:mod:`mfed.aggregation.fold`) the mechanism is a combine stage wrapped around the
+strategy's or the defences' combine (:class:`PrivateCombine`): protected tensors go through it,
+the rest through the inner combine. Accounting: :mod:`mfed.aggregation.accounting`. With
+``adaptive: true`` the bound follows
 Andrew et al. (NeurIPS 2021): ``C <- C * exp(-clip_lr * (b - target_quantile))`` where ``b`` is the
 noised share of the round's clients whose update was within ``C`` (noise ``sigma_b = m/20``, their
 default), the updates' noise multiplier lowered to ``(z^-2 - (2 sigma_b / m)^-2)^(-1/2)`` so the
-round's total cost stays that of ``z``; ``C`` lives in the server-only scope.
+round's total cost stays that of ``z``; ``C`` lives in the server-only scope (namespace ``privacy``).
 
 Releases that bypass the mechanism (each client's update norm, losses and metrics, and the
 diagnostics computed from un-noised updates) are left out of the run's logs unless
@@ -41,12 +44,15 @@ import torch
 from torch import Tensor
 
 from mfed.aggregation import accounting
+from mfed.aggregation.contract import FOLDS, MEANS, PARTS, Declaration, bounded
 from mfed.aggregation.robust import clip_with_norm
+from mfed.aggregation.stages import Combine, Combiner, Parts, RoundContext
 from mfed.models.multitask import DECODERS_PREFIX, ENCODER_PREFIX
-from mfed.types import State, server_scope
+from mfed.types import ClientUpdate, ServerState, State, server_scope
 
 PART_PREFIXES = {"encoder": ENCODER_PREFIX, "decoder": DECODERS_PREFIX}
-CLIP_KEY = "privacy.clip_norm"
+NAMESPACE = "privacy"  # its keys in the server scope: privacy/clip_norm
+CLIP_KEY = "clip_norm"
 
 
 @dataclass
@@ -164,7 +170,7 @@ class DifferentialPrivacy:
 
     def current_clip(self, state: Mapping[str, State]) -> float:
         """The bound this round: the adaptive one kept in the server scope, else ``clip_norm``."""
-        kept = state.get(server_scope(), {}).get(CLIP_KEY)
+        kept = state.get(server_scope(), {}).get(f"{NAMESPACE}/{CLIP_KEY}")
         return float(kept) if self.adaptive and kept is not None else self.clip_norm
 
     @property
@@ -184,12 +190,14 @@ class DifferentialPrivacy:
             z = (z**-2 - (2 * self.count_std) ** -2) ** -0.5
         return z * clip / self.expected[scope]
 
-    def describe(self) -> str:
-        """The settings a resume must match, as ``, dp(z=1.0, clip=1.0, ...)``."""
-        return (
-            f", dp(z={self.noise_multiplier}, clip_norm={self.clip_norm}, parts={list(self.parts)}, "
-            f"clipping={self.clipping}, adaptive={self.adaptive})"
-        )
+    def declaration(self) -> Declaration:
+        """Needs routed parts of a combine and each protected part's contribution bounded once; gives a noised mean."""
+        needs = {FOLDS, PARTS, *(bounded(p) for p in self.parts)}
+        return Declaration("privacy=dp", needs=frozenset(needs), gives=frozenset({MEANS}))
+
+    def around(self, inner: Combine) -> PrivateCombine:
+        """The combine stage: this mechanism for the protected tensors, ``inner`` for the rest."""
+        return PrivateCombine(self, inner)
 
 
 def no_privacy() -> None:
@@ -197,64 +205,81 @@ def no_privacy() -> None:
     return None
 
 
-class PrivateSums:
-    """One round's sums of clipped updates of the protected parts, per scope, and their noised means.
+class PrivateCombine(Combine):
+    """The DP mechanism as a combine: protected tensors clipped, summed over a fixed denominator and noised.
 
     Args:
-        privacy: The mechanism.
-        state: The server state the round's clients were sent.
-        rng: The round's generator (the noise).
+        privacy: The mechanism's settings.
+        inner: The combine of everything it does not protect (integer counters, unprotected parts).
 
     """
 
-    def __init__(self, privacy: DifferentialPrivacy, state: Mapping[str, State], rng: torch.Generator | None) -> None:
-        self.privacy, self.state = privacy, state
-        self.rng = rng if rng is not None else torch.Generator().manual_seed(0)
-        self.clip = privacy.current_clip(state)
+    def __init__(self, privacy: DifferentialPrivacy, inner: Combine) -> None:
+        self.privacy, self.inner = privacy, inner
+
+    def declaration(self) -> Declaration:
+        """The mechanism's (:meth:`DifferentialPrivacy.declaration`)."""
+        return self.privacy.declaration()
+
+    def open(self, ctx: RoundContext) -> Combiner:
+        """A round's sums beside the inner combine's round."""
+        return _PrivateRound(self.privacy, ctx, self.inner.open(ctx))
+
+
+class _PrivateRound(Combiner):
+    """One round's sums of clipped updates of the protected parts, per scope, and their noised means."""
+
+    def __init__(self, privacy: DifferentialPrivacy, ctx: RoundContext, inner: Combiner) -> None:
+        self.privacy, self.ctx, self.inner = privacy, ctx, inner
+        self.clip = privacy.current_clip(ctx.state)
         self.sums: dict[str, dict[str, Tensor]] = {}
         self.within = 0.0
 
-    def split(self, part: State) -> tuple[State, State]:
-        """``part``'s protected floating tensors, and the rest (folded as the strategy says)."""
+    def _split(self, part: State) -> tuple[State, State]:
+        """``part``'s protected floating tensors, and the rest (folded by the inner combine)."""
         protected = {k: v for k, v in part.items() if v.is_floating_point() and self.privacy.protected(k)}
         return protected, {k: v for k, v in part.items() if k not in protected}
 
-    def add(self, update_parts: Sequence[tuple[str, State]]) -> None:
-        """Clip one client's protected contributions (scope, tensors) and add them to the sums."""
+    def add(self, update: ClientUpdate, weight: float, parts: Parts) -> None:
+        """Clip the update's protected contributions per scope into the sums; the rest to the inner combine."""
+        protected, rest = [], []
+        for scope, part in parts:
+            secret, other = self._split(part)
+            protected += [(scope, secret)] if secret else []
+            rest += [(scope, other)] if other else []
+        self.inner.add(update, weight, rest)
         within = True
-        for scope, tensors in update_parts:
-            clipped, norm = clip_with_norm(tensors, self.state[scope], self.clip)
+        for scope, tensors in protected:
+            state = self.ctx.state[scope]
+            clipped, norm = clip_with_norm(tensors, state, self.clip)
             within &= norm <= self.clip
             sums = self.sums.setdefault(
                 scope, {k: torch.zeros(v.shape, dtype=torch.float64) for k, v in clipped.items()}
             )
             for key, value in clipped.items():
-                sums[key] += value.to(torch.float64) - self.state[scope][key].to(torch.float64)
-        if update_parts:
+                sums[key] += value.to(torch.float64) - state[key].to(torch.float64)
+        if protected:
             self.within += float(within)
 
-    def result(self) -> tuple[dict[str, State], dict[str, float]]:
-        """Each protected scope's noised mean update applied to the sent state, and the round's figures."""
-        out: dict[str, State] = {}
+    def result(self) -> ServerState:
+        """Each protected scope's noised mean update applied to the sent state, over the inner combine's result."""
+        out = self.inner.result()
+        rng = self.ctx.rng
         for scope, sums in self.sums.items():
             denominator, std = self.privacy.expected[scope], self.privacy.noise_std(scope, self.clip)
-            out[scope] = {}
+            noised: State = {}
             for key, total in sums.items():
-                noise = torch.randn(total.shape, generator=self.rng, dtype=torch.float64) * std
-                sent = self.state[scope][key]
+                noise = torch.randn(total.shape, generator=rng, dtype=torch.float64) * std
+                sent = self.ctx.state[scope][key]
                 value = sent.to(torch.float64) + total / denominator + noise
                 if key.endswith("running_var"):  # post-processing (free under DP): a variance is never negative
                     value = value.clamp(min=0.0)
-                out[scope][key] = value.to(sent.dtype)
-        metrics = {"dp_clip_norm": self.clip}
+                noised[key] = value.to(sent.dtype)
+            out[scope] = {**self.ctx.state.get(scope, {}), **out.get(scope, {}), **noised}
+        self.ctx.metrics["dp_clip_norm"] = self.clip
         if self.privacy.adaptive:
-            count = (
-                self.within + float(torch.randn((), generator=self.rng, dtype=torch.float64)) * self.privacy.count_std
-            )
+            count = self.within + float(torch.randn((), generator=rng, dtype=torch.float64)) * self.privacy.count_std
             share = count / self.privacy.sampled
             new_clip = self.clip * math.exp(-self.privacy.clip_lr * (share - self.privacy.target_quantile))
-            out[server_scope()] = {
-                **self.state.get(server_scope(), {}),
-                CLIP_KEY: torch.tensor(new_clip, dtype=torch.float64),
-            }
-        return out, metrics
+            self.ctx.keep(NAMESPACE, {CLIP_KEY: torch.tensor(new_clip, dtype=torch.float64)})
+        return out

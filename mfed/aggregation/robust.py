@@ -21,8 +21,6 @@ from torch import Tensor
 
 from mfed.types import State
 
-ROBUST_RULES = ("trimmed_mean", "median")
-
 
 def update_norm(state: Mapping[str, Tensor], reference: Mapping[str, Tensor]) -> float:
     """L2 norm of ``state - reference`` over the floating-point tensors of ``state``.

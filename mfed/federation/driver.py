@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from mfed.aggregation.base import Plan, Strategy
+from mfed.aggregation.fold import Pipeline
 from mfed.aggregation.functional import check_same_model
 from mfed.federation.backends import Backend, ClientSetup
 from mfed.federation.divergence import divergence, nonfinite_metrics
@@ -62,7 +63,7 @@ class RunCallback(Protocol):
 
 
 def round_generator(seed: int, round_idx: int, purpose: str) -> torch.Generator:
-    """A generator for the strategy's ``purpose`` in a round, seeded from (run seed, round): a resume draws the same."""
+    """A generator for ``purpose`` (the fold, the plan) in a round, from (run seed, round): a resume draws the same."""
     entropy = np.random.SeedSequence([seed, round_idx, zlib.crc32(purpose.encode())]).generate_state(1)[0]
     return torch.Generator().manual_seed(int(entropy))
 
@@ -79,17 +80,17 @@ def _listed(faults: Sequence[Fault]) -> str:
 FINGERPRINT_KEYS = {  # the settings each part of a checkpoint's fingerprint comes from
     "clients": "federation.clients_per_task, federation.groups and data.*",
     "seed": "seed",
-    "strategy": "aggregation.*, defences.* and privacy.*",
+    "fold": "aggregation.*, defences.*, privacy.* and server_optimizer.*",
     "fraction": "federation.fraction",
 }
 
 
 @dataclass
 class Driver:
-    """Runs a federation of ``specs`` with ``strategy`` on ``backend``.
+    """Runs a federation of ``specs`` with the ``fold`` of its strategy on ``backend``.
 
     Attributes:
-        strategy: The aggregation strategy.
+        fold: The round's fold: the strategy and the stages composed with it.
         backend: Where clients run.
         tasks: Task objects by name.
         specs: One spec per client.
@@ -108,6 +109,8 @@ class Driver:
             round; fewer after the retries, or because updates were rejected, stop the run.
         max_retries: Retries of a round short of ``min_clients`` because clients failed.
         callbacks: Watchers of the run.
+        settings: The configured values that define the run (``mfed.run.run_settings``): a resume
+            must match every one of them (part of the checkpoint's fingerprint).
         faults: Every rejected update so far (round, client, reason).
         meta: Small facts callbacks keep across a resume (e.g. the W&B run id); checkpointed.
         status: ``running``, then ``completed``, ``diverged`` (every round ran, but see
@@ -116,7 +119,7 @@ class Driver:
 
     """
 
-    strategy: Strategy
+    fold: Pipeline
     backend: Backend
     tasks: Mapping[str, Task]
     specs: Sequence[ClientSpec]
@@ -130,6 +133,7 @@ class Driver:
     min_clients: float = 1
     max_retries: int = 2
     callbacks: Sequence[RunCallback] = ()
+    settings: Mapping[str, Any] = field(default_factory=dict)
     history: list[Row] = field(default_factory=list)
     state: ServerState = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
@@ -153,14 +157,20 @@ class Driver:
             raise ValueError(f"clients have tasks {unknown} with no task config; tasks: {sorted(self.tasks)}")
 
     @property
+    def strategy(self) -> Strategy:
+        """The strategy: the fold's route, and what its clients do each round."""
+        return self.fold.strategy
+
+    @property
     def client_ids(self) -> list[str]:
         """Every client's id, in spec order."""
         return [s.client_id for s in self.specs]
 
     def fingerprint(self) -> dict[str, Any]:
-        """What a checkpoint must match to be resumed by this driver."""
+        """What a checkpoint must match to be resumed by this driver: derived from the settings, never hand-written."""
         return {
-            "strategy": repr(self.strategy),
+            "settings": dict(self.settings),
+            "fold": repr(self.fold.settings()),
             "clients": self.client_ids,
             "seed": self.seed,
             "fraction": self.fraction,
@@ -174,6 +184,18 @@ class Driver:
 
         """
         saved = checkpoint.get("fingerprint", {})
+        if "settings" not in saved:
+            raise ValueError(
+                "resume: the checkpoint was written by an earlier mfed, whose fingerprint lacks the run's settings; "
+                "finish it with that version, or start a new run"
+            )
+        ours, theirs = self.fingerprint()["settings"], saved["settings"]
+        for key in dict.fromkeys([*theirs, *ours]):
+            if theirs.get(key) != ours.get(key):
+                raise ValueError(
+                    f"resume: the checkpoint's {key} is {theirs.get(key)!r}, this run's is {ours.get(key)!r}; it must "
+                    "stay as the run had it: leave it off, or start a new run"
+                )
         for key, value in self.fingerprint().items():
             if saved.get(key) != value:
                 raise ValueError(
@@ -236,11 +258,9 @@ class Driver:
                 log.exception("clean-up step failed: %s", what)
 
     @cached_property
-    def pooled(self) -> Any:
-        """The centralised reference's trainer (a ``pooled`` strategy), built on first use."""
-        from mfed.federation.pooled import PooledTraining  # imports Lightning: only for a pooled strategy
-
-        return PooledTraining(self.specs, self.setup, self.seed, getattr(self.strategy, "budget", "client"))
+    def trainer(self) -> Any:
+        """Where the model trains when a strategy does not train it on the clients (``None``: on the clients)."""
+        return self.strategy.trainer(self.specs, self.setup, self.seed)
 
     @cached_property
     def expected(self) -> ExpectedLayouts:
@@ -260,7 +280,7 @@ class Driver:
             row.update(self._evaluate(round_idx, "val", EvalTally(self.tasks), faults))
         if round_idx == self.rounds and self.setup.test_dataset is not None:
             row.update(self._evaluate(round_idx, "test", TestTally(), faults))
-        privacy = self.strategy.privacy
+        privacy = self.fold.privacy
         if privacy is not None:
             row["privacy/epsilon"] = privacy.epsilon(round_idx)
             if not privacy.release_client_metrics:  # these bypass the mechanism: released only on request
@@ -276,24 +296,24 @@ class Driver:
     def _train(self, round_idx: int) -> tuple[ServerState, Row, list[Fault]]:
         """The next state, the round's training entries and its faults.
 
-        A ``pooled`` strategy (the centralised reference) trains here on the pooled data instead.
+        A strategy with a trainer of its own (the centralised reference) trains here on the pooled data instead.
         Updates are screened and folded in as they arrive, in the order the clients were
         sampled. A round short of ``min_clients`` because clients failed is retried (up to
         ``max_retries`` times); one short because updates were rejected fails (a retry would
         compute the same).
         """
-        if self.strategy.pooled:
-            return (*self.pooled.fit(self.state, round_idx), [])
+        if self.trainer is not None:
+            return (*self.trainer.fit(self.state, round_idx), [])
         sampled = sample_clients(self.client_ids, self.fraction, self.seed, round_idx)
         by_id = {c: self.spec_of[c] for c in sampled}
         plan = self.plan(round_idx, sampled)
         layouts = {c: self.expected.of(spec, plan[c]) for c, spec in by_id.items()}
         needed = required(self.min_clients, len(sampled))
         for attempt in range(self.max_retries + 1):
-            medians, ratio = self.meta.get("norm_medians", {}), self.strategy.defences.norm_ratio
+            medians, ratio = self.meta.get("norm_medians", {}), self.fold.defences.norm_ratio
             screen, tally = Screen(by_id, layouts, round_idx, self.state, medians, ratio), TrainTally(self.state)
             updates = UpdateTally(self.state)
-            fold = self.strategy.aggregation(self.state, round_idx, round_generator(self.seed, round_idx, "aggregate"))
+            fold = self.fold.round(self.state, round_idx, round_generator(self.seed, round_idx, "aggregate"))
             faults: list[Fault] = []
             outcomes = self.backend.fit(sampled, self.state, round_idx, plan)
             for outcome in self._collect(outcomes, sampled, round_idx, faults):
@@ -342,7 +362,7 @@ class Driver:
         unplanned = [c for c in client_ids if not plan.get(c)]
         if unplanned:
             raise RoundFailed(round_idx, f"{type(self.strategy).__name__}.configure_round gave no steps to {unplanned}")
-        privacy = self.strategy.privacy
+        privacy = self.fold.privacy
         if privacy is not None and privacy.clipping == "client":  # each client bounds what it sends itself
             clip = tuple((p, privacy.current_clip(self.state)) for p in privacy.parts)
             plan = {c: tuple(dataclasses.replace(s, clip=clip) if s.sends else s for s in ss) for c, ss in plan.items()}

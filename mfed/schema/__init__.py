@@ -15,8 +15,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mfed.schema.checker import MOVED, RESERVED, _Checker
-from mfed.schema.errors import ConfigError, MissingRunError, _first_line, _join, did_you_mean
+from mfed.schema.checker import MOVED, RESERVED, check_keys
+from mfed.schema.errors import ConfigError, MissingRunError, did_you_mean, first_line, join_key
 from mfed.schema.hints import SCALARS, SEQUENCES, WORDS, Allowed
 from mfed.schema.paths import SYSTEM_DIRS, check_resume, check_uri, check_writable
 from mfed.schema.plain import PLAIN, Spec, plain_examples, plain_schema
@@ -54,9 +54,9 @@ def check_config(cfg: DictConfig) -> None:
     try:
         data: Any = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as err:
-        raise ConfigError(f"the config cannot be resolved: {_first_line(err)}") from None
+        raise ConfigError(f"the config cannot be resolved: {first_line(err)}") from None
     assert isinstance(data, dict)
-    _Checker(OmegaConf.to_container(cfg, resolve=False)).check(data)  # type: ignore[arg-type]
+    check_keys(OmegaConf.to_container(cfg, resolve=False), data)  # type: ignore[arg-type]
     if data.get("resume") and "://" not in str(data["resume"]):
         check_resume(str(data["resume"]))
     # without out_dir (and not resuming) the run's folder is made under storage
@@ -86,7 +86,7 @@ def error_line(err: BaseException) -> str:
         for part in parent.split(".") if parent else []:
             spec = spec.get(part) if isinstance(spec, dict) else None
         near = did_you_mean(name, spec) if isinstance(spec, dict) else None
-        near = MOVED.get(key) or (_join(parent, near) if near else None)
+        near = MOVED.get(key) or (join_key(parent, near) if near else None)
         fix = f"did you mean {near}?" if near else "check the name (mfed refuses unknown keys)"
         return f"{key} is not a known key: {fix}"
     return " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(err).__name__

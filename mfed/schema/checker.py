@@ -6,8 +6,8 @@ import typing
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from mfed.schema.errors import ConfigError, _first_line, _join, _repr, _show, did_you_mean
-from mfed.schema.hints import Allowed, _allowed, _allowed_of, _element, _sequence_only, _signature
+from mfed.schema.errors import ConfigError, did_you_mean, first_line, join_key, quote, show
+from mfed.schema.hints import Allowed, allowed_by, allowed_of, element_allowed, sequence_only, signature_of
 from mfed.schema.plain import Spec, plain_examples, plain_schema
 
 RESERVED = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
@@ -42,24 +42,24 @@ class _Checker:
     def node(self, path: str, node: Mapping[str, Any], spec: Mapping[str, Spec]) -> None:
         for key, value in node.items():
             if key in spec:
-                self.value(_join(path, key), value, spec[key])
+                self.value(join_key(path, key), value, spec[key])
             else:
-                self.unknown(_join(path, key), value, path, list(spec))
+                self.unknown(join_key(path, key), value, path, list(spec))
 
     def value(self, path: str, value: Any, spec: Spec) -> None:
         if isinstance(spec, str) and spec.rstrip("?") not in ("target", "targets"):
-            if spec != "any" and not _allowed_of(spec).accepts(value):
-                self.wrong_type(path, value, _allowed_of(spec), plain_examples().get(path))
+            if spec != "any" and not allowed_of(spec).accepts(value):
+                self.wrong_type(path, value, allowed_of(spec), plain_examples().get(path))
         elif value is None and isinstance(spec, str) and spec.endswith("?"):
             return
         elif not isinstance(value, Mapping):
             what = "a group of keys" if isinstance(spec, dict) else "an object config with _target_"
-            self.fail(path, f"{path} must be {what}, got {_show(value)}")
+            self.fail(path, f"{path} must be {what}, got {show(value)}")
         elif isinstance(spec, dict):
             self.node(path, value, spec)
         elif spec.startswith("targets"):
             for key, child in value.items():
-                self.value(_join(path, key), child, "target")
+                self.value(join_key(path, key), child, "target")
         elif "_target_" not in value:
             self.fail(path, f"{path} needs a _target_ (the class to build), got keys {', '.join(value)}")
         else:
@@ -68,12 +68,12 @@ class _Checker:
     def target(self, path: str, node: Mapping[str, Any]) -> None:
         target = str(node["_target_"])
         try:
-            params, open_ended = _signature(target)
+            params, open_ended = signature_of(target)
         except Exception as err:  # ImportError, AttributeError, ...
-            self.fail(path, f"{path}._target_={target} cannot be imported ({_first_line(err)}); check the name")
+            self.fail(path, f"{path}._target_={target} cannot be imported ({first_line(err)}); check the name")
             return
         for key, value in node.items():
-            full = _join(path, key)
+            full = join_key(path, key)
             if key in params:
                 self.parameter(full, value, params[key])
             elif key not in RESERVED and not open_ended:
@@ -82,7 +82,7 @@ class _Checker:
 
     def parameter(self, path: str, value: Any, param: tuple[Any, Any]) -> None:
         hint, default = param
-        allowed, element = _allowed(hint, default), _element(hint)
+        allowed, element = allowed_by(hint, default), element_allowed(hint)
         if isinstance(value, list) and element is not None:
             for i, item in enumerate(value):
                 if not isinstance(item, Mapping | list) and not element.accepts(item):
@@ -90,17 +90,17 @@ class _Checker:
         elif allowed is not None and not allowed.accepts(value):
             example = default if allowed.accepts(default) and default is not None else None
             self.wrong_type(path, value, allowed, example)
-        elif element is not None and _sequence_only(hint) and not isinstance(value, list | Mapping):
+        elif element is not None and sequence_only(hint) and not isinstance(value, list | Mapping):
             if value is None and (default is None or type(None) in typing.get_args(hint)):
                 return
-            self.fail(path, f"{path} must be a list ({element.describe()} each), got {_repr(value)}")
+            self.fail(path, f"{path} must be a list ({element.describe()} each), got {quote(value)}")
 
     def descend(self, path: str, value: Any) -> None:
         if isinstance(value, Mapping) and "_target_" in value:
             self.target(path, value)
         elif isinstance(value, Mapping):
             for key, child in value.items():
-                self.descend(_join(path, key), child)
+                self.descend(join_key(path, key), child)
         elif isinstance(value, list):
             for i, child in enumerate(value):
                 self.descend(f"{path}[{i}]", child)
@@ -111,23 +111,33 @@ class _Checker:
         if path in MOVED:
             near = MOVED[path]
         elif near is not None:
-            near = _join(parent, near)
+            near = join_key(parent, near)
         elif target is None:  # a plain key put in the wrong node: +roundz=3 for federation.rounds
             leaves = {p.rpartition(".")[2]: p for p in reversed(self.paths) if p != path}
             near = leaves.get(did_you_mean(name, leaves, cutoff=0.75) or "")
         fix = f"did you mean {near}?" if near else "remove it"
         what = f"a parameter of {target}" if target else "a known key"
         takes = ", ".join(k for k in known if k not in RESERVED) or "nothing"
-        self.fail(path, f"{path}={_show(value)} is not {what}: {fix} ({node or 'the top level'} takes {takes})")
+        self.fail(path, f"{path}={show(value)} is not {what}: {fix} ({node or 'the top level'} takes {takes})")
 
     def wrong_type(self, path: str, value: Any, allowed: Allowed, example: Any) -> None:
-        fix = f": e.g. {path}={_show(example)}" if example is not None and not allowed.choices else ""
-        self.fail(path, f"{path} must be {allowed.describe()}, got {_repr(value)}{fix}")
+        fix = f": e.g. {path}={show(example)}" if example is not None and not allowed.choices else ""
+        self.fail(path, f"{path} must be {allowed.describe()}, got {quote(value)}{fix}")
+
+
+def check_keys(raw: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    """Check every key of the resolved config ``data``; ``raw``, the same config unresolved, names interpolations.
+
+    Raises:
+        ConfigError: At the first bad key (one whose value is interpolated: only when no other key is bad).
+
+    """
+    _Checker(raw).check(data)
 
 
 def _items(path: str, value: Any) -> Iterator[tuple[str, Any]]:
     """Every dotted key of a nested mapping, with its value."""
     if isinstance(value, Mapping):
         for key, child in value.items():
-            yield _join(path, key), child
-            yield from _items(_join(path, key), child)
+            yield join_key(path, key), child
+            yield from _items(join_key(path, key), child)

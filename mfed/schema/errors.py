@@ -21,16 +21,17 @@ def did_you_mean(name: str, known: Iterable[str], cutoff: float = 0.6) -> str | 
     return match[0] if match else None
 
 
-def _join(path: str, key: Any) -> str:
+def join_key(path: str, key: Any) -> str:
+    """The dotted key of ``key`` under ``path`` (``key`` itself at the top level)."""
     return f"{path}.{key}" if path else str(key)
 
 
-def _repr(value: Any) -> str:
+def quote(value: Any) -> str:
     """A bad value as the message quotes it: strings in quotes, the rest as an override writes it."""
-    return _show(repr(value)) if isinstance(value, str) else _show(value)
+    return show(repr(value)) if isinstance(value, str) else show(value)
 
 
-def _show(value: Any, limit: int = 60) -> str:
+def show(value: Any, limit: int = 60) -> str:
     """A value as a command-line override would write it."""
     if value is None or isinstance(value, bool):
         text = {None: "null", True: "true", False: "false"}[value]
@@ -39,5 +40,6 @@ def _show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """The first non-blank line of an exception's message; its type's name when it has none."""
     return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)

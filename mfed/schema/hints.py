@@ -57,11 +57,12 @@ def _parses(kind: type, text: str) -> bool:
     return True
 
 
-def _allowed_of(spec: str) -> Allowed:
+def allowed_of(spec: str) -> Allowed:
+    """What a plain schema leaf (``"int"``, ``"str?"``, ...) allows."""
     return Allowed(frozenset([spec.rstrip("?")]), nullable=spec.endswith("?"))
 
 
-def _allowed(hint: Any, default: Any = inspect.Parameter.empty, strict: bool = True) -> Allowed | None:
+def allowed_by(hint: Any, default: Any = inspect.Parameter.empty, strict: bool = True) -> Allowed | None:
     """The scalars an annotation allows; None where it allows more (Any, containers): the constructor checks."""
     members = typing.get_args(hint) if _is_union(hint) else (hint,)
     kinds: set[str] = set()
@@ -80,16 +81,16 @@ def _allowed(hint: Any, default: Any = inspect.Parameter.empty, strict: bool = T
     return Allowed(frozenset(kinds), type(None) in members or default is None, tuple(choices), strict)
 
 
-def _element(hint: Any) -> Allowed | None:
+def element_allowed(hint: Any) -> Allowed | None:
     """For ``Sequence[int]``, ``tuple[int, int] | None``, ...: what each element allows."""
     for member in typing.get_args(hint) if _is_union(hint) else (hint,):
         args = [a for a in typing.get_args(member) if a is not Ellipsis]
         if typing.get_origin(member) in SEQUENCES and len(set(args)) == 1:
-            return _allowed(args[0])
+            return allowed_by(args[0])
     return None
 
 
-def _sequence_only(hint: Any) -> bool:
+def sequence_only(hint: Any) -> bool:
     """Whether every alternative of ``hint`` but None is a sequence type (a scalar cannot be right)."""
     members = [m for m in (typing.get_args(hint) if _is_union(hint) else (hint,)) if m is not type(None)]
     return all(typing.get_origin(m) in SEQUENCES for m in members)
@@ -105,7 +106,7 @@ def _opaque(member: Any) -> bool:
 
 
 @lru_cache(maxsize=256)
-def _signature(target: str) -> tuple[dict[str, tuple[Any, Any]], bool]:
+def signature_of(target: str) -> tuple[dict[str, tuple[Any, Any]], bool]:
     """``{parameter: (annotation, default)}`` of the target's constructor, and whether it takes **kwargs."""
     from hydra.utils import get_object
 

@@ -11,8 +11,8 @@ from typing import Any, TypeAlias
 
 from omegaconf import OmegaConf
 
-from mfed.config import config_dir
-from mfed.schema.errors import _join
+from mfed.config_dir import config_dir
+from mfed.schema.errors import join_key
 from mfed.schema.hints import SCALARS
 
 # A leaf: "int" | "float" | "bool" | "str" | "any" | "target" (a _target_ node) | "targets" (a mapping
@@ -23,7 +23,7 @@ PLAIN: dict[str, Spec] = {
     "seed": "int", "out_dir": "str?", "storage": "str?", "name": "str?", "group": "str?", "resume": "str?",
     "mix_name": "str?", "tasks": "targets", "aggregation": "target", "backend": "target", "optimizer": "target",
     "logger": "target?", "model": {"encoder": "target", "decoder": "target"}, "weighting": "target",
-    "defences": "target", "privacy": "target",
+    "defences": "target", "privacy": "target", "server_optimizer": "target",
     "data": {
         "pool": "target", "test": "target?", "partition": "target", "channels": "int", "num_classes": "int",
         "num_parts": "int", "num_labels": "int", "depth_offset": "float", "val_fraction": "float",
@@ -116,7 +116,7 @@ def _leaves(path: str, value: Any) -> Iterator[tuple[str, Any]]:
     """Dotted keys down to scalars, lists and _target_ nodes (whose keys their constructor decides)."""
     if isinstance(value, dict) and value and "_target_" not in value:
         for key, child in value.items():
-            yield from _leaves(_join(path, str(key)), child)
+            yield from _leaves(join_key(path, str(key)), child)
     elif path:
         yield path, value
 

@@ -13,9 +13,7 @@ described in :mod:`mfed.sweeps.results`.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,8 @@ from mfed.aggregation.functional import select
 from mfed.models.multitask import ENCODER_PREFIX, decoder_prefix
 from mfed.sweeps.plan import Trial, checked_trial, expand_grid, merge_overrides, override_key, trial_name
 from mfed.sweeps.report import client_delta, client_tasks
-from mfed.sweeps.stats import holm, mean_ci, paired
+from mfed.sweeps.results import write_results
+from mfed.sweeps.summary import summarise
 from mfed.types import state_nbytes
 
 
@@ -169,85 +168,6 @@ def collect_runs(
     return records
 
 
-def _headlines(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """``{task: {headline, higher_is_better}}`` of the completed runs, in the runs' task order."""
-    tasks: dict[str, dict[str, Any]] = {}
-    for r in records:
-        for task in r.get("task_order", []):
-            info = r["tasks"][task]
-            higher = info["higher_is_better"][info["headline"]]
-            tasks.setdefault(task, {"name": task, "headline": info["headline"], "higher_is_better": higher})
-    return tasks
-
-
-def summarise(records: Sequence[Mapping[str, Any]], compare: str | None, confidence: float) -> dict[str, Any]:
-    """Per setting: mean ± CI of each strategy per task headline and delta_m; ``compare`` against each, by seed."""
-    tasks = _headlines(records)
-    out: dict[str, Any] = {}
-    for setting in dict.fromkeys(r["setting"] for r in records):
-        mine = [r for r in records if r["setting"] == setting]
-        strategies = list(dict.fromkeys(r["strategy"] for r in mine))
-        done = {
-            s: {r["seed"]: r for r in mine if r["strategy"] == s and r["status"] == "completed"} for s in strategies
-        }
-        table: dict[str, Any] = {}
-        for s in strategies:
-            ended = [r["status"] for r in mine if r["strategy"] == s]
-            entry: dict[str, Any] = {
-                "seeds": sorted(done[s]),
-                "failed": sum(status != "completed" for status in ended),
-                "runs": {status: ended.count(status) for status in dict.fromkeys(ended)},
-                "not_finite": {  # completed seeds whose headline is NaN or inf
-                    task: sorted(k for k, r in done[s].items() if not _finite(r["test"].get(f"{task}/{h['headline']}")))
-                    for task, h in tasks.items()
-                },
-            }
-            for task, info in tasks.items():
-                values = [r["test"].get(f"{task}/{info['headline']}") for r in done[s].values()]
-                entry[task] = _interval([v for v in values if _finite(v)], confidence)
-            entry["delta_m"] = _interval([r["delta_m"] for r in done[s].values() if _finite(r["delta_m"])], confidence)
-            spent = [r["epsilon"] for r in done[s].values() if r.get("epsilon") is not None]
-            entry["epsilon"] = max(spent) if spent else None
-            table[s] = entry
-        comparisons: dict[str, Any] = {}
-        if compare in done:
-            for s in strategies:
-                if s == compare:
-                    continue
-                seeds = sorted(set(done[compare]) & set(done[s]))
-                entry = {"seeds": seeds}
-                for task, info in tasks.items():
-                    key = f"{task}/{info['headline']}"
-                    pairs = [(done[compare][k]["test"].get(key), done[s][k]["test"].get(key)) for k in seeds]
-                    entry[task] = _paired(pairs, confidence)
-                pairs = [(done[compare][k]["delta_m"], done[s][k]["delta_m"]) for k in seeds]
-                entry["delta_m"] = _paired(pairs, confidence)
-                comparisons[s] = entry
-        family = [(s, key) for s, entry in comparisons.items() for key in [*tasks, "delta_m"]]
-        adjusted = holm([comparisons[s][key]["p"] for s, key in family])
-        for (s, key), p in zip(family, adjusted, strict=True):
-            comparisons[s][key]["p_holm"] = p
-        out[setting] = {"strategies": table, "compare": compare, "against": comparisons}
-    return {"tasks": list(tasks.values()), "confidence": confidence, "settings": out}
-
-
-def _interval(values: Sequence[float], confidence: float) -> dict[str, Any]:
-    return asdict(mean_ci(values, confidence))
-
-
-def _finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
-
-
-def _paired(pairs: Sequence[tuple[float | None, float | None]], confidence: float) -> dict[str, Any]:
-    """The paired comparison over the seeds where both values are finite (a diverged run has none)."""
-    kept = [(a, b) for a, b in pairs if _finite(a) and _finite(b)]
-    result = paired([a for a, _ in kept], [b for _, b in kept], confidence)  # type: ignore[misc]
-    effect = asdict(result.effect)
-    del effect["n"]
-    return {**asdict(result.difference), "p": result.p_value, "d_z": effect}
-
-
 def model_bytes(overrides: Sequence[str]) -> dict[str, Any]:
     """Bytes of the encoder, of each task's decoder and of the full multi-task model (all of them) of a run."""
     from mfed.config import load_config
@@ -267,7 +187,6 @@ def model_bytes(overrides: Sequence[str]) -> dict[str, Any]:
 
 def run_benchmark(bench: DictConfig, base: Sequence[str], out_dir: str | Path) -> dict[str, Any]:
     """Plan and check every run, run them with Ray Tune, and write results.json, results.md and the PNGs."""
-    from mfed.sweeps.results import write_results
     from mfed.sweeps.schedule import run_trials
 
     out_dir = Path(out_dir).resolve()

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mfed.sweeps.results import _arrow, _half, _tasks, privacy_levels
+from mfed.sweeps.entries import arrow, half_width, privacy_levels, tasks_of
 from mfed.sweeps.stats import Interval, mean_ci
 
 PERCENT = ("mIoU", "odsF", "maxF", "mAP")  # headlines in percent: in [0, 100]; every other one is >= 0
@@ -32,7 +32,7 @@ def plot_curves(results: Mapping[str, Any], setting: str, task: str, path: Path)
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    info = _tasks(results)[task]
+    info = tasks_of(results)[task]
     key = f"val/{task}/{info['headline']}"
     fig, ax = plt.subplots(figsize=(8, 4.6))
     colours = plt.get_cmap("tab20")
@@ -54,11 +54,11 @@ def plot_curves(results: Mapping[str, Any], setting: str, task: str, path: Path)
         ax.fill_between(rounds, low, high, color=colour, alpha=0.08, linewidth=0)
     seeds = ",".join(map(str, results["seeds"]))
     where = "" if setting == "default" else f", {setting}"
-    ax.set_title(f"{results['benchmark']}: val {task} {info['headline']} {_arrow(info['higher_is_better'])}"
+    ax.set_title(f"{results['benchmark']}: val {task} {info['headline']} {arrow(info['higher_is_better'])}"
                  f"{where} (seeds {seeds}; band: {results['confidence']:.0%} interval)", fontsize=9)  # fmt: skip
     ax.set_xlabel("round")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(f"{info['headline']} {_arrow(info['higher_is_better'])}")
+    ax.set_ylabel(f"{info['headline']} {arrow(info['higher_is_better'])}")
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -83,7 +83,7 @@ def plot_delta_m(results: Mapping[str, Any], path: Path) -> None:
         table = results["settings"][setting]["strategies"]
         names = [s for s in results["strategies"] if s in table]
         means = [table[s]["delta_m"]["mean"] or 0.0 for s in names]  # null: no reference to compare with
-        errors = [_half(table[s]["delta_m"]) for s in names]
+        errors = [half_width(table[s]["delta_m"]) for s in names]
         colours = ["C2" if m > 0 else "C3" if m < 0 else "C7" for m in means]
         ax.barh(names, means, xerr=errors, color=colours, capsize=3)
         for y, (m, e) in enumerate(zip(means, errors, strict=True)):
@@ -117,7 +117,7 @@ def plot_privacy(results: Mapping[str, Any], path: Path) -> None:
     for i, strategy in enumerate(s for s in results["strategies"] if s != results.get("reference")):
         entries = [results["settings"][setting]["strategies"].get(strategy) for setting, _ in levels]
         means = [e["delta_m"]["mean"] if e and e["delta_m"]["mean"] is not None else math.nan for e in entries]
-        errors = [_half(e["delta_m"]) if e else 0.0 for e in entries]
+        errors = [half_width(e["delta_m"]) if e else 0.0 for e in entries]
         ax.errorbar([p + 0.06 * i for p in x], means, yerr=errors, marker="o", capsize=3, label=strategy)
     ax.axhline(0, color="black", linewidth=0.8, label=f"{results.get('reference')} (shares nothing)")
     ax.set_xticks(x, ["∞ (no DP)" if not math.isfinite(e) else f"{e:.3g}" for _, e in levels])

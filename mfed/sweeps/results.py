@@ -40,32 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from mfed.atomic import write_json
-from mfed.sweeps.stats import Interval
-
-
-def _tasks(results: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """The benchmark's tasks by name, in the runs' order."""
-    return {t["name"]: t for t in results["tasks"]}
-
-
-def _arrow(higher: bool) -> str:
-    return "↑" if higher else "↓"
-
-
-def _interval(entry: Mapping[str, Any]) -> Interval:
-    """An interval of results.json (null where it was not finite) as the :class:`Interval` it was."""
-    mean, low, high = (math.nan if entry[k] is None else float(entry[k]) for k in ("mean", "low", "high"))
-    return Interval(mean, low, high, int(entry["n"]))
+from mfed.sweeps.entries import arrow, interval_of, privacy_levels, tasks_of
+from mfed.sweeps.summary import summarise
 
 
 def _ci(entry: Mapping[str, Any], digits: int = 2) -> str:
-    return _interval(entry).text(digits)
-
-
-def _half(entry: Mapping[str, Any]) -> float:
-    """Half the interval's width; 0 where there is none (one seed)."""
-    half = _interval(entry).half_width
-    return 0.0 if math.isnan(half) else half
+    return interval_of(entry).text(digits)
 
 
 def _p(value: float | None) -> str:
@@ -105,10 +85,10 @@ def _kb(value: float | None) -> str:
 
 def setting_tables(results: Mapping[str, Any], setting: str) -> list[str]:
     """The markdown of one setting: the strategies' table, the paired comparisons, communication."""
-    tasks, section = _tasks(results), results["settings"][setting]
+    tasks, section = tasks_of(results), results["settings"][setting]
     level = f"{results['confidence']:.0%}"
     reference = results.get("reference")
-    head = [f"{t} {info['headline']} {_arrow(info['higher_is_better'])}" for t, info in tasks.items()]
+    head = [f"{t} {info['headline']} {arrow(info['higher_is_better'])}" for t, info in tasks.items()]
     private = any(e.get("epsilon") is not None for s in results["settings"].values() for e in s["strategies"].values())
     lines = [
         f"| strategy | {' | '.join(head)} | Δm vs {reference} % ↑{' | ε reached' if private else ''} "
@@ -207,7 +187,7 @@ def markdown(results: Mapping[str, Any], images: bool = True, prefix: str = "") 
             lines += ["", f"## {setting}"]
         lines += ["", *setting_tables(results, setting)]
         if images:
-            lines += ["", *[f"![{t}]({prefix}{curve_file(results, setting, t)})" for t in _tasks(results)]]
+            lines += ["", *[f"![{t}]({prefix}{curve_file(results, setting, t)})" for t in tasks_of(results)]]
     if images:
         lines += ["", f"![delta_m]({prefix}delta_m.png)"]
         lines += ["", f"![privacy-utility]({prefix}tradeoff.png)"] if privacy_levels(results) else []
@@ -220,15 +200,6 @@ def markdown(results: Mapping[str, Any], images: bool = True, prefix: str = "") 
 def curve_file(results: Mapping[str, Any], setting: str, task: str) -> str:
     """The learning-curve PNG of ``task`` in ``setting``."""
     return f"curves_{task}.png" if len(results["settings"]) == 1 else f"curves_{setting}_{task}.png"
-
-
-def privacy_levels(results: Mapping[str, Any]) -> list[tuple[str, float]]:
-    """The settings as ``(setting, epsilon)``, least private first (no DP: infinity); empty without DP."""
-    levels = []
-    for setting, section in results["settings"].items():
-        spent = [e["epsilon"] for e in section["strategies"].values() if e.get("epsilon") is not None]
-        levels.append((setting, max(spent) if spent else math.inf))
-    return sorted(levels, key=lambda level: -level[1]) if any(math.isfinite(e) for _, e in levels) else []
 
 
 def _clean(value: Any) -> Any:
@@ -253,7 +224,7 @@ def write_results(results: Mapping[str, Any], out_dir: Path, stem: str = "result
     write_json(clean, out_dir / f"{stem}.json", sort_keys=False)
     (out_dir / f"{stem}.md").write_text(markdown(clean, prefix=prefix))
     for setting in clean["settings"]:
-        for task in _tasks(clean):
+        for task in tasks_of(clean):
             plot_curves(clean, setting, task, out_dir / f"{prefix}{curve_file(clean, setting, task)}")
     plot_delta_m(clean, out_dir / f"{prefix}delta_m.png")
     if privacy_levels(clean):
@@ -272,8 +243,6 @@ def recompute(results: Mapping[str, Any]) -> dict[str, Any]:
     What a reader needs to check a published table: the runs' final metrics (``runs``) and what
     ran; nothing from the run folders.
     """
-    from mfed.sweeps.benchmark import summarise
-
     compare = results.get("compare", next(iter(results["settings"].values()))["compare"])
     summary = summarise(results["runs"], compare, float(results["confidence"]))
     return {**results, "compare": compare, **summary}

@@ -27,7 +27,9 @@ class TaskSystem(pl.LightningModule):
     single task's is its ``loss_weight * L``), plus the proximal terms set by
     :meth:`configure_step` (M-Fed: the decoders toward their tasks' global decoders; FedProx and
     Ditto: both parts toward the server's model). A gradient-based weighting (PCGrad) reshapes
-    the encoder's gradient in :meth:`backward`.
+    the encoder's gradient in :meth:`backward`. The weighting's hooks run around each fit: its
+    ``on_fit_start``, its ``on_train_epoch_end`` with each task's mean ``loss_weight * L_t`` over
+    the epoch, and its ``on_fit_end``.
 
     Args:
         model: A model with a decoder for each of ``tasks``.
@@ -60,7 +62,6 @@ class TaskSystem(pl.LightningModule):
         self._prox: dict[str, tuple[float, dict[str, Tensor]]] = {}
         self._epoch_sums: dict[str, float] = {}
         self._terms: dict[str, Tensor] = {}
-        self._learnt_weights = any(True for _ in self.weighting.parameters())
 
     def part(self, name: str) -> nn.Module:
         """The module of a part: ``encoder``, or ``decoder`` (every decoder the client holds, by task)."""
@@ -100,9 +101,8 @@ class TaskSystem(pl.LightningModule):
         entries = [("loss", loss), ("reg", reg), *((f"{t}/task_loss", v) for t, v in task_losses.items())]
         for key, value in entries:
             sums[key] = sums.get(key, 0.0) + float(value.detach()) * n
-        if self._learnt_weights:  # a fixed weighting's weights are its config: not logged every round
-            for task, weight in self.weighting.weights().items():
-                sums[f"{task}/weight"] = sums.get(f"{task}/weight", 0.0) + weight * n
+        for task, weight in self.weighting.weights().items():
+            sums[f"{task}/weight"] = sums.get(f"{task}/weight", 0.0) + weight * n
         sums["n"] = sums.get("n", 0.0) + n
         return loss
 
@@ -110,6 +110,22 @@ class TaskSystem(pl.LightningModule):
         """Backpropagate through the weighting, which may reshape the shared encoder's gradient (PCGrad)."""
         shared = [p for p in self.model.encoder.parameters() if p.requires_grad]
         self.weighting.backward(loss, self._terms, shared)
+
+    def on_fit_start(self) -> None:
+        """Tell the weighting a local fit starts."""
+        self.weighting.on_fit_start()
+
+    def on_fit_end(self) -> None:
+        """Tell the weighting the local fit ended."""
+        self.weighting.on_fit_end()
+
+    def on_train_epoch_end(self) -> None:
+        """Give the weighting each task's mean ``loss_weight * L_t`` over the epoch (none for an empty epoch)."""
+        means = self.train_epoch_means()
+        if means:
+            self.weighting.on_train_epoch_end(
+                {name: task.loss_weight * means[f"{name}/task_loss"] for name, task in self.tasks.items()}
+            )
 
     def on_train_epoch_start(self) -> None:
         """Report the last epoch's means only; frozen parts stay in eval mode."""

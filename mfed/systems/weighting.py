@@ -16,9 +16,15 @@ into the objective, and may also decide how the objective's gradient reaches the
   components removed: for every other task ``j`` in a random order, if ``g_i' . g_j < 0``,
   ``g_i' <- g_i' - (g_i' . g_j) / ||g_j||^2 * g_j``.
 
-A weighting's parameters (Uncertainty's ``log_var``) are the client's private state: the client's
-optimizer trains them with its model, they are never aggregated, and between rounds they travel
-through the server as ``weighting.*`` keys (:func:`weighting_state`, :func:`load_weighting_state`).
+:class:`~mfed.systems.dwa.DWA` (Dynamic Weight Average, Liu et al. 2019) lives in its own module.
+
+A weighting's ``state_dict``, parameters and buffers alike (Uncertainty's ``log_var``, DWA's
+epoch-loss history), is the client's private state: the client's optimizer trains the parameters
+with its model, none of it is aggregated, and between rounds it travels through the server as
+``weighting.*`` keys (:func:`weighting_state`, :func:`load_weighting_state`), since a client keeps
+nothing of its own from one round to the next. The client's LightningModule calls the hooks
+:meth:`Weighting.on_fit_start`, :meth:`Weighting.on_train_epoch_end` (with the epoch's mean
+losses) and :meth:`Weighting.on_fit_end` around each local fit, after the state is loaded.
 """
 
 from __future__ import annotations
@@ -75,7 +81,7 @@ class Weighting(nn.Module):
         """The tasks, shown by ``repr``."""
         return f"tasks={list(self.tasks)}"
 
-    def check_losses(self, losses: Mapping[str, Tensor]) -> None:
+    def check_losses(self, losses: Mapping[str, object]) -> None:
         """Check that ``losses`` has exactly one entry per task.
 
         Args:
@@ -129,8 +135,27 @@ class Weighting(nn.Module):
         loss.backward()
 
     def weights(self) -> dict[str, float]:
-        """The current effective weight of each task (for logging): 1.0 each here."""
+        """The current effective weight of each task (logged as ``<task>/weight``): 1.0 each here."""
         return dict.fromkeys(self.tasks, 1.0)
+
+    def on_fit_start(self) -> None:
+        """A local fit starts (its state already loaded from the client's private state): a no-op here."""
+
+    def on_train_epoch_end(self, epoch_losses: Mapping[str, float]) -> None:
+        """An epoch of a local fit ended: a no-op here.
+
+        Per epoch rather than once per fit, because a fit runs ``local_epochs`` epochs and an
+        epoch-level method (DWA) moves its weights after every one of them.
+
+        Args:
+            epoch_losses: ``{task: mean loss}`` over the epoch's examples, each the loss given to
+                :meth:`combine` (already multiplied by the task's ``loss_weight``); keys exactly
+                :attr:`tasks`.
+
+        """
+
+    def on_fit_end(self) -> None:
+        """A local fit ended (its state is then saved to the client's private state): a no-op here."""
 
 
 WeightingFactory = Callable[[Sequence[str]], Weighting]
@@ -217,6 +242,17 @@ class PCGrad(Weighting):
     (decoders) get their gradients from one ``loss.backward()`` instead of one backward per task;
     and terms of ``loss`` besides the tasks' (e.g. a proximal regulariser) keep their own,
     unprojected gradient on the shared parameters.
+
+    Task ``i`` itself: LibMTL's inner loop (``LibMTL/weighting/PCGrad.py``, ``for tn_j in
+    task_index``, a shuffle of all the tasks) includes ``j = i``, so on its own turn ``g_i'`` is
+    projected off its own ``g_i`` when ``g_i' . g_i < 0``. mfed, like the paper's Algorithm 1
+    (``T_j`` over the tasks but ``T_i``), skips ``j = i``. This changes nothing for two tasks (one
+    projection leaves ``g_i' . g_i = ||g_i||^2 - (g_i . g_j)^2 / ||g_j||^2 >= 0``) nor when ``i``'s
+    own turn comes first, but with three or more tasks earlier projections can turn ``g_i'``
+    against ``g_i`` (about 1.4% of the own turns for three random Gaussian gradients in 2 or 3
+    dimensions). LibMTL also adds 1e-8 to ``||g_j||^2`` (here ``g_i' . g_j < 0`` implies
+    ``||g_j|| > 0``), and reports each task's total coefficient in ``sum_i g_i'`` as its weight,
+    where :meth:`weights` reports 1 per task.
 
     Args:
         tasks: The client's task names (non-empty, unique).

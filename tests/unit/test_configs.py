@@ -47,7 +47,8 @@ def test_every_config_option_instantiates(group, option, tmp_path: Path, fashion
     for target in targets:
         kwargs = {"out_dir": tmp_path} if group == "logger" else {}
         built = instantiate(target, **kwargs)
-        assert built is None if (group, option) == ("privacy", "none") else built is not None  # none: no DP
+        off = (group, option) in (("privacy", "none"), ("server_optimizer", "none"))
+        assert built is None if off else built is not None  # none: no DP, no server optimiser
 
 
 def test_every_group_has_options():
@@ -65,6 +66,7 @@ def test_every_group_has_options():
         "defences",
         "weighting",
         "privacy",
+        "server_optimizer",
     } <= set(GROUPS)
 
 

@@ -8,6 +8,7 @@ import torch
 
 from mfed.aggregation.conflict import cagrad_coefficients, cagrad_weights, combine, gram
 from mfed.aggregation.fedhca2 import FedHCA2
+from mfed.aggregation.fold import Pipeline, aggregate
 from mfed.aggregation.mfed import MFed
 from mfed.aggregation.mfed_ca import MFedCA
 from mfed.types import ClientUpdate
@@ -95,7 +96,7 @@ def test_fedhca2_aggregation_by_hand():
     state = start_state()
     a, b = trained(state, "a", ("seg",), 10, 1), trained(state, "b", ("seg", "depth"), 30, 2)
     # Execute
-    new = strategy.aggregate(state, [a, b], round_idx=1)
+    new = aggregate(strategy, state, [a, b], round_idx=1)
     # Assert, the encoder: start + own update + alpha d, d CAGrad's direction over the two updates
     w = "encoder.0.weight"
     deltas = [(u.state[w] - state["global"][w]).double().numpy().ravel() for u in (a, b)]
@@ -130,12 +131,12 @@ def test_fedhca2_aggregation_by_hand():
 
     # Execute: round 2, each client starting from its personalised model
     a2, b2 = trained(new, "a", ("seg",), 10, 3), trained(new, "b", ("seg", "depth"), 30, 4)
-    newer = strategy.aggregate(new, [a2, b2], round_idx=2)
+    newer = aggregate(strategy, new, [a2, b2], round_idx=2)
     # Assert: one SGD step of alpha on -<d of round 1, the client's round-2 update> (momentum buffer from 0)
     for u in (a2, b2):
         delta = (u.state[w] - new[f"personal:{u.client_id}"][w]).double().numpy().ravel()
         grad = -(d @ delta)
-        assert float(newer["server"][f"alpha/{u.client_id}"]) == pytest.approx(
+        assert float(newer["server"][f"fedhca2/alpha/{u.client_id}"]) == pytest.approx(
             0.1 - 0.01 * (grad + 1e-4 * 0.1), rel=1e-5
         )
     # beta of b's depth body: -<its round-1 attention output, its round-2 update>, summed over weight and bias
@@ -143,13 +144,15 @@ def test_fedhca2_aggregation_by_hand():
     out = sum(
         float(
             (
-                new["server"][f"attention/b/depth/body.{p}"].double() * (b2.state[key + p] - new["personal:b"][key + p])
+                new["server"][f"fedhca2/attention/b/depth/body.{p}"].double()
+                * (b2.state[key + p] - new["personal:b"][key + p])
             ).sum()
         )
         for p in ("weight", "bias")
     )
-    assert float(newer["server"]["beta/b/depth/body"]) == pytest.approx(0.2 - 0.01 * (-out + 1e-4 * 0.2), rel=1e-5)
-    assert "beta/b/depth/head" not in newer["server"]  # heads are not aggregated: no weight
+    beta = float(newer["server"]["fedhca2/beta/b/depth/body"])
+    assert beta == pytest.approx(0.2 - 0.01 * (-out + 1e-4 * 0.2), rel=1e-5)
+    assert "fedhca2/beta/b/depth/head" not in newer["server"]  # heads are not aggregated: no weight
 
 
 def test_fedhca2_averages_a_kinds_updates_and_refuses_defences_and_dp():
@@ -158,15 +161,15 @@ def test_fedhca2_averages_a_kinds_updates_and_refuses_defences_and_dp():
 
     state = start_state()
     ups = [trained(state, c, ("seg",), n, s) for c, n, s in (("a", 10, 1), ("b", 30, 2))]
-    new = FedHCA2(alpha_init=0.0).aggregate(state, ups, round_idx=1)
+    new = aggregate(FedHCA2(alpha_init=0.0), state, ups, round_idx=1)
     w = "encoder.0.weight"
     mean = (10 * ups[0].state[w] + 30 * ups[1].state[w]) / 40  # alpha 0: start + the kind's mean update
     for c in ("a", "b"):
         torch.testing.assert_close(new[f"personal:{c}"][w], mean)
-    with pytest.raises(ValueError, match="defences.clip_norm cannot apply to aggregation=fedhca2: it combines"):
-        FedHCA2().with_defences(Defences(clip_norm=1.0))
-    with pytest.raises(ValueError, match="privacy=dp cannot apply to aggregation=mfed_ca"):
-        MFedCA().with_privacy(DifferentialPrivacy(noise_multiplier=1.0, clip_norm=1.0))
+    with pytest.raises(ValueError, match="defences.clip_norm=1 cannot go with aggregation=fedhca2: .* combines whole"):
+        Pipeline(FedHCA2(), Defences(clip_norm=1.0))
+    with pytest.raises(ValueError, match="privacy=dp cannot go with aggregation=mfed_ca"):
+        Pipeline(MFedCA(), privacy=DifferentialPrivacy(noise_multiplier=1.0, clip_norm=1.0))
 
 
 def test_mfed_ca_moves_the_encoder_by_the_tasks_conflict_averse_direction():
@@ -175,8 +178,8 @@ def test_mfed_ca_moves_the_encoder_by_the_tasks_conflict_averse_direction():
     ups = [trained(state, "s0", ("seg",), 10, 1), trained(state, "s1", ("seg",), 30, 2),
            trained(state, "d0", ("depth",), 20, 3), trained(state, "sd", ("seg", "depth"), 40, 4)]  # fmt: skip
     # Execute
-    new = MFedCA(ca_c=0.4).aggregate(state, ups)
-    plain = MFed().aggregate(state, ups)
+    new = aggregate(MFedCA(ca_c=0.4), state, ups)
+    plain = aggregate(MFed(), state, ups)
     # Assert: the tasks' example-weighted mean updates, then CAGrad between the two tasks
     w = "encoder.0.weight"
     start = state["global"][w].double()

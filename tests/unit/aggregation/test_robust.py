@@ -5,6 +5,7 @@ from scipy import stats
 
 from mfed.aggregation import FedAvgAll, FedAvgPerTask, FedRep, Local, MFed
 from mfed.aggregation.defences import Defences
+from mfed.aggregation.fold import Pipeline, aggregate
 from mfed.aggregation.robust import clip_update, coordinate_median, trimmed_mean, update_norm
 from mfed.types import ClientUpdate
 
@@ -50,13 +51,13 @@ def test_trimmed_mean_matches_scipy(n, fraction):
 
 
 def defended(strategy=None, **defences):
-    return (strategy or MFed()).with_defences(Defences(**defences))
+    return Pipeline(strategy or MFed(), Defences(**defences))
 
 
 def test_bad_defence_settings_name_the_field():
     with pytest.raises(ValueError, match=r"defences.trim_fraction must lie in \[0, 0.5\), got 0.5"):
         Defences(robust="trimmed_mean", trim_fraction=0.5)
-    with pytest.raises(ValueError, match="defences.robust must be null or one of"):
+    with pytest.raises(ValueError, match=r"defences.robust must be null, one of \['median', 'trimmed_mean'\], or an"):
         Defences(robust="mean")
     with pytest.raises(ValueError, match=r"defences.clip_norm must be > 0 or null \(off\), got 0"):
         defended(FedAvgPerTask(), clip_norm=0)
@@ -65,7 +66,7 @@ def test_bad_defence_settings_name_the_field():
 def test_defences_wrap_any_averaging_strategy_and_refuse_one_that_averages_nothing():
     for strategy in (MFed(), FedAvgPerTask(), FedAvgAll(), FedRep()):
         assert defended(strategy, robust="median").defences.robust == "median"
-    with pytest.raises(ValueError, match="defences.clip_norm and defences.robust cannot apply to aggregation=local"):
+    with pytest.raises(ValueError, match="defences.clip_norm=1 cannot go with aggregation=local: .* averages no"):
         defended(Local(), clip_norm=1.0, robust="median")
 
 
@@ -78,15 +79,15 @@ def test_strategy_defences_bound_one_huge_update():
     state = {"global": {"encoder.w": torch.zeros(2)}, "task:t": {"decoders.t.w": torch.zeros(1)}}
     honest = [update(f"c{i}", 1.0 + 0.01 * i) for i in range(5)]
     attacked = [*honest, update("bad", 1e6)]
-    plain = MFed().aggregate(state, honest)["global"]["encoder.w"]
+    plain = aggregate(MFed(), state, honest)["global"]["encoder.w"]
     # Execute / Assert: undefended, the mean moves to ~1.7e5; each defence stays within 0.5 of the honest mean
-    assert float(MFed().aggregate(state, attacked)["global"]["encoder.w"][0]) > 1e5
+    assert float(aggregate(MFed(), state, attacked)["global"]["encoder.w"][0]) > 1e5
     for strategy in (
         defended(clip_norm=2.0),
         defended(robust="median"),
         defended(robust="trimmed_mean", trim_fraction=0.17),
     ):
-        new = strategy.aggregate(state, attacked)
+        new = aggregate(strategy, state, attacked)
         assert float((new["global"]["encoder.w"] - plain).abs().max()) < 0.5, strategy
         assert float(new["task:t"]["decoders.t.w"][0]) < 2.0, strategy
 
@@ -94,14 +95,13 @@ def test_strategy_defences_bound_one_huge_update():
 def test_robust_rules_ignore_claimed_example_counts():
     state = {"global": {"encoder.w": torch.zeros(2)}, "task:t": {"decoders.t.w": torch.zeros(1)}}
     updates = [update("a", 0.0), update("b", 1.0), update("liar", 9.0, n=10**6)]
-    assert defended(robust="median").aggregate(state, updates)["global"]["encoder.w"].tolist() == [1.0, 1.0]
+    assert aggregate(defended(robust="median"), state, updates)["global"]["encoder.w"].tolist() == [1.0, 1.0]
 
 
-def test_repr_names_the_defences_so_resume_refuses_a_change():
-    assert repr(defended(clip_norm=1.0)) != repr(MFed())
-    assert "robust='median'" in repr(defended(robust="median"))
-    # the same text as when the strategies declared them, so checkpoints made then still resume
-    assert repr(defended(clip_norm=1.0)) == "MFed(weighting='examples', prox_mu=0.01, clip_norm=1.0)"
+def test_the_fold_settings_name_the_defences_so_resume_refuses_a_change():
+    assert defended(clip_norm=1.0).settings() != Pipeline(MFed()).settings()
+    assert "'clip_norm': 1.0" in repr(defended(clip_norm=1.0).settings())
+    assert "Median" in repr(defended(robust="median").settings())
 
 
 def task_update(cid: str, tasks, enc: float) -> ClientUpdate:
@@ -116,7 +116,7 @@ def test_robust_rules_run_within_each_kind_of_client_then_take_the_median_of_the
     seg = [task_update(f"a-{i}", "a", 1.0) for i in range(4)]
     minority = task_update("b-0", "b", 5.0)
     # Execute
-    grouped = defended(robust="median").aggregate(state, [*seg, minority])["global"]["encoder.w"]
+    grouped = aggregate(defended(robust="median"), state, [*seg, minority])["global"]["encoder.w"]
     # Assert: a median over all 5 clients would be 1.0 (the depth client trimmed as an attacker); within the
     # kinds it is 1.0 (a) and 5.0 (b), and the median of those two is their mean, 3.0: b keeps its pull
     assert grouped.tolist() == [3.0, 3.0]
@@ -130,11 +130,11 @@ def test_grouped_robust_rules_still_contain_one_client_scaled_by_1e6():
                task_update("b-0", "b", 2.0), task_update("c-0", "c", 3.0)]  # fmt: skip
     updates.append(task_update("a+b-0", ("a", "b"), 4.0))
     # Execute
-    new = defended(robust="median").aggregate(state, updates)
+    new = aggregate(defended(robust="median"), state, updates)
     # Assert: kind a's median 1.2 contains the attacker; the kinds' medians (1.2, 2, 3, 4) give (2 + 3) / 2
     assert new["global"]["encoder.w"].tolist() == [2.5, 2.5]
     # task a's decoder: kinds a (median 1.2) and a+b (4.0): the median of two is their mean
     assert new["task:a"]["decoders.a.w"].tolist() == pytest.approx([2.6])
     # a trimmed mean cutting one from each end of kind a's 3 clients keeps its middle one, 1.2, too
-    trimmed = defended(robust="trimmed_mean", trim_fraction=0.34).aggregate(state, updates)
+    trimmed = aggregate(defended(robust="trimmed_mean", trim_fraction=0.34), state, updates)
     assert trimmed["global"]["encoder.w"].tolist() == [2.5, 2.5]

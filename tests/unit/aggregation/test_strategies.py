@@ -6,6 +6,7 @@ from torch import nn
 
 from mfed.aggregation import Ditto, FedAvgAll, FedAvgPerTask, FedProx, FedRep, Local, MFed
 from mfed.aggregation.defences import Defences
+from mfed.aggregation.fold import Pipeline, aggregate
 from mfed.aggregation.functional import merge_scopes, select
 from mfed.models.multitask import MultiTaskModel
 from mfed.types import ClientSpec, ClientUpdate, LocalStep
@@ -36,7 +37,7 @@ def test_mfed_averages_encoder_over_all_clients_and_decoders_per_task():
     strategy = MFed(mu=0.1)
     state = strategy.init_state(tiny_model())
     # Execute
-    new = strategy.aggregate(state, UPDATES)
+    new = aggregate(strategy, state, UPDATES)
     # Assert: encoder over everyone (1*0 + 3*4 + 4*8) / 8 = 5.5
     assert torch.allclose(new["global"]["encoder.weight"], torch.full((2, 2), 5.5))
     # seg decoder over seg clients only: (1*10 + 3*20) / 4 = 17.5; depth over its one client
@@ -46,14 +47,14 @@ def test_mfed_averages_encoder_over_all_clients_and_decoders_per_task():
 
 
 def test_mfed_uniform_weighting():
-    new = MFed(weighting="uniform").aggregate(MFed().init_state(tiny_model()), UPDATES)
+    new = aggregate(MFed(weighting="uniform"), MFed().init_state(tiny_model()), UPDATES)
     assert torch.allclose(new["global"]["encoder.bias"], torch.full((2,), 4.0))  # (0 + 4 + 8) / 3
 
 
 def test_mfed_task_without_participants_keeps_its_decoder():
     strategy = MFed()
     state = strategy.init_state(tiny_model())
-    new = strategy.aggregate(state, UPDATES[:2])
+    new = aggregate(strategy, state, UPDATES[:2])
     assert new["task:depth"] is state["task:depth"]
 
 
@@ -64,7 +65,7 @@ def test_mfed_rejects_negative_mu():
 
 def test_fedavg_per_task_never_mixes_tasks():
     strategy = FedAvgPerTask()
-    new = strategy.aggregate(strategy.init_state(tiny_model()), UPDATES)
+    new = aggregate(strategy, strategy.init_state(tiny_model()), UPDATES)
     # seg's encoder is the seg clients' mean (1*0 + 3*4)/4 = 3; depth's is its own client's
     assert torch.allclose(new["task:seg"]["encoder.weight"], torch.full((2, 2), 3.0))
     assert torch.allclose(new["task:depth"]["encoder.weight"], torch.full((2, 2), 8.0))
@@ -75,7 +76,7 @@ def test_local_uploads_nothing_and_holds_each_clients_model_apart():
     strategy = Local()
     assert strategy.init_state(tiny_model()) == {}
     private = [dataclasses.replace(u, state={}, private=u.state) for u in UPDATES]
-    new = strategy.aggregate({}, private)
+    new = aggregate(strategy, {}, private)
     assert set(new) == {"client:s0", "client:s1", "client:d0"}
     for u in UPDATES:  # each client's own tensors, untouched by the others'
         assert all(torch.equal(new[f"client:{u.client_id}"][k], v) for k, v in u.state.items())
@@ -85,7 +86,7 @@ def test_local_uploads_nothing_and_holds_each_clients_model_apart():
 
 def test_fedprox_averages_like_fedavg_per_task_and_pulls_the_whole_model():
     strategy = FedProx(mu=0.5)
-    new = strategy.aggregate(strategy.init_state(tiny_model()), UPDATES)
+    new = aggregate(strategy, strategy.init_state(tiny_model()), UPDATES)
     assert torch.allclose(new["task:seg"]["encoder.weight"], torch.full((2, 2), 3.0))  # (1*0 + 3*4) / 4
     assert torch.allclose(new["task:seg"]["decoders.seg.bias"], torch.full((3,), 17.5))  # (1*10 + 3*20) / 4
     assert torch.allclose(new["task:depth"]["encoder.weight"], torch.full((2, 2), 8.0))
@@ -103,7 +104,7 @@ def test_fedrep_averages_the_encoder_over_every_task_and_keeps_each_decoder_priv
         )
         for u in UPDATES
     ]
-    new = strategy.aggregate(state, sent)
+    new = aggregate(strategy, state, sent)
     assert torch.allclose(new["global"]["encoder.weight"], torch.full((2, 2), 5.5))  # (0 + 12 + 32) / 8
     assert set(new) == {"global", "client:s0", "client:s1", "client:d0"}  # no task scope: decoders never mix
     assert torch.equal(new["client:s1"]["decoders.seg.bias"], torch.full((3,), 20.0))
@@ -114,7 +115,7 @@ def test_fedrep_averages_the_encoder_over_every_task_and_keeps_each_decoder_priv
 def test_ditto_averages_the_global_models_per_task_and_keeps_the_personal_ones():
     strategy = Ditto(lam=0.2)
     personal = [dataclasses.replace(u, private={k: v + 100 for k, v in u.state.items()}) for u in UPDATES]
-    new = strategy.aggregate(strategy.init_state(tiny_model()), personal)
+    new = aggregate(strategy, strategy.init_state(tiny_model()), personal)
     assert torch.allclose(new["task:seg"]["encoder.weight"], torch.full((2, 2), 3.0))  # global models: FedAvg per task
     assert torch.equal(new["client:s0"]["encoder.weight"], torch.full((2, 2), 100.0))  # personal: untouched
     federated, own = strategy.steps
@@ -127,7 +128,7 @@ def test_mfed_with_a_frozen_encoder_trains_and_averages_only_decoders():
     strategy = MFed(freeze_encoder=True, name="mfed_frozen_encoder")
     state = strategy.init_state(tiny_model())
     sent = [dataclasses.replace(u, state=select(u.state, [f"decoders.{u.tasks[0]}."])) for u in UPDATES]
-    new = strategy.aggregate(state, sent)
+    new = aggregate(strategy, state, sent)
     assert new["global"] is state["global"]  # the initial encoder, never moved
     assert torch.allclose(new["task:seg"]["decoders.seg.bias"], torch.full((3,), 17.5))
     (step,) = strategy.steps
@@ -155,7 +156,7 @@ def test_fedavg_all_averages_the_shared_decoder_over_every_task_and_heads_within
 
     updates = [sent("s0", "seg", 1, 0.0), sent("s1", "seg", 3, 4.0), sent("d0", "depth", 4, 8.0)]
     # Execute
-    new = strategy.aggregate(state, updates)
+    new = aggregate(strategy, state, updates)
     # Assert: encoder and shared body over everyone (1*0 + 3*4 + 4*8) / 8 = 5.5, heads per task
     assert torch.allclose(new["global"]["encoder.weight"], torch.full((2, 2), 5.5))
     for task in ("seg", "depth"):
@@ -182,7 +183,7 @@ def test_fedavg_all_mixes_decoders_only_within_one_architecture():
     updates = [sent("s0", ["seg"], 1, 0.0), sent("d0", ["depth"], 2, 6.0), sent("se0", ["seg", "edges"], 1, 3.0),
                sent("e0", ["edges"], 3, 7.0)]  # fmt: skip
     # Execute
-    new = strategy.aggregate(state, updates)
+    new = aggregate(strategy, state, updates)
     # Assert: encoder over everyone (0 + 12 + 3 + 21) / 7; the shared body over seg and depth decoders (0 + 12 + 3) / 4
     assert torch.allclose(new["global"]["encoder.weight"], torch.full((2, 2), 36 / 7))
     for task in ("seg", "depth"):
@@ -210,7 +211,7 @@ def test_mfed_over_mixed_clients_averages_the_encoder_once_per_client_and_each_d
         mixed_update("seg+depth-0", ["seg", "depth"], 5, enc=7.0, dec={"seg": 20.0, "depth": 4.0}),
     ]
     # Execute
-    new = strategy.aggregate(strategy.init_state(tiny_model()), updates)
+    new = aggregate(strategy, strategy.init_state(tiny_model()), updates)
     # Assert: encoder (2*1 + 1*4 + 5*7) / 8, the two-task client weighted by its 5 examples once
     assert torch.allclose(new["global"]["encoder.weight"], torch.full((2, 2), 41 / 8))
     # seg decoder over seg-0 and seg+depth-0: (2*10 + 5*20) / 7; depth over depth-0 and seg+depth-0: (1*-2 + 5*4) / 6
@@ -229,7 +230,7 @@ def test_fedavg_per_task_folds_a_two_task_clients_encoder_into_each_of_its_tasks
         mixed_update("seg-0", ["seg"], 1, enc=1.0, dec={"seg": 0.0}),
         mixed_update("seg+depth-0", ["seg", "depth"], 3, enc=5.0, dec={"seg": 0.0, "depth": 2.0}),
     ]
-    new = strategy.aggregate(strategy.init_state(tiny_model()), updates)
+    new = aggregate(strategy, strategy.init_state(tiny_model()), updates)
     assert torch.allclose(new["task:seg"]["encoder.weight"], torch.full((2, 2), 4.0))  # (1 + 15) / 4
     assert torch.allclose(new["task:depth"]["encoder.weight"], torch.full((2, 2), 5.0))  # its only client
 
@@ -253,8 +254,8 @@ def test_a_strategy_configures_each_round_and_aggregates_with_the_round_its_gene
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     plan = Growing().configure_round(2, {}, specs, g1)
     assert plan["seg-0"][0].epochs in (2, 3) and plan == Growing().configure_round(2, {}, specs, g2)
-    fold = MFed().with_defences(Defences(clip_norm=1e-3)).aggregation(MFed().init_state(tiny_model()), 4, g1)
+    fold = Pipeline(MFed(), Defences(clip_norm=1e-3)).round(MFed().init_state(tiny_model()), 4, g1)
     for u in UPDATES:
         fold.add(u)
     state, metrics = fold.result()
-    assert fold.round == 4 and metrics == {"clipped": 6.0}  # 3 encoders and 3 decoders moved further than 1e-3
+    assert fold.ctx.round == 4 and metrics == {"clipped": 6.0}  # 3 encoders and 3 decoders moved further than 1e-3

@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from mfed.aggregation.fold import aggregate
 from mfed.federation.checkpointing import load_checkpoint
 from mfed.federation.sampling import sample_clients
 from mfed.run import build, run
@@ -42,7 +43,7 @@ def test_aggregated_encoder_is_the_weighted_mean_of_the_clients_updates(tiny_cfg
     driver.state = driver.strategy.init_state(driver.model)
     driver.backend.start(driver.specs, driver.setup)
     updates = list(driver.backend.fit(driver.client_ids, driver.state, 1, driver.plan(1, driver.client_ids)))
-    new = driver.strategy.aggregate(driver.state, updates)
+    new = aggregate(driver.fold, driver.state, updates)
     key = "encoder.stages.1.0.0.weight"
     n = torch.tensor([float(u.num_examples) for u in updates])
     expected = sum(w * u.state[key] for w, u in zip(n / n.sum(), updates, strict=True))

@@ -4,6 +4,7 @@ import dataclasses
 
 import torch
 
+from mfed.aggregation.fold import aggregate
 from mfed.federation.host import ClientHost
 from mfed.run import build
 from mfed.types import ClientFailure, ClientUpdate
@@ -31,7 +32,7 @@ def test_a_host_with_a_cache_of_one_trains_each_client_as_its_own_client_would(t
             assert isinstance(g, ClientUpdate) and g.client_id == e.client_id
             for key, value in e.state.items():
                 torch.testing.assert_close(g.state[key], value, rtol=0, atol=0)
-        state = driver.strategy.aggregate(state, expected)
+        state = aggregate(driver.fold, state, expected)
     assert len(host._clients) == 1  # the cache held one client at a time
 
 

@@ -2,17 +2,18 @@
 
 import pytest
 
+from mfed.config import config_dir
 from mfed.run import build
 from mfed.types import scopes_of
 
-STRATEGIES = ["mfed", "fedavg", "fedavg_all", "local", "fedprox", "fedrep", "ditto", "mfed_frozen_encoder"]
-STRATEGIES += ["centralised", "fedhca2", "mfed_ca"]
+OPTIONS = [f"aggregation={p.stem}" for p in sorted((config_dir() / "aggregation").glob("*.yaml"))]
+OPTIONS += [f"server_optimizer={p.stem}" for p in sorted((config_dir() / "server_optimizer").glob("*.yaml"))]
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_a_client_of_one_task_never_receives_another_tasks_decoder_or_another_clients_state(tiny_cfg, strategy):
-    # Prepare / Execute: one round of the default mix (3 tasks, 6 clients)
-    driver = build(tiny_cfg(f"aggregation={strategy}", "federation.rounds=1", "data.test=null"))
+@pytest.mark.parametrize("option", OPTIONS)
+def test_a_client_of_one_task_never_receives_another_tasks_decoder_or_another_clients_state(tiny_cfg, option):
+    # Prepare / Execute: one round of the default mix (3 tasks, 6 clients), every strategy and server optimiser
+    driver = build(tiny_cfg(option, "federation.rounds=1", "data.test=null"))
     driver.run()
     # Assert: whatever each client loads is the encoder or its own task's decoder; its own scope is its alone
     for spec in driver.specs:

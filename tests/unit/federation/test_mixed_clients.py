@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from mfed.aggregation.contract import Declaration
 from mfed.aggregation.mfed import MFed
+from mfed.aggregation.stages import ServerStep
 from mfed.federation.summary import TrainTally
 from mfed.models.decoder import ConvDecoder
 from mfed.models.encoder import ConvEncoder
@@ -83,7 +85,8 @@ def test_a_multi_task_clients_loss_and_gradient_are_its_tasks_weighted_sum():
     for name, param in model.named_parameters():
         torch.testing.assert_close(got[name], param.grad, msg=name)
     means = system.train_epoch_means()
-    assert set(means) == {"loss", "reg", "semseg/task_loss", "depth/task_loss"}
+    assert set(means) == {"loss", "reg", "semseg/task_loss", "depth/task_loss", "semseg/weight", "depth/weight"}
+    assert means["semseg/weight"] == means["depth/weight"] == 1.0  # equal weighting
     assert means["semseg/task_loss"] == pytest.approx(float(seg))
 
 
@@ -99,6 +102,23 @@ def test_uncertainty_weights_are_learnt_kept_privately_and_carried_into_the_next
     assert not any(k.startswith("weighting") for scope in ("global", "task:semseg") for k in driver.state[scope])
     history = json.loads((Path(driver.info["out_dir"]) / "history.json").read_text())
     assert history[0]["train/depth/weight"] != pytest.approx(0.5)  # 1 / (2 e^s) with s moved off 0
+
+
+def test_dwa_history_is_kept_privately_and_weighs_the_next_rounds_first_epoch(tiny_cfg):
+    # Execute: two rounds of two local epochs: weights 1 in round 1, DWA's from round 2's first epoch on
+    cfg = tiny_cfg(*HETERO, "weighting=dwa", "federation.local_epochs=2")
+    driver = build(cfg)
+    start(driver, cfg).run()
+    # Assert: the history lives in each client's own scope, four epochs long; the logged weights moved
+    own = driver.state["client:semseg+depth+edges-0"]
+    assert int(own["weighting.epochs"]) == 4 and own["weighting.loss_history"].shape == (2, 3)
+    assert float(own["weighting.weight"].sum()) == pytest.approx(3.0)
+    assert int(driver.state["client:semseg-0"]["weighting.epochs"]) == 4
+    assert not any(k.startswith("weighting") for scope in ("global", "task:semseg") for k in driver.state[scope])
+    history = json.loads((Path(driver.info["out_dir"]) / "history.json").read_text())
+    assert history[0]["train/depth/weight"] == pytest.approx(1.0)
+    assert history[1]["train/depth/weight"] != pytest.approx(1.0)  # the three-task clients' weights differ from 1
+    assert history[1]["train/depth/weight"] > 0
 
 
 def test_a_hetero_run_killed_after_round_1_and_resumed_ends_bit_exact(tiny_cfg, tmp_path):
@@ -122,7 +142,7 @@ def test_resuming_with_another_decoder_for_a_task_is_refused_naming_the_task(tin
     run(tiny_cfg("federation.rounds=1", f"out_dir={tmp_path / 'run1'}"))
     changed = tiny_cfg(f"resume={tmp_path / 'run1'}", "+tasks.edges.decoder={_target_:mfed.models.decoder.ConvDecoder,"
                        "_partial_:true,hidden:4,norm:batch}", "out_dir=null")  # fmt: skip
-    with pytest.raises(ValueError, match="the checkpoint's decoder of task 'edges' has other parameters than"):
+    with pytest.raises(ValueError, match="the checkpoint's tasks.edges.decoder._target_ is None, this run's is 'mfed"):
         build(changed)
 
 
@@ -148,7 +168,7 @@ def test_a_task_may_name_its_own_decoder(tiny_cfg):
         (("federation.clients_per_task=null",
           "federation.groups=[{tasks:[semseg,depth,edges],count:1},{tasks:[depth,semseg,edges],count:1}]"),
          r"federation.groups\[1\] holds the same tasks as an earlier group"),
-        (("defences.robust=median", "aggregation=local"), "defences.robust cannot apply to aggregation=local"),
+        (("defences.robust=median", "aggregation=local"), "defences.robust=median cannot go with aggregation=local: "),
     ],
 )  # fmt: skip
 def test_bad_federations_are_refused_before_anything_starts(tiny_cfg, overrides, message):
@@ -172,22 +192,28 @@ def test_every_scope_a_client_downloads_counts_in_bytes_down_and_its_private_sta
     assert row["comm/private_bytes"] == 4 * 2
 
 
+class Counting(ServerStep):
+    """A server step that keeps a server-only tensor under its namespace, counting its rounds."""
+
+    namespace = "counting"
+
+    def declaration(self):
+        return Declaration("aggregation=with_server_state")
+
+    def step(self, ctx, aggregates):
+        ctx.keep(self.namespace, {"rounds": ctx.kept(self.namespace).get("rounds", torch.zeros(1)) + 1})
+        ctx.metrics["rounds"] = 1.0
+        return aggregates
+
+
 class WithServerState(MFed):
     """M-Fed whose fold keeps a server-only tensor, counting its rounds."""
 
     def init_state(self, model):
-        return {**super().init_state(model), server_scope(): {"rounds": torch.zeros(1)}}
+        return {**super().init_state(model), server_scope(): {"counting/rounds": torch.zeros(1)}}
 
-    def aggregation(self, state, round_idx=0, rng=None):
-        fold = super().aggregation(state, round_idx, rng)
-        result = fold.result
-
-        def with_count():
-            new, metrics = result()
-            return {**new, server_scope(): {"rounds": state[server_scope()]["rounds"] + 1}}, {**metrics, "rounds": 1.0}
-
-        fold.result = with_count  # type: ignore[method-assign]
-        return fold
+    def server_steps(self):
+        return [Counting()]
 
 
 def test_a_server_only_scope_is_kept_checkpointed_and_never_sent(tiny_cfg, tmp_path):
@@ -197,9 +223,9 @@ def test_a_server_only_scope_is_kept_checkpointed_and_never_sent(tiny_cfg, tmp_p
     # Execute
     history = start(driver, cfg).run()
     # Assert
-    assert driver.state["server"]["rounds"].item() == 2
+    assert driver.state["server"]["counting/rounds"].item() == 2
     checkpoint = torch.load(Path(cfg.out_dir) / "checkpoint.pt", weights_only=True)
-    assert checkpoint["state"]["server"]["rounds"].item() == 2
+    assert checkpoint["state"]["server"]["counting/rounds"].item() == 2
     assert history[-1]["agg/rounds"] == 1.0
     assert "comm/bytes_down" in history[-1]
 

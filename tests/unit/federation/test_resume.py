@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from mfed.config import config_dir
 from mfed.run import build, run
 
 MIX = ("task_mix=seg_depth",)
@@ -30,8 +31,11 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_cfg, tm
     ("second", "message"),
     [
         (("federation.rounds=1",), "the checkpoint has 1 rounds; raise federation.rounds above 1"),
-        (("seed=5",), "the checkpoint's seed is 0, this run's is 5; seed must stay as the run had"),
-        (("aggregation=fedavg", "federation.rounds=2"), "the checkpoint's strategy"),
+        (("seed=5",), "the checkpoint's seed is 0, this run's is 5; it must stay as the run had it"),
+        (
+            ("aggregation=fedavg", "federation.rounds=2"),
+            "the checkpoint's aggregation._target_ is 'mfed.aggregation.mfed.MFed', this run's is 'mfed.aggregation.f",
+        ),
     ],
 )
 def test_resume_refuses_a_different_or_finished_setup(tiny_cfg, tmp_path, second, message):
@@ -42,24 +46,16 @@ def test_resume_refuses_a_different_or_finished_setup(tiny_cfg, tmp_path, second
         )
 
 
-@pytest.mark.parametrize(
-    "strategy",
-    [
-        "local",
-        "fedavg",
-        "fedavg_all",
-        "fedprox",
-        "fedrep",
-        "ditto",
-        "mfed_frozen_encoder",
-        "centralised",
-        "fedhca2",
-        "mfed_ca",
-    ],
-)
-def test_every_strategy_resumes_bit_identically(tiny_cfg, tmp_path, strategy):
-    # Prepare: 3 rounds straight, and 2 rounds then a resume to 3 (half the clients per round)
-    args = (*MIX, f"aggregation={strategy}", "federation.fraction=0.5")
+FOLD_OPTIONS = [f"aggregation={p.stem}" for p in sorted((config_dir() / "aggregation").glob("*.yaml"))]
+FOLD_OPTIONS += [f"server_optimizer={p.stem}" for p in sorted((config_dir() / "server_optimizer").glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("option", [o for o in FOLD_OPTIONS if not o.endswith("=none")])
+def test_every_strategy_and_server_optimizer_resumes_bit_identically(tiny_cfg, tmp_path, option):
+    # Prepare: 3 rounds straight, and 2 rounds then a resume to 3 (half the clients per round);
+    # every option of configs/aggregation and configs/server_optimizer (with M-Fed), found on disk
+    args = (*MIX, option, "federation.fraction=0.5")
+    strategy = option.removeprefix("aggregation=")
     straight = build(tiny_cfg(*args, "federation.rounds=3", f"out_dir={tmp_path / 'straight'}"))
     straight.run()
     run(tiny_cfg(*args, "federation.rounds=2", f"out_dir={tmp_path / 'first'}"))
@@ -69,10 +65,12 @@ def test_every_strategy_resumes_bit_identically(tiny_cfg, tmp_path, strategy):
     # Assert: private models (Local's, FedRep's decoders, Ditto's personal ones) are in the server
     # state, and everything matches bit for bit
     assert set(resumed.state) == set(straight.state)
-    if strategy in ("local", "fedrep", "ditto"):
+    if strategy in ("local", "fedrep", "ditto", "mfed_private_decoders"):
         assert {s for s in straight.state if s.startswith("client:")} == {"client:" + c for c in straight.client_ids}
         assert straight.history[-1]["comm/private_bytes"] > 0
         assert (straight.history[-1]["comm/bytes_up"] == 0) == (strategy == "local")
+    if option.startswith("server_optimizer="):  # its moments are server-only state, checkpointed and restored
+        assert any(k.startswith("server_optimizer/") for k in straight.state["server"])
     for scope, tensors in straight.state.items():
         for key, value in tensors.items():
             torch.testing.assert_close(resumed.state[scope][key], value, rtol=0, atol=0)

@@ -1,0 +1,101 @@
+"""What the stages of a round's fold need from one another, and the combinations that cannot hold.
+
+A round's fold is route -> bound -> combine -> server step (:mod:`mfed.aggregation.fold`). Every
+stage says what it needs of the others and what it gives; a stage may also *void* something
+another needs (and say why). :func:`check` derives the refusals from these declarations alone,
+before anything starts, and names both config keys in one line. No stage reads another's flags.
+
+The capabilities:
+
+- ``folds``: clients' updates are routed into shared scopes (a strategy that averages nothing,
+  Local or the centralised reference, does not give it).
+- ``parts``: the combine folds the routed, bounded parts of each update (a strategy that combines
+  whole updates by a rule of its own, FedHCA2, voids it: clipping a part would bound nothing).
+- ``means``: each folded scope's aggregate estimates the clients' mean, so its difference from the
+  state sent is a pseudo-gradient a server step may use (a personalising combine voids it).
+- ``bounded:<part>``: one client moves the released sums of ``<part>`` (``encoder``, ``decoder``)
+  by no more than one clipped contribution per scope, the sensitivity differential privacy's
+  accountant assumes (an order statistic, several parts of one client in one scope, or one
+  client's encoder in several means void it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+FOLDS, PARTS, MEANS = "folds", "parts", "means"
+ORDER = (FOLDS, PARTS, MEANS)  # the order needs are checked in: the most basic first, then the bounds
+
+WHAT = {
+    FOLDS: "client updates routed into shared scopes",
+    PARTS: "a combine of the routed and bounded parts",
+    MEANS: "a mean per scope (its difference from the state sent is the pseudo-gradient)",
+}
+
+
+def bounded(part: str) -> str:
+    """The capability that one client's contribution to ``part``'s sums is bounded by one clip."""
+    return f"bounded:{part}"
+
+
+ROUTED = frozenset({FOLDS, bounded("encoder"), bounded("decoder")})
+"""What a strategy that routes each part of an update into one scope gives (the default route)."""
+
+
+def describe(capability: str) -> str:
+    """A capability in words, for a refusal."""
+    if capability.startswith("bounded:"):
+        return f"each client's {capability.removeprefix('bounded:')} bounded once per scope"
+    return WHAT.get(capability, capability)
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """What one stage of a fold needs, gives and voids.
+
+    Attributes:
+        key: The config key (and value) the stage comes from, e.g. ``aggregation=fedhca2`` or
+            ``defences.robust=median``; refusals name it.
+        needs: Capabilities it cannot work without.
+        gives: Capabilities it provides.
+        voids: Capabilities it takes away, each with the reason in words.
+        lacks: Why it does not give a capability another stage may expect (for the refusal).
+
+    """
+
+    key: str
+    needs: frozenset[str] = frozenset()
+    gives: frozenset[str] = frozenset()
+    voids: Mapping[str, str] = field(default_factory=dict)
+    lacks: Mapping[str, str] = field(default_factory=dict)
+
+
+def check(declarations: Iterable[Declaration]) -> None:
+    """Refuse, in one line naming both keys, a fold whose stages cannot hold together.
+
+    A need fails when another stage voids it, or when no stage gives it; the line names the stage
+    that needs it and the one that voids it (or lacks it: the first stage that says why it lacks it,
+    else the first stage of the fold, the strategy).
+
+    Raises:
+        ValueError: The first need that fails.
+
+    """
+    stages = list(declarations)
+    given = {c for s in stages for c in s.gives}
+    for stage in stages:
+        for need in sorted(stage.needs, key=lambda c: (ORDER.index(c) if c in ORDER else len(ORDER), c)):
+            voiding = next((s for s in stages if need in s.voids and s is not stage), None)
+            if voiding is not None:
+                raise ValueError(
+                    f"{stage.key} cannot go with {voiding.key}: it needs {describe(need)}, and "
+                    f"{voiding.key} {voiding.voids[need]}; unset one of them"
+                )
+            if need not in given:
+                lacking = next((s for s in stages if need in s.lacks), stages[0])
+                reason = lacking.lacks.get(need, f"gives no {describe(need)}")
+                raise ValueError(
+                    f"{stage.key} cannot go with {lacking.key}: it needs {describe(need)}, and {lacking.key} "
+                    f"{reason}; unset {stage.key.split('=')[0]}"
+                )

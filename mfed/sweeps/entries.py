@@ -1,0 +1,44 @@
+"""Reading a benchmark's ``results.json`` (:mod:`mfed.sweeps.results`): its tasks, intervals and privacy levels.
+
+A module of its own so that the markdown (:mod:`mfed.sweeps.results`) and the pictures
+(:mod:`mfed.sweeps.plots`) read the file the same way without importing each other.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from mfed.sweeps.stats import Interval
+
+
+def tasks_of(results: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The benchmark's tasks by name, in the runs' order."""
+    return {t["name"]: t for t in results["tasks"]}
+
+
+def arrow(higher: bool) -> str:
+    """The arrow that says which way a metric is better: ``↑`` (higher) or ``↓``."""
+    return "↑" if higher else "↓"
+
+
+def interval_of(entry: Mapping[str, Any]) -> Interval:
+    """An interval of results.json (null where it was not finite) as the :class:`Interval` it was."""
+    mean, low, high = (math.nan if entry[k] is None else float(entry[k]) for k in ("mean", "low", "high"))
+    return Interval(mean, low, high, int(entry["n"]))
+
+
+def half_width(entry: Mapping[str, Any]) -> float:
+    """Half the interval's width; 0 where there is none (one seed)."""
+    half = interval_of(entry).half_width
+    return 0.0 if math.isnan(half) else half
+
+
+def privacy_levels(results: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """The settings as ``(setting, epsilon)``, least private first (no DP: infinity); empty without DP."""
+    levels = []
+    for setting, section in results["settings"].items():
+        spent = [e["epsilon"] for e in section["strategies"].values() if e.get("epsilon") is not None]
+        levels.append((setting, max(spent) if spent else math.inf))
+    return sorted(levels, key=lambda level: -level[1]) if any(math.isfinite(e) for _, e in levels) else []
