@@ -26,6 +26,11 @@ from scipy import optimize
 from torch import Tensor
 
 
+NEGLIGIBLE = 1e-6
+"""A norm below this, relative to the largest input's (the Gram matrix scaled to a largest entry of 1), is rounding:
+its square is within what summing a Gram entry over many coordinates loses (about 1e-12 of the largest)."""
+
+
 def gram(states: Sequence[Mapping[str, Tensor]]) -> np.ndarray:
     """The N x N matrix of inner products <g_i, g_j> of states with the same keys, in float64."""
     n = len(states)
@@ -85,7 +90,9 @@ def cagrad_coefficients(gram_matrix: np.ndarray, c: float, rescale: bool = True)
     if a is not None:
         weights = cagrad_weights(gram_matrix, c)
         gw_norm, g0_norm = np.sqrt(max(float(weights @ a @ weights), 0.0)), np.sqrt(max(float(a.mean()), 0.0))
-        if gw_norm > 0:  # the ratio c ||g_0|| / ||g_w|| does not depend on the scale
+        # The ratio c ||g_0|| / ||g_w|| does not depend on the scale, but where g_w (or g_0) is rounding
+        # noise against the largest input (norm about 1 here), so is its direction: keep the mean then.
+        if gw_norm > NEGLIGIBLE and g0_norm > NEGLIGIBLE:
             coefficients = coefficients + (c * g0_norm / gw_norm) * weights
     return coefficients / (1 + c**2) if rescale else coefficients
 

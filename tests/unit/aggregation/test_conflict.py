@@ -196,3 +196,14 @@ def test_mfed_ca_moves_the_encoder_by_the_tasks_conflict_averse_direction():
         for key, value in tensors.items():
             if key != w:
                 torch.testing.assert_close(new[scope][key], value)
+
+
+def test_opposite_updates_fall_back_to_their_mean_not_a_direction_set_by_rounding():
+    # Prepare: two opposite updates whose Gram matrix carries rounding (1e-13 of its entries)
+    gram_matrix = np.array([[1.0, -1.0 + 1e-13], [-1.0 + 1e-13, 1.0]])
+    # Execute
+    coefficients = cagrad_coefficients(gram_matrix, 0.4)
+    # Assert: the mean's coefficients (rescaled by 1 + c^2): no step along the rounding's direction
+    np.testing.assert_allclose(coefficients, [0.5 / 1.16, 0.5 / 1.16], rtol=1e-12)
+    g = {"w": torch.tensor([0.3, -1.7, 2.2], dtype=torch.float64)}
+    assert float(combine([g, {"w": -g["w"]}], coefficients)["w"].abs().max()) == 0.0

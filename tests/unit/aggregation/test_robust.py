@@ -2,11 +2,13 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from torch import nn
 
-from mfed.aggregation import FedAvgAll, FedAvgPerTask, FedRep, Local, MFed
+from mfed.aggregation import FedAvgAll, FedAvgPerTask, FedRep, Local, MFed, MFedCA
 from mfed.aggregation.defences import Defences
 from mfed.aggregation.fold import Pipeline, aggregate
 from mfed.aggregation.robust import clip_update, coordinate_median, trimmed_mean, update_norm
+from mfed.models.multitask import MultiTaskModel
 from mfed.types import ClientUpdate
 
 RNG = np.random.default_rng(0)
@@ -138,3 +140,31 @@ def test_grouped_robust_rules_still_contain_one_client_scaled_by_1e6():
     # a trimmed mean cutting one from each end of kind a's 3 clients keeps its middle one, 1.2, too
     trimmed = aggregate(defended(robust="trimmed_mean", trim_fraction=0.34), state, updates)
     assert trimmed["global"]["encoder.w"].tolist() == [2.5, 2.5]
+
+
+def test_defences_bound_a_sign_flipped_update_under_mfed_ca():
+    # Prepare: tasks t (three clients, one flipping its update and scaling it by 10) and u (three honest)
+    model = MultiTaskModel(nn.Linear(2, 2, bias=False), {"t": nn.Linear(2, 1), "u": nn.Linear(2, 1)})
+    state = MFedCA().init_state(model)
+    start = state["global"]["encoder.weight"]
+
+    def sent(cid, task, step):
+        decoder = {k: v + step for k, v in state[f"task:{task}"].items()}
+        return ClientUpdate(cid, task, 10, {"encoder.weight": start + step, **decoder})
+
+    honest = [sent(f"{t}{i}", t, 0.1 * (1 + i)) for t in ("t", "u") for i in range(3)]
+    attacked = [*honest[:2], sent("flip", "t", -10 * 0.3), *honest[3:]]
+    reference = aggregate(MFedCA(), state, honest)["global"]["encoder.weight"]
+    # Execute
+    moved = {
+        name: (aggregate(fold, state, attacked)["global"]["encoder.weight"] - reference).norm().item()
+        for name, fold in (
+            ("none", MFedCA()),
+            ("clip", Pipeline(MFedCA(), Defences(clip_norm=0.5))),
+            ("median", Pipeline(MFedCA(), Defences(robust="median"))),
+        )
+    }
+    # Assert: undefended, the flipped client drags the encoder far off; each defence keeps it near the honest run
+    honest_step = (reference - start).norm().item()
+    assert moved["none"] > 1.5 * honest_step  # 0.84 against an honest step of 0.48
+    assert moved["clip"] < moved["none"] / 3 and moved["median"] < moved["none"] / 3  # 0.24 and 0.12
