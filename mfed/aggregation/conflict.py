@@ -25,7 +25,6 @@ import torch
 from scipy import optimize
 from torch import Tensor
 
-
 NEGLIGIBLE = 1e-6
 """A norm below this, relative to the largest input's (the Gram matrix scaled to a largest entry of 1), is rounding:
 its square is within what summing a Gram entry over many coordinates loses (about 1e-12 of the largest)."""
