@@ -272,7 +272,7 @@ def build(cfg: DictConfig) -> Driver:
     if cfg.get("resume"):
         driver.restore(load_resume(str(cfg.resume)))
     driver.info = {
-        "strategy": repr(strategy), "tasks": list(tasks), "clients": len(specs),
+        "strategy": repr(strategy), "fold": fold.describe(), "tasks": list(tasks), "clients": len(specs),
         "rounds": driver.rounds, "out_dir": str(cfg.out_dir),
     }  # fmt: skip
     return driver

@@ -10,7 +10,7 @@ kinds' results (:mod:`mfed.aggregation.defences` says why).
 
 from __future__ import annotations
 
-from mfed.aggregation.contract import FOLDS, MEANS, PARTS, Declaration, bounded
+from mfed.aggregation.contract import FOLDS, MEANS, PARTS, UPDATES, Declaration, bounded
 from mfed.aggregation.functional import RunningMean, check_same_layout
 from mfed.aggregation.robust import coordinate_median
 from mfed.aggregation.rules import RobustRule
@@ -57,9 +57,11 @@ class Robust(Combine):
         """Needs routed parts; gives a (robust) mean; voids the bounded sensitivity DP's accountant assumes."""
         why = "is an order statistic, whose sensitivity clipping does not bound"
         return Declaration(
-            f"defences.robust={self.rule.name}", needs=frozenset({FOLDS, PARTS}), gives=frozenset({PARTS, MEANS}),
+            f"defences.robust={self.rule.name}",
+            needs=frozenset({FOLDS, UPDATES, PARTS}),
+            gives=frozenset({PARTS, MEANS}),
             voids={bounded("encoder"): why, bounded("decoder"): why},
-        )  # fmt: skip
+        )
 
     def open(self, ctx: RoundContext) -> Combiner:
         """A buffer per scope and kind."""

@@ -9,6 +9,9 @@ The capabilities:
 
 - ``folds``: clients' updates are routed into shared scopes (a strategy that averages nothing,
   Local or the centralised reference, does not give it).
+- ``updates``: the server sees each client's update on its own and in the clear (every strategy's
+  route gives it; a secure aggregation, which releases only sums, would void it): clipping on the
+  server, robust rules and FedHCA2 need it.
 - ``parts``: the combine folds the routed, bounded parts of each update (a strategy that combines
   whole updates by a rule of its own, FedHCA2, voids it: clipping a part would bound nothing).
 - ``means``: each folded scope's aggregate estimates the clients' mean, so its difference from the
@@ -24,11 +27,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-FOLDS, PARTS, MEANS = "folds", "parts", "means"
-ORDER = (FOLDS, PARTS, MEANS)  # the order needs are checked in: the most basic first, then the bounds
+FOLDS, UPDATES, PARTS, MEANS = "folds", "updates", "parts", "means"
+ORDER = (FOLDS, UPDATES, PARTS, MEANS)  # the order needs are checked in: the most basic first, then the bounds
 
 WHAT = {
     FOLDS: "client updates routed into shared scopes",
+    UPDATES: "each client's update on its own, in the clear",
     PARTS: "a combine of the routed and bounded parts",
     MEANS: "a mean per scope (its difference from the state sent is the pseudo-gradient)",
 }
@@ -39,7 +43,7 @@ def bounded(part: str) -> str:
     return f"bounded:{part}"
 
 
-ROUTED = frozenset({FOLDS, bounded("encoder"), bounded("decoder")})
+ROUTED = frozenset({FOLDS, UPDATES, bounded("encoder"), bounded("decoder")})
 """What a strategy that routes each part of an update into one scope gives (the default route)."""
 
 

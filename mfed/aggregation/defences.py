@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from mfed.aggregation import rules
 from mfed.aggregation.combine import Robust
-from mfed.aggregation.contract import FOLDS, PARTS, Declaration
+from mfed.aggregation.contract import FOLDS, PARTS, UPDATES, Declaration
 from mfed.aggregation.robust import clip_with_norm
 from mfed.aggregation.stages import Bound, Combine, Parts, RoundContext
 from mfed.types import ClientUpdate
@@ -114,11 +114,6 @@ class Defences:
             return f"defences.robust={self.robust} with these settings cuts nobody"
         return f"it needs {least} clients of a kind"
 
-    @property
-    def active(self) -> list[str]:
-        """The config keys of the defences that are on (empty: none)."""
-        return [k for k, on in (("clip_norm", self.clip_norm is not None), ("robust", self.robust is not None)) if on]
-
 
 class Clip(Bound):
     """Clip each routed part of an update to L2 norm ``clip_norm`` (its update: the part minus what was sent).
@@ -133,7 +128,7 @@ class Clip(Bound):
 
     def declaration(self) -> Declaration:
         """Needs routed parts that a combine folds."""
-        return Declaration(f"defences.clip_norm={self.clip_norm:g}", needs=frozenset({FOLDS, PARTS}))
+        return Declaration(f"defences.clip_norm={self.clip_norm:g}", needs=frozenset({FOLDS, UPDATES, PARTS}))
 
     def bound(self, ctx: RoundContext, update: ClientUpdate, parts: Parts) -> Parts:
         """Every part clipped against its scope's state."""

@@ -61,7 +61,7 @@ from torch import Tensor
 
 from mfed.aggregation.base import Strategy
 from mfed.aggregation.conflict import cagrad_coefficients, combine, gram
-from mfed.aggregation.contract import MEANS, PARTS, ROUTED, Declaration, bounded
+from mfed.aggregation.contract import MEANS, PARTS, ROUTED, UPDATES, Declaration, bounded
 from mfed.aggregation.functional import RunningMean, encoder_and_decoders, merge_scopes
 from mfed.aggregation.stages import Combine, Combiner, Parts, RoundContext, is_statistic
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
@@ -146,7 +146,7 @@ class FedHCA2(Strategy):
         """Routes into shared scopes; combines whole updates by its own rule into personalised models."""
         why = "combines whole updates into personalised models by its own rule (conflict-averse and cross-attention)"
         return Declaration(
-            f"aggregation={self.name}", gives=ROUTED,
+            f"aggregation={self.name}", gives=ROUTED, needs=frozenset({UPDATES}),
             voids={PARTS: why, MEANS: why, bounded("encoder"): why, bounded("decoder"): why},
         )  # fmt: skip
 

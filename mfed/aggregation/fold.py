@@ -75,6 +75,10 @@ class Pipeline:
         """The strategy's declaration, then every stage's (``extra``: configured stages the fold leaves out)."""
         return [self.strategy.declaration(), *(s.declaration() for s in [*self.stages(), *extra])]
 
+    def describe(self) -> str:
+        """The stages in fold order, by class, e.g. ``MFed -> Clip -> Mean -> Adam`` (the console's first line)."""
+        return " -> ".join(type(s).__name__ for s in [self.strategy, *self.bounds, self.combine, *self.steps])
+
     def settings(self) -> dict[str, Any]:
         """Every stage's hyperparameters, derived from their attributes (what a resume must match)."""
         return {"strategy": self.strategy.settings(), "stages": [s.settings() for s in self.stages()]}

@@ -44,7 +44,7 @@ import torch
 from torch import Tensor
 
 from mfed.aggregation import accounting
-from mfed.aggregation.contract import FOLDS, MEANS, PARTS, Declaration, bounded
+from mfed.aggregation.contract import FOLDS, MEANS, PARTS, UPDATES, Declaration, bounded
 from mfed.aggregation.robust import clip_with_norm
 from mfed.aggregation.stages import Combine, Combiner, Parts, RoundContext
 from mfed.models.multitask import DECODERS_PREFIX, ENCODER_PREFIX
@@ -192,7 +192,7 @@ class DifferentialPrivacy:
 
     def declaration(self) -> Declaration:
         """Needs routed parts of a combine and each protected part's contribution bounded once; gives a noised mean."""
-        needs = {FOLDS, PARTS, *(bounded(p) for p in self.parts)}
+        needs = {FOLDS, PARTS, *(bounded(p) for p in self.parts), *([UPDATES] if self.clipping == "server" else [])}
         return Declaration("privacy=dp", needs=frozenset(needs), gives=frozenset({MEANS}))
 
     def around(self, inner: Combine) -> PrivateCombine:

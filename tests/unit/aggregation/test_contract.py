@@ -1,0 +1,37 @@
+"""The refusals are derived from declarations: a need voided by another stage, or given by none."""
+
+import pytest
+
+from mfed.aggregation.contract import FOLDS, MEANS, ROUTED, Declaration, bounded, check
+
+
+def test_a_need_given_and_not_voided_holds():
+    check([Declaration("aggregation=a", gives=ROUTED), Declaration("b=1", needs=frozenset({FOLDS}))])
+
+
+def test_a_voided_need_is_refused_naming_both_keys_and_the_reason():
+    stages = [
+        Declaration("aggregation=a", gives=ROUTED, voids={bounded("decoder"): "soups decoders"}),
+        Declaration("privacy=dp", needs=frozenset({FOLDS, bounded("decoder")})),
+    ]
+    with pytest.raises(ValueError) as err:
+        check(stages)
+    assert str(err.value) == (
+        "privacy=dp cannot go with aggregation=a: it needs each client's decoder bounded once per scope, and "
+        "aggregation=a soups decoders; unset one of them"
+    )
+
+
+def test_a_need_no_stage_gives_is_refused_naming_the_stage_that_says_why():
+    stages = [
+        Declaration("aggregation=local", lacks={FOLDS: "averages no update"}),
+        Declaration("x.y=2", needs=frozenset({FOLDS})),
+    ]
+    with pytest.raises(ValueError, match=r"^x.y=2 cannot go with aggregation=local: .*averages no update; unset x.y$"):
+        check(stages)
+
+
+def test_the_most_basic_need_is_named_first():
+    stages = [Declaration("aggregation=local"), Declaration("s=1", needs=frozenset({MEANS, bounded("encoder"), FOLDS}))]
+    with pytest.raises(ValueError, match="it needs client updates routed into shared scopes"):
+        check(stages)
