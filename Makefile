@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.mfed-installed
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-data run test unit integration lint clean
+.PHONY: setup setup-data run test unit integration lint gpu-check clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,10 @@ integration: setup
 lint: setup
 	$(BIN)/ruff check mfed ray_jobs tests benchmarks
 	$(BIN)/mypy mfed
+
+# Clients sharing one GPU (benchmarks/README.md); on a machine without CUDA it prints one line.
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs wandb .pytest_cache

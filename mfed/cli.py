@@ -21,14 +21,15 @@ def _train(args: argparse.Namespace) -> int:
 
     from mfed.config import load_run_config
     from mfed.interrupts import StopRequested, stop_on_signals
+    from mfed.plan import plan
     from mfed.run import build, local_dir, start
-    from mfed.schema import check_config, error_line
+    from mfed.schema import error_line
 
     with stop_on_signals():
         try:
             cfg = load_run_config(args.overrides)
-            if args.print_config:  # checked as a run's would be: a typo is not printed as if it were taken
-                check_config(cfg)
+            if args.print_config:  # a run's checks up to its data: what the print shows, a run takes
+                plan(cfg)
                 print(OmegaConf.to_yaml(cfg, resolve=True))
                 return 0
             driver = start(build(cfg), cfg)
@@ -153,13 +154,50 @@ def _results(args: argparse.Namespace) -> int:
     return 0
 
 
+def version() -> str:
+    """The installed package's version (importlib.metadata), or ``unknown`` for a source tree not installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("mfed")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def config_groups() -> str:
+    """The config groups (the folders of configs/) with their options, for ``--help``."""
+    import textwrap
+
+    from mfed.config_dir import config_dir
+
+    root = config_dir()
+    lines = [f"config groups (pick an option with group=option; configs in {root}):"]
+    for group in sorted(p for p in root.iterdir() if p.is_dir()):
+        options = ", ".join(sorted(f.stem for f in group.glob("*.yaml")))
+        how = "+task@tasks.<t>=<t>" if group.name == "task" else f"{group.name}="  # a task is added, not picked
+        lines.append(textwrap.fill(options, 100, initial_indent=f"  {how:<20} ", subsequent_indent=" " * 23))
+    lines.append("keys: key=value (federation.rounds=5, optimizer.lr=0.01); a sweep of values: mfed sweep")
+    return "\n".join(lines)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line parser."""
-    p = argparse.ArgumentParser(prog="mfed", description="Multi-task federated learning (M-Fed) on Ray")
+    raw = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(
+        prog="mfed", description="Multi-task federated learning (M-Fed) on Ray", epilog=config_groups(),
+        formatter_class=raw,
+    )  # fmt: skip
+    p.add_argument("--version", action="version", version=f"mfed {version()}")
     sub = p.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="run a federation", description=__doc__)
+    train = sub.add_parser(
+        "train", help="run a federation", description=__doc__, epilog=config_groups(), formatter_class=raw
+    )
     train.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. aggregation=local federation.rounds=3")
-    train.add_argument("--print-config", action="store_true", help="print the composed config and exit")
+    train.add_argument(
+        "--print-config", action="store_true",
+        help="check the config as a run does up to its data (nothing is read or started), print it and exit",
+    )  # fmt: skip
     train.set_defaults(func=_train)
     data = sub.add_parser("data", help="look at the data").add_subparsers(dest="data_command", required=True)
     preview = data.add_parser("preview", help="write a PNG of a few samples beside every task's target")

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mfed.config_dir import ENV_VAR as ENV_VAR  # re-exported: mfed.config.ENV_VAR was defined here
 from mfed.config_dir import config_dir
+from mfed.schema.advice import null_group, several_values
 from mfed.schema.checker import MOVED
 from mfed.schema.errors import ConfigError, did_you_mean
 from mfed.schema.paths import check_uri
@@ -26,7 +27,12 @@ def load_config(overrides: Sequence[str] = (), name: str = "config") -> DictConf
         try:
             return compose(config_name=name, overrides=list(overrides))
         except ConfigCompositionException as err:
-            hint = _unknown_argument(str(err), overrides, name)
+            hint = _unknown_argument(str(err), overrides, name) or several_values(str(err))
+            if hint is None:
+                raise
+            raise ConfigError(hint) from None
+        except ValueError as err:  # Hydra's "Config group override must be a string or a list. Got NoneType"
+            hint = null_group(overrides) if "NoneType" in str(err) else None
             if hint is None:
                 raise
             raise ConfigError(hint) from None

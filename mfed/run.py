@@ -1,27 +1,24 @@
 """Config to objects and the whole run: ``build(cfg)`` returns a ready Driver, ``run(cfg)`` runs it.
 
-Every object comes from a Hydra ``_target_``; this module only wires them and checks, before any
-client starts, that the pieces fit together.
+Every object comes from a Hydra ``_target_``; :mod:`mfed.plan` builds and checks all that needs no
+data, this module adds the data and the output folder and checks, before any client starts, that
+the pieces fit together.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate as hydra_instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from mfed.aggregation.base import Strategy
-from mfed.aggregation.fold import Pipeline
 from mfed.federation.backends import ClientSetup
 from mfed.federation.checkpointing import Checkpointer, load_checkpoint
-from mfed.federation.client import ClientConfig
 from mfed.federation.driver import Driver, RunCallback
 from mfed.federation.rundir import (
     DEFAULT_STORAGE,
@@ -36,123 +33,36 @@ from mfed.federation.rundir import (
 )  # fmt: skip
 from mfed.loggers.console import ConsoleReporter
 from mfed.loggers.history import HistoryWriter
-from mfed.models.multitask import ModelFactory
-from mfed.schema import check_config
-from mfed.tasks.base import Task
-from mfed.types import ClientSpec, kind_of
+from mfed.plan import build_fold as build_fold  # re-exported: they were defined here
+from mfed.plan import build_tasks as build_tasks
+from mfed.plan import client_groups as client_groups
+from mfed.plan import instantiate as instantiate
+from mfed.plan import kinds_per_scope as kinds_per_scope
+from mfed.plan import plan
+from mfed.types import ClientSpec
 
 log = logging.getLogger(__name__)
 
 
-def instantiate(node: Any, **kwargs: Any) -> Any:
-    """Hydra's instantiate, re-raising a constructor's ValueError/FileNotFoundError as itself.
-
-    Our constructors name the config field and the fix; Hydra's wrapper would bury that message.
-    """
-    try:
-        return hydra_instantiate(node, **kwargs)
-    except InstantiationException as err:
-        if isinstance(err.__cause__, ValueError | FileNotFoundError):
-            raise err.__cause__ from None
-        raise
-
-
-def build_tasks(cfg: DictConfig) -> dict[str, Task]:
-    """Instantiate ``cfg.tasks``; each entry's key must equal its task's name."""
-    if not cfg.get("tasks"):
-        raise ValueError("no tasks configured: pick a task_mix=<name> or add +task@tasks.<name>=<name>")
-    tasks: dict[str, Task] = {}
-    for key, task_cfg in cfg.tasks.items():
-        task = instantiate(task_cfg)
-        if not isinstance(task, Task):
-            raise ValueError(f"tasks.{key} must build a mfed.tasks.Task, got {type(task).__name__}")
-        if task.name != key:
-            raise ValueError(f"tasks.{key} builds a task named {task.name!r}: set tasks.{key}.name={key}")
-        tasks[str(key)] = task
-    return tasks
-
-
-def client_groups(fed: DictConfig, tasks: Mapping[str, Task]) -> list[tuple[tuple[str, ...], int]]:
-    """The federation's kinds of client and their counts: ``federation.groups``, or ``clients_per_task`` of each task.
-
-    Raises:
-        ValueError: Both or neither are set, a group is malformed or names an unknown task, two
-            groups hold the same tasks, or a task is held by no client (naming the key and the fix).
-
-    """
-    raw_groups, per_task = fed.get("groups"), fed.get("clients_per_task")
-    if (raw_groups is None) == (per_task is None):
-        raise ValueError(
-            "set exactly one of federation.clients_per_task (single-task clients, that many per task) and "
-            f"federation.groups (kinds of clients), got clients_per_task={per_task} and groups={raw_groups}"
-        )
-    if per_task is not None:
-        if int(per_task) < 1:
-            raise ValueError(f"federation.clients_per_task must be >= 1, got {per_task}")
-        return [((t,), int(per_task)) for t in tasks]
-    groups: list[tuple[tuple[str, ...], int]] = []
-    listed = OmegaConf.to_container(raw_groups) if isinstance(raw_groups, ListConfig) else [raw_groups]
-    assert isinstance(listed, list)
-    for i, group in enumerate(listed):
-        key = f"federation.groups[{i}]"
-        if not isinstance(group, dict) or set(group) != {"tasks", "count"}:
-            raise ValueError(f"{key} must be {{tasks: [<task>, ...], count: <clients>}}, got {group}")
-        names = [group["tasks"]] if isinstance(group["tasks"], str) else group["tasks"]
-        unknown = [t for t in names or [] if t not in tasks]
-        if not names or unknown or len(set(names)) != len(names):
-            raise ValueError(f"{key}.tasks must list distinct tasks of {list(tasks)}, got {names}")
-        if not isinstance(group["count"], int) or group["count"] < 1:
-            raise ValueError(f"{key}.count must be an integer >= 1, got {group['count']}")
-        if any(set(names) == set(g) for g, _ in groups):
-            raise ValueError(f"{key} holds the same tasks as an earlier group: merge their counts")
-        groups.append((tuple(names), group["count"]))
-    idle = [t for t in tasks if not any(t in g for g, _ in groups)]
-    if idle:
-        raise ValueError(f"tasks {idle} are held by no client: add them to federation.groups or drop (~tasks.<name>)")
-    return groups
-
-
-def build_specs(cfg: DictConfig, tasks: Mapping[str, Task], pool: Any) -> list[ClientSpec]:
-    """Partition the pool over the federation's clients (:func:`client_groups`); split each shard into train/val.
-
-    Clients are named ``<kind>-<i>`` (``semseg-0``, ``semseg+depth-1``) and numbered in group
-    order, so ``clients_per_task: N`` gives the ids, shards and seeds of ``N`` clients per task.
-    """
+def build_specs(cfg: DictConfig, roster: Sequence[ClientSpec], pool: Any) -> list[ClientSpec]:
+    """Partition the pool over the ``roster``'s clients (:func:`mfed.plan.build_roster`); split each shard train/val."""
     from mfed.data.partition import train_val_split
 
-    groups = client_groups(cfg.federation, tasks)
     pool_size = len(pool)
-    n_clients = sum(count for _, count in groups)
     need = int(cfg.data.min_per_client)
-    if n_clients * need > pool_size:
+    if len(roster) * need > pool_size:
         raise ValueError(
-            f"{n_clients} clients need at least {need} examples each but the data pool has {pool_size}: raise the "
+            f"{len(roster)} clients need at least {need} examples each but the data pool has {pool_size}: raise the "
             "pool size (data.pool.length for generated scenes) or lower federation.clients_per_task (or groups' counts)"
         )
     seed = int(cfg.seed)
     partition: Callable[..., Sequence[np.ndarray]] = instantiate(cfg.data.partition)
-    shards = partition(pool, num_clients=n_clients, seed=seed, min_per_client=need)
+    shards = partition(pool, num_clients=len(roster), seed=seed, min_per_client=need)
     specs = []
-    for k, (names, i) in enumerate((g, i) for g, count in groups for i in range(count)):
+    for k, spec in enumerate(roster):
         train, val = train_val_split(shards[k], float(cfg.data.val_fraction), seed=seed + k)
-        cid = f"{kind_of(names)}-{i}"
-        specs.append(ClientSpec(cid, names, tuple(map(int, train)), tuple(map(int, val)), seed * 10_007 + k))
+        specs.append(replace(spec, train_indices=tuple(map(int, train)), val_indices=tuple(map(int, val))))
     return specs
-
-
-def kinds_per_scope(strategy: Strategy, specs: Sequence[ClientSpec], fraction: float) -> dict[str, dict[str, int]]:
-    """Per scope a strategy averages into, the clients of each kind that fold into it in a round (expected)."""
-    return {s: {k: max(1, round(n * fraction)) for k, n in c.items()} for s, c in strategy.members(specs).items()}
-
-
-def build_fold(cfg: DictConfig) -> Pipeline:
-    """The round's fold: the strategy (``aggregation``) with ``defences``, ``privacy`` and ``server_optimizer``.
-
-    A combination whose stages cannot hold together is refused here, in one line naming both keys,
-    before any data is read or client started (:mod:`mfed.aggregation.contract`).
-    """
-    server_optimizer = instantiate(cfg.server_optimizer) if cfg.get("server_optimizer") is not None else None
-    return Pipeline(instantiate(cfg.aggregation), instantiate(cfg.defences), instantiate(cfg.privacy), server_optimizer)
 
 
 UNFINGERPRINTED = (  # what a resume may change: where and how the run executes, logs and is evaluated
@@ -231,48 +141,30 @@ def build_callbacks(cfg: DictConfig, strategy: Strategy) -> list[RunCallback]:
 
 
 def build(cfg: DictConfig) -> Driver:
-    """Build every object of a run from ``cfg`` and check that they fit; start nothing."""
-    check_config(cfg)  # unknown keys, wrong types, resume, out_dir: one line naming the key
-    tasks = build_tasks(cfg)
-    fold = build_fold(cfg)
-    strategy, privacy = fold.strategy, fold.privacy
-    name_run(cfg, strategy)
+    """Build every object of a run from ``cfg`` and check that they fit; start nothing.
+
+    First every check that needs no data (:func:`mfed.plan.plan`, what ``--print-config`` runs too),
+    then the data, then the cluster's room for the clients.
+    """
+    p = plan(cfg)
+    fold, tasks, fed = p.fold, p.tasks, cfg.federation
+    name_run(cfg, fold.strategy)
     pool = instantiate(cfg.data.pool)
-    specs = build_specs(cfg, tasks, pool)
-    for line in fold.defences.check_counts(kinds_per_scope(strategy, specs, float(cfg.federation.fraction))):
-        log.warning("an attacker is not bounded in %s", line)
-    if privacy is not None:  # denominators, the calibrated noise, the budget: refused before anything starts
-        privacy.bind(strategy.members(specs), len(specs), float(cfg.federation.fraction), int(cfg.federation.rounds))
-    model_factory = ModelFactory(instantiate(cfg.model.encoder), instantiate(cfg.model.decoder), int(cfg.seed))
-    model = model_factory(list(tasks.values()))  # builds every decoder once: bad model configs fail here
-    if privacy is not None and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        log.warning(
-            "privacy=dp with BatchNorm: its running statistics are noised with the protected parts (variances "
-            "clamped at 0) and can wreck predictions; model.encoder.norm=group keeps none (as DP training usually does)"
-        )
-    fed = cfg.federation
-    config = ClientConfig(
-        local_epochs=int(fed.local_epochs), batch_size=int(fed.batch_size),
-        torch_threads=int(fed.torch_threads), accelerator=str(fed.accelerator),
-    )  # fmt: skip
+    specs = build_specs(cfg, p.roster, pool)
     test = instantiate(cfg.data.test) if cfg.data.get("test") is not None else None
-    weighting = instantiate(cfg.weighting)
-    for kind in {s.tasks for s in specs}:
-        weighting(list(kind))  # a weighting that cannot take a kind of client fails here, not in round 1
-    setup = ClientSetup(dict(tasks), pool, model_factory, instantiate(cfg.optimizer), config, test, weighting)
-    backend = instantiate(cfg.backend)
-    backend.check(len(specs))  # resources that cannot fit are refused before anything starts
+    setup = ClientSetup(dict(tasks), pool, p.model_factory, p.optimizer, p.config, test, p.weighting)
+    p.backend.check(len(specs))  # resources that cannot fit are refused before anything starts
     driver = Driver(
-        fold=fold, backend=backend, tasks=tasks, specs=specs, setup=setup, settings=run_settings(cfg),
-        model=model, rounds=int(fed.rounds), fraction=float(fed.fraction), eval_every=int(fed.eval_every),
+        fold=fold, backend=p.backend, tasks=tasks, specs=specs, setup=setup, settings=run_settings(cfg),
+        model=p.model, rounds=int(fed.rounds), fraction=float(fed.fraction), eval_every=int(fed.eval_every),
         eval_fraction=float(fed.get("eval_fraction", 1.0)),
         seed=int(cfg.seed), min_clients=float(fed.min_clients), max_retries=int(fed.max_retries),
-        callbacks=build_callbacks(cfg, strategy),
+        callbacks=build_callbacks(cfg, fold.strategy),
     )  # fmt: skip
     if cfg.get("resume"):
         driver.restore(load_resume(str(cfg.resume)))
     driver.info = {
-        "strategy": repr(strategy), "fold": fold.describe(), "tasks": list(tasks), "clients": len(specs),
+        "strategy": repr(fold.strategy), "fold": fold.describe(), "tasks": list(tasks), "clients": len(specs),
         "rounds": driver.rounds, "out_dir": str(cfg.out_dir),
     }  # fmt: skip
     return driver

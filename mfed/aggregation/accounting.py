@@ -50,7 +50,11 @@ def epsilon(noise_multiplier: float, clients: int, sampled: int, rounds: int, de
 
 
 def calibrate(target_epsilon: float, clients: int, sampled: int, rounds: int, delta: float) -> float:
-    """The smallest noise multiplier (3 significant digits, rounded up) whose epsilon after ``rounds`` is in budget."""
+    """The smallest noise multiplier (3 significant digits, rounded up) whose epsilon after ``rounds`` is in budget.
+
+    Bisection on the multiplier (epsilon falls as it grows), stopped once every multiplier left in
+    the bracket rounds up to the same 3 digits: the answer of a bisection run to the end.
+    """
     if not target_epsilon > 0:
         raise ValueError(f"privacy.target_epsilon must be > 0, got {target_epsilon}")
     low, high = 1e-3, 1.0
@@ -58,13 +62,20 @@ def calibrate(target_epsilon: float, clients: int, sampled: int, rounds: int, de
         low, high = high, high * 2
         if high > 1e6:
             raise ValueError(f"privacy.target_epsilon={target_epsilon} cannot be reached by any noise multiplier")
-    for _ in range(60):
+    for _ in range(60):  # the answer lies in (low, high]
+        if _round_up(low * (1 + 1e-12)) == _round_up(high):
+            break
         middle = (low + high) / 2
         low, high = (
             (middle, high) if epsilon(middle, clients, sampled, rounds, delta) > target_epsilon else (low, middle)
         )
-    digits = 2 - math.floor(math.log10(high))
-    return math.ceil(high * 10**digits) / 10**digits
+    return _round_up(high)
+
+
+def _round_up(value: float) -> float:
+    """``value`` rounded up to 3 significant digits."""
+    digits = 2 - math.floor(math.log10(value))
+    return math.ceil(value * 10**digits) / 10**digits
 
 
 def exhausted_at(

@@ -54,6 +54,20 @@ def describe(capability: str) -> str:
     return WHAT.get(capability, capability)
 
 
+def _drop(key: str) -> str:
+    """The override that leaves the stage ``key`` names out of the fold, for a refusal's advice.
+
+    A config group with a ``none`` option is set to it (``privacy=none``: Hydra takes no null for
+    a group); the strategy cannot be left out, only replaced; a plain key is set to null.
+    """
+    name = key.split("=")[0]
+    if name in ("privacy", "defences", "server_optimizer"):
+        return f"{name}=none"
+    if name.split(".")[0] == "aggregation":
+        return "choose another aggregation=<option>"
+    return f"{name}=null"
+
+
 @dataclass(frozen=True)
 class Declaration:
     """What one stage of a fold needs, gives and voids.
@@ -94,12 +108,12 @@ def check(declarations: Iterable[Declaration]) -> None:
             if voiding is not None:
                 raise ValueError(
                     f"{stage.key} cannot go with {voiding.key}: it needs {describe(need)}, and "
-                    f"{voiding.key} {voiding.voids[need]}; unset one of them"
+                    f"{voiding.key} {voiding.voids[need]}; leave one out: {_drop(stage.key)}, or {_drop(voiding.key)}"
                 )
             if need not in given:
                 lacking = next((s for s in stages if need in s.lacks), stages[0])
                 reason = lacking.lacks.get(need, f"gives no {describe(need)}")
                 raise ValueError(
                     f"{stage.key} cannot go with {lacking.key}: it needs {describe(need)}, and {lacking.key} "
-                    f"{reason}; unset {stage.key.split('=')[0]}"
+                    f"{reason}; leave {stage.key.split('=')[0]} out: {_drop(stage.key)}"
                 )

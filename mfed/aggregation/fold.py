@@ -99,6 +99,7 @@ class Fold:
 
     Attributes:
         count: Updates folded in so far.
+        parts: Routed parts folded in so far (an update routes one per scope it folds into).
 
     """
 
@@ -111,7 +112,7 @@ class Fold:
             self.ctx.rng = rng
         self.combiner = pipeline.combine.open(self.ctx)
         self.private: ServerState = {}
-        self.count = 0
+        self.count = self.parts = 0
 
     def add(self, update: ClientUpdate) -> None:
         """Route, bound and combine ``update``; its tensors are not kept (its private state is; a rule may buffer)."""
@@ -121,6 +122,7 @@ class Fold:
             parts = stage.bound(self.ctx, update, parts)
         self.ctx.folded.update(scope for scope, _ in parts)
         self.combiner.add(update, update_weight(update, strategy.weighting), parts)
+        self.parts += len(parts)
         if update.private:
             self.private[client_scope(update.client_id)] = dict(update.private)
         self.count += 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from mfed.federation.client import Client
 from mfed.federation.setup import ClientSetup
@@ -17,9 +17,34 @@ from mfed.types import ClientEvaluation, ClientFailure, ClientSpec, ClientUpdate
 Plan = Mapping[str, Sequence[LocalStep]]
 """Each client's local steps this round, by id (from the strategy's ``configure_round``)."""
 
-__all__ = ["Backend", "ClientSetup", "SerialBackend"]
+__all__ = ["Backend", "ClientSetup", "SerialBackend", "attributed"]
 
 log = logging.getLogger(__name__)
+M = TypeVar("M")
+
+
+def attributed(client_id: str, message: M) -> M | ClientFailure:
+    """``message``, returned by the call made for ``client_id``; one that names another client is a ``rejected`` fault.
+
+    Who sent a message is the client the backend called, not what the message says: an update
+    labelled as another sampled client's would otherwise be averaged as that client's and the real
+    one refused as a second. The fault names both ids and costs the named client nothing (its own
+    message still comes from its own call).
+
+    Args:
+        client_id: The client whose call returned ``message``.
+        message: What the call returned (an update, an evaluation, a failure).
+
+    """
+    claimed = getattr(message, "client_id", None)
+    if claimed == client_id:
+        return message
+    return ClientFailure(
+        client_id,
+        "rejected",
+        f"its message claims to be client {str(claimed)[:80]!r}, but came from the call made for {client_id!r}; "
+        "dropped (the named client's own message still counts)",
+    )
 
 
 class Backend(Protocol):
@@ -40,7 +65,9 @@ class Backend(Protocol):
 
         Yields each client's result as it comes, in any order (one per client: an update or a
         failure), and ``restarted`` notes along the way. The driver folds each result in as it
-        arrives, so a backend never needs to hold them all.
+        arrives, so a backend never needs to hold them all. A result carries the id of the client
+        it was asked of: one whose message names another client comes as that client's
+        ``rejected`` failure (:func:`attributed`), never under the id it claims.
         """
         ...
 
@@ -59,7 +86,8 @@ class SerialBackend:
     """All clients in this process, one after another (tests, debugging).
 
     A client that raises ends the run with its traceback (the point of debugging in one
-    process); isolating failed and late clients is the Ray backend's work.
+    process); isolating failed and late clients is the Ray backend's work. As on Ray, each
+    result is the called client's: a message naming another client is rejected (:func:`attributed`).
 
     Args:
         round_timeout_s: Must be ``None``: a client in this process cannot be stopped mid-fit.
@@ -81,13 +109,17 @@ class SerialBackend:
         """Build every client here."""
         self.clients = {s.client_id: Client(*setup.client_args(s)) for s in specs}
 
-    def fit(self, client_ids: Sequence[str], state: ServerState, round_idx: int, plan: Plan) -> Iterator[ClientUpdate]:
-        """Train clients one by one."""
-        return (self.clients[c].fit(state, round_idx, plan[c]) for c in client_ids)
+    def fit(
+        self, client_ids: Sequence[str], state: ServerState, round_idx: int, plan: Plan
+    ) -> Iterator[ClientUpdate | ClientFailure]:
+        """Train clients one by one; each result is attributed to the client called."""
+        return (attributed(c, self.clients[c].fit(state, round_idx, plan[c])) for c in client_ids)
 
-    def evaluate(self, client_ids: Sequence[str], state: ServerState, split: str = "val") -> Iterator[ClientEvaluation]:
-        """Evaluate clients one by one."""
-        return (self.clients[c].evaluate(state, split) for c in client_ids)
+    def evaluate(
+        self, client_ids: Sequence[str], state: ServerState, split: str = "val"
+    ) -> Iterator[ClientEvaluation | ClientFailure]:
+        """Evaluate clients one by one; each result is attributed to the client called."""
+        return (attributed(c, self.clients[c].evaluate(state, split)) for c in client_ids)
 
     def shutdown(self) -> None:
         """Drop the clients."""

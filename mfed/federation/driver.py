@@ -17,8 +17,9 @@ import torch
 from mfed.aggregation.base import Plan, Strategy
 from mfed.aggregation.fold import Pipeline
 from mfed.aggregation.functional import check_same_model
+from mfed.federation.advice import clip_stalls
 from mfed.federation.backends import Backend, ClientSetup
-from mfed.federation.divergence import divergence, nonfinite_metrics
+from mfed.federation.divergence import blame, divergence, nonfinite_metrics
 from mfed.federation.sampling import EVALUATION, in_order, required, sample_clients
 from mfed.federation.summary import EvalTally, TestTally, TrainTally, UpdateTally
 from mfed.federation.validation import ExpectedLayouts, Fault, Screen, nonfinite_scopes
@@ -68,11 +69,20 @@ def round_generator(seed: int, round_idx: int, purpose: str) -> torch.Generator:
     return torch.Generator().manual_seed(int(entropy))
 
 
-def _listed(faults: Sequence[Fault]) -> str:
+def _listed(faults: Sequence[Fault], previous: Row | None = None) -> str:
+    """The round's faults in a line; when every update diverged, who moved the state they started from.
+
+    Args:
+        faults: The round's faults.
+        previous: The row of the round before (its clients' update norms); ``None`` in round 1.
+
+    """
     if not faults:
         return ""
     diverged = all("non-finite" in f.reason or "norm_ratio" in f.reason for f in faults)
-    hint = " (training diverged: lower optimizer.lr)" if diverged else ""
+    hint = ""
+    if diverged:
+        hint = f" (training diverged: {blame(previous) if previous else 'lower optimizer.lr'})"
     clients = ", ".join(f"{f.client_id} {f.kind}" for f in faults)
     return f"{hint}; {clients} (first: {faults[0].client_id}: {faults[0].reason})"
 
@@ -112,7 +122,8 @@ class Driver:
         settings: The configured values that define the run (``mfed.run.run_settings``): a resume
             must match every one of them (part of the checkpoint's fingerprint).
         faults: Every rejected update so far (round, client, reason).
-        meta: Small facts callbacks keep across a resume (e.g. the W&B run id); checkpointed.
+        meta: Small facts callbacks keep across a resume (e.g. the W&B run id), and the run's
+            ``warnings`` about its settings (:meth:`warn`); checkpointed.
         status: ``running``, then ``completed``, ``diverged`` (every round ran, but see
             :mod:`mfed.federation.divergence`), ``failed`` or ``interrupted``.
         error: What ended a run that did not complete.
@@ -328,13 +339,26 @@ class Driver:
             if fold.count >= needed:
                 self.meta["norm_medians"] = screen.medians()  # checkpointed: a resumed run screens the same
                 state, metrics = fold.result()
+                if round_idx == 1:  # a bound below every update shows at once
+                    self.warn(1, "defences.clip_norm", self._clip_stalls(metrics, fold.parts, screen))
                 return state, {**tally.row(), **updates.row(), **{f"agg/{k}": v for k, v in metrics.items()}}, faults
             short = f"{fold.count} of {len(sampled)} updates accepted, fewer than federation.min_clients="
             short += str(self.min_clients) + (f" ({needed} clients)" if self.min_clients < 1 else "")
             if all(f.kind in ("rejected", "restarted") for f in faults) or attempt == self.max_retries:
-                raise RoundFailed(round_idx, short + _listed(faults))
+                raise RoundFailed(round_idx, short + _listed(faults, self.history[-1] if self.history else None))
             log.warning("round %d: %s; retrying the round (%d of %d)", round_idx, short, attempt + 1, self.max_retries)
         raise AssertionError("unreachable")
+
+    def _clip_stalls(self, metrics: Mapping[str, float], parts: int, screen: Screen) -> str | None:
+        """Why ``defences.clip_norm`` stalls learning, when the round clipped all of its ``parts``; else ``None``."""
+        return clip_stalls(self.fold.defences.clip_norm, metrics.get("clipped", 0.0), parts, screen.norms)
+
+    def warn(self, round_idx: int, setting: str, message: str | None) -> None:
+        """Log and keep a warning about ``setting`` (see :mod:`mfed.federation.advice`); ``None``: nothing to say."""
+        if message is None:
+            return
+        log.warning("round %d: %s", round_idx, message)
+        self.meta.setdefault("warnings", []).append({"round": round_idx, "setting": setting, "message": message})
 
     @staticmethod
     def _collect(outcomes: Iterable[Any], order: Sequence[str], round_idx: int, faults: list[Fault]) -> Iterator[Any]:

@@ -10,7 +10,8 @@ up to ``max_retries`` times: clients are stateless (everything they need arrives
 so a new actor loses nothing. A client whose code raised is not retried (it would raise again)
 and is reported. Past ``timeout_s`` the calls still running are dropped and their actors
 replaced, so the next round does not queue behind a straggler. While it waits, the pending
-clients are logged every ``NOTE_EVERY_S`` (30) seconds.
+clients are logged every ``NOTE_EVERY_S`` (30) seconds: at INFO while the round is merely slow,
+at WARNING once they lag ``STRAGGLER_RATIO`` times behind the results that came (a straggler).
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from mfed.federation.backends import attributed
 from mfed.interrupts import uninterruptible
 from mfed.types import ClientFailure
 
 log = logging.getLogger(__name__)
 
 NOTE_EVERY_S = 30.0
+STRAGGLER_RATIO = 3.0  # pending this many times as long as the results that came took: a straggler
 WAIT_S = 1.0  # the longest a stop signal waits for the driver's attention
 IN_FLIGHT_PER_HOST = 2
 WINDOW_PER_HOST = 8  # the reorder window: this many places per live host (at least 16)
@@ -84,6 +87,7 @@ def gather(
 
     start = time.monotonic()
     noted = start
+    came: float | None = None  # seconds from the start to the latest result
     retries = dict.fromkeys(client_ids, 0)
     position = {c: i for i, c in enumerate(client_ids)}
     waiting = list(client_ids)  # in position order
@@ -134,14 +138,14 @@ def gather(
             yield from (held[i] for i in sorted(held))
             return
         if now - noted >= NOTE_EVERY_S:
-            late = sorted([c for c, _ in pending.values()] + waiting)
-            log.warning("%s: waiting for %d clients after %.0f s: %s", label, len(late), now - start, _few(late))
+            _note_waiting(label, sorted([c for c, _ in pending.values()] + waiting), now - start, came, timeout_s)
             noted = now
         wait_s = WAIT_S if left is None else min(WAIT_S, left)
         with uninterruptible():  # a stop signal raises after the wait, not through Ray's compiled core
             done, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s)
         for ref in done:
             client, host = pending.pop(ref)
+            came = time.monotonic() - start
             busy[host] -= 1
             try:
                 with uninterruptible():
@@ -159,20 +163,29 @@ def gather(
                     reason = f"its actor died {retries[client] + 1} times (last: {_short(err)})"
                     yield from final(client, ClientFailure(client, "failed", reason))
             else:
-                yield from final(client, _called(client, result))
+                yield from final(client, attributed(client, result))  # whatever id the message claims
         send()
 
 
-def _called(client: str, result: Any) -> Any:
-    """``result`` of the call made for ``client``; a message claiming another client's id is a ``rejected`` fault.
+def _note_waiting(label: str, late: Sequence[str], waited: float, came: float | None, timeout_s: float | None) -> None:
+    """Log the clients still out after ``waited`` seconds, the latest result having come at ``came``.
 
-    Who sent a message is what the driver asked, not what the message says: an update naming
-    another sampled client would otherwise take that client's place in the average.
+    A round whose clients are all still working is slow, not broken: INFO. Clients still out
+    ``STRAGGLER_RATIO`` times as long as the others' results took hold the round up: WARNING,
+    naming the setting that bounds the wait.
     """
-    claimed = getattr(result, "client_id", client)
-    if claimed == client:
-        return result
-    return ClientFailure(client, "rejected", f"its message claims to be client {str(claimed)[:80]!r}")
+    if came is None or waited <= STRAGGLER_RATIO * came:
+        log.info("%s: waiting for %d clients after %.0f s: %s", label, len(late), waited, _few(late))
+        return
+    bound = (
+        f"they are dropped at federation.round_timeout_s={timeout_s:g}"
+        if timeout_s is not None
+        else "set federation.round_timeout_s to drop clients this late"
+    )
+    log.warning(
+        "%s: waiting for %d clients after %.0f s, the other results came within %.0f s: %s (%s)",
+        label, len(late), waited, came, _few(late), bound,
+    )  # fmt: skip
 
 
 def _few(names: Sequence[str], most: int = 10) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -59,6 +60,36 @@ def _root_cause(err: BaseException) -> str:
     return last if len(last) <= 300 else last[:297] + "..."
 
 
+PROBE_TIMEOUT_S = 3.0  # a TCP connect to a live GCS on any network answers well within this
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``host:port`` or ``ray://host:port`` address; ``None`` for any other form.
+
+    ``auto`` (Ray reads the local cluster's address file), ``local`` and unknown schemes are left to Ray.
+    """
+    rest = address[len("ray://") :] if address.startswith("ray://") else address
+    host, sep, port = rest.rpartition(":")
+    if not sep or "://" in rest or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)  # [::1]:6379 -> ::1
+
+
+def _unreachable(address: str) -> str | None:
+    """Why nothing answers a TCP connect to ``address`` in ``PROBE_TIMEOUT_S``; ``None`` if it does or is not probed.
+
+    ``ray.init`` has no time limit: at an address where nothing listens it retries for minutes.
+    """
+    where = _host_port(address)
+    if where is None:
+        return None
+    try:
+        socket.create_connection(where, timeout=PROBE_TIMEOUT_S).close()
+    except OSError as err:  # refused, timed out, unknown host, no route
+        return f"nothing answers a TCP connect within {PROBE_TIMEOUT_S:g} s: {err.strerror or err}"
+    return None
+
+
 class _RayHost(ClientHost):
     """A :class:`ClientHost` as a Ray actor, which can say which node it runs on."""
 
@@ -74,7 +105,9 @@ class RayBackend:
 
     Args:
         address: Ray address to join; ``None`` joins ``RAY_ADDRESS`` when set, else starts an
-            embedded local Ray with all of this machine's cores.
+            embedded local Ray with all of this machine's cores. A ``host:port`` or
+            ``ray://host:port`` address is probed with a TCP connect first, so one where nothing
+            listens fails in seconds (``auto`` and other forms are left to Ray).
         num_cpus_per_client: CPUs each actor requests (an actor hosts ``clients_per_actor``
             clients); ``None`` shares the cluster's CPUs evenly (at most 1 each) so every actor
             fits at once.
@@ -144,10 +177,16 @@ class RayBackend:
         if address:
             import ray
 
+            key = "backend.address" if self.address else "RAY_ADDRESS"
+            why = _unreachable(address)
+            if why is not None:
+                raise ValueError(
+                    f"{key}={address}: cannot join the Ray cluster there ({why}); check the address "
+                    "(the head's GCS host:port, as `ray start --head` prints it) and that the head is running"
+                )
             try:
                 ray.init(address=address, log_to_driver=True)
-            except ConnectionError as err:  # unreachable, or a token cluster joined without its token
-                key = "backend.address" if self.address else "RAY_ADDRESS"
+            except ConnectionError as err:  # a token cluster joined without its token, or a GCS that failed
                 raise ValueError(
                     f"{key}={address}: cannot join the Ray cluster there ({_root_cause(err)}); check the address, "
                     "and for a cluster with token authentication export RAY_AUTH_MODE=token with its token "

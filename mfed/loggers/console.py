@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -88,13 +89,12 @@ class ConsoleReporter:
         self.task_id = self.progress.add_task("rounds", total=driver.rounds, completed=len(driver.history))
 
     def on_round_end(self, driver: Driver, row: Row) -> None:
-        """Advance the bar and print the round's line, and one line per rejected update."""
-        for fault in (f for f in driver.faults if f.round == int(row["round"])):
+        """Advance the bar and print the round's line, one line per fault and one per warning about a setting."""
+        lines = [f"{f.client_id} {f.kind}: {f.reason}" for f in driver.faults if f.round == int(row["round"])]
+        lines += [w["message"] for w in driver.meta.get("warnings", []) if w["round"] == int(row["round"])]
+        for line in lines:
             self.console.print(
-                f"[yellow]round {fault.round}: {fault.client_id} {fault.kind}: {fault.reason}[/]",
-                soft_wrap=True,
-                markup=True,
-                highlight=False,
+                f"[yellow]round {int(row['round'])}: {escape(line)}[/]", soft_wrap=True, markup=True, highlight=False
             )
         self.console.print(round_line(driver.tasks, row, driver.rounds), soft_wrap=True)
         if self.progress is not None and self.task_id is not None:

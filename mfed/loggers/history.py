@@ -44,7 +44,12 @@ def history_rows(driver: Driver) -> list[dict[str, Any]]:
 
 
 def summary(driver: Driver) -> dict[str, Any]:
-    """How the run ended: status, planned and done rounds, the error, the faults and the final row."""
+    """How the run ended: status, planned and done rounds, the error, the faults, the warnings and the final row.
+
+    ``warnings`` lists what the run's figures say about its settings (e.g. a ``defences.clip_norm``
+    that clipped every update in round 1), each ``{"round", "setting", "message"}``
+    (:mod:`mfed.federation.advice`); empty when there is nothing to say.
+    """
     tasks = {
         t.name: {"headline": t.headline, "higher_is_better": dict(t.higher_is_better)} for t in driver.tasks.values()
     }
@@ -58,6 +63,7 @@ def summary(driver: Driver) -> dict[str, Any]:
         "clients": driver.client_ids,
         "client_tasks": {s.client_id: list(s.tasks) for s in driver.specs},
         "faults": [asdict(f) for f in driver.faults],
+        "warnings": list(driver.meta.get("warnings", [])),
         "final": final,
     }
 

@@ -123,7 +123,7 @@ class WandbCallback:
 
         ``final/test/...`` holds the global test set's figures, ``final/val/...`` the last
         validation, ``final/privacy/epsilon`` the budget spent under DP; ``status`` says whether the
-        run completed, and ``faults`` what was rejected.
+        run completed, ``faults`` what was rejected, and ``warnings`` what the run says of its settings.
         """
         if self.run is None:
             return
@@ -132,6 +132,8 @@ class WandbCallback:
             final.update({f"final/{k}": v for k, v in row.items() if k.startswith(("val/", "test/", "privacy/"))})
         if driver.faults:
             final["fault/reasons"] = [f"round {f.round} {f.client_id}: {f.reason}" for f in driver.faults[-100:]]
+        if driver.meta.get("warnings"):
+            final["warnings"] = [f"round {w['round']}: {w['message']}" for w in driver.meta["warnings"]]
         self.run.summary.update(final)
         self.run.finish(exit_code=0 if driver.status == "completed" else 1)
         self.run = None

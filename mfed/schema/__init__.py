@@ -1,4 +1,4 @@
-"""Check a composed config before anything is built: unknown keys, value types, ``resume``, ``out_dir``.
+"""Check a composed config before anything is built: unknown keys, value types and ranges, ``resume``, ``out_dir``.
 
 :func:`check_config` raises :class:`ConfigError` with one line naming the full key, the bad value,
 what is allowed and the fix. The keys of a ``_target_`` node are its target's constructor
@@ -15,15 +15,18 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mfed.schema.advice import foreign_note, near_key
 from mfed.schema.checker import MOVED, RESERVED, check_keys
-from mfed.schema.errors import ConfigError, MissingRunError, did_you_mean, first_line, join_key
+from mfed.schema.errors import ConfigError, MissingRunError, did_you_mean, first_line
 from mfed.schema.hints import SCALARS, SEQUENCES, WORDS, Allowed
 from mfed.schema.paths import SYSTEM_DIRS, check_resume, check_uri, check_writable
 from mfed.schema.plain import PLAIN, Spec, plain_examples, plain_schema
+from mfed.schema.values import RULES, check_values
 
 __all__ = [
     "PLAIN",
     "RESERVED",
+    "RULES",
     "SCALARS",
     "SEQUENCES",
     "SYSTEM_DIRS",
@@ -34,6 +37,7 @@ __all__ = [
     "Spec",
     "check_config",
     "check_resume",
+    "check_values",
     "check_writable",
     "did_you_mean",
     "error_line",
@@ -43,7 +47,7 @@ __all__ = [
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Refuse unknown keys, values of the wrong type, a missing ``resume``, an unwritable ``out_dir``.
+    """Refuse unknown keys, values of the wrong type or out of range, a missing ``resume``, an unwritable ``out_dir``.
 
     Without ``out_dir`` (and not resuming) the run's folder is made under ``storage``: that is checked.
 
@@ -57,6 +61,7 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"the config cannot be resolved: {first_line(err)}") from None
     assert isinstance(data, dict)
     check_keys(OmegaConf.to_container(cfg, resolve=False), data)  # type: ignore[arg-type]
+    check_values(data, plain_examples())  # in range: federation.fraction=2, seed=-1
     if data.get("resume") and "://" not in str(data["resume"]):
         check_resume(str(data["resume"]))
     # without out_dir (and not resuming) the run's folder is made under storage
@@ -81,12 +86,7 @@ def error_line(err: BaseException) -> str:
     match = re.match(r"Could not override '([^']+)'", text)
     if match and isinstance(err.__cause__, OmegaConfBaseException):
         key = match.group(1)
-        parent, _, name = key.rpartition(".")
-        spec: Any = plain_schema()
-        for part in parent.split(".") if parent else []:
-            spec = spec.get(part) if isinstance(spec, dict) else None
-        near = did_you_mean(name, spec) if isinstance(spec, dict) else None
-        near = MOVED.get(key) or (join_key(parent, near) if near else None)
-        fix = f"did you mean {near}?" if near else "check the name (mfed refuses unknown keys)"
+        near = MOVED.get(key) or near_key(key)
+        fix = f"did you mean {near}?{foreign_note(key, near)}" if near else "check the name (mfed refuses unknown keys)"
         return f"{key} is not a known key: {fix}"
     return " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(err).__name__

@@ -6,6 +6,7 @@ import typing
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from mfed.schema.advice import FOREIGN, foreign_note
 from mfed.schema.errors import ConfigError, did_you_mean, first_line, join_key, quote, show
 from mfed.schema.hints import Allowed, allowed_by, allowed_of, element_allowed, sequence_only, signature_of
 from mfed.schema.plain import Spec, plain_examples, plain_schema
@@ -110,12 +111,14 @@ class _Checker:
         near = did_you_mean(name, known)
         if path in MOVED:
             near = MOVED[path]
+        elif target is None and name in FOREIGN:  # +num_rounds=5, Flower's name
+            near = FOREIGN[name]
         elif near is not None:
             near = join_key(parent, near)
         elif target is None:  # a plain key put in the wrong node: +roundz=3 for federation.rounds
             leaves = {p.rpartition(".")[2]: p for p in reversed(self.paths) if p != path}
             near = leaves.get(did_you_mean(name, leaves, cutoff=0.75) or "")
-        fix = f"did you mean {near}?" if near else "remove it"
+        fix = f"did you mean {near}?{foreign_note(path, near)}" if near else "remove it"
         what = f"a parameter of {target}" if target else "a known key"
         takes = ", ".join(k for k in known if k not in RESERVED) or "nothing"
         self.fail(path, f"{path}={show(value)} is not {what}: {fix} ({node or 'the top level'} takes {takes})")

@@ -70,6 +70,7 @@ def test_a_stalled_client_is_dropped_after_the_timeout_and_the_next_round_does_n
     tiny_cfg, ray_cluster, monkeypatch, caplog
 ):
     monkeypatch.setattr(gather, "NOTE_EVERY_S", 1.0)
+    caplog.set_level("INFO", logger=gather.__name__)  # a note at INFO, or WARNING once the others came long ago
     driver = build(tiny_cfg(*TWO_BY_TWO, "federation.rounds=3", "federation.round_timeout_s=4"))
     driver.callbacks = [*driver.callbacks, AfterRound(1, lambda d: os.kill(actor_pid(d, VICTIM), signal.SIGSTOP))]
     # Execute
@@ -107,8 +108,9 @@ def test_a_node_removed_mid_run_costs_only_a_retried_round(tiny_cfg, tmp_path):
     assert result["max_abs_diff"] == 0.0  # the serial backend's state, bit for bit: moving clients changes nothing
 
 
-def test_an_update_claiming_another_clients_id_is_rejected_and_the_real_one_kept(tiny_cfg, ray_cluster):
-    # Prepare: from round 2 on, the victim's actor labels its messages as semseg-0's
+@pytest.mark.parametrize("claimed", ["semseg-0", "depth-0"])  # its task's other client; another task's
+def test_an_update_claiming_another_clients_id_is_rejected_and_the_real_one_kept(tiny_cfg, ray_cluster, claimed):
+    # Prepare: from round 2 on, the victim's actor labels its messages as another client's (with its own tasks)
     import ray
 
     driver = build(tiny_cfg(*TWO_BY_TWO, "federation.rounds=2"))
@@ -121,7 +123,7 @@ def test_an_update_claiming_another_clients_id_is_rejected_and_the_real_one_kept
                 import dataclasses
 
                 message = honest(client_id, work)
-                return dataclasses.replace(message, client_id="semseg-0") if client_id == VICTIM else message
+                return dataclasses.replace(message, client_id=claimed) if client_id == VICTIM else message
 
             host._run = run
 
@@ -130,8 +132,9 @@ def test_an_update_claiming_another_clients_id_is_rejected_and_the_real_one_kept
     driver.callbacks = [*driver.callbacks, AfterRound(1, impersonate)]
     # Execute
     history = driver.run()
-    # Assert: the call made for the victim is rejected, naming the claim; semseg-0's own update counts
+    # Assert: the call made for the victim is rejected, naming both ids; the claimed client's own update counts
     rejected = {(f.round, f.client_id, f.kind) for f in driver.faults}
     assert rejected == {(2, VICTIM, "rejected")}, driver.faults  # its update, and its evaluation after round 2
-    assert "claims to be client 'semseg-0'" in driver.faults[0].reason
-    assert history[-1]["comm/clients"] == 3 and "client/semseg-0/semseg/mIoU" in history[-1]
+    assert f"claims to be client {claimed!r}" in driver.faults[0].reason and repr(VICTIM) in driver.faults[0].reason
+    assert history[-1]["comm/clients"] == 3 and f"client/{claimed}/train_loss" in history[-1]
+    assert f"client/{VICTIM}/train_loss" not in history[-1] and driver.status == "completed"

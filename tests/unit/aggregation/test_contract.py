@@ -18,7 +18,7 @@ def test_a_voided_need_is_refused_naming_both_keys_and_the_reason():
         check(stages)
     assert str(err.value) == (
         "privacy=dp cannot go with aggregation=a: it needs each client's decoder bounded once per scope, and "
-        "aggregation=a soups decoders; unset one of them"
+        "aggregation=a soups decoders; leave one out: privacy=none, or choose another aggregation=<option>"
     )
 
 
@@ -27,7 +27,8 @@ def test_a_need_no_stage_gives_is_refused_naming_the_stage_that_says_why():
         Declaration("aggregation=local", lacks={FOLDS: "averages no update"}),
         Declaration("x.y=2", needs=frozenset({FOLDS})),
     ]
-    with pytest.raises(ValueError, match=r"^x.y=2 cannot go with aggregation=local: .*averages no update; unset x.y$"):
+    refused = r"^x.y=2 cannot go with aggregation=local: .*averages no update; leave x.y out: x.y=null$"
+    with pytest.raises(ValueError, match=refused):
         check(stages)
 
 

@@ -10,12 +10,14 @@ are combined like every scope), checked here to run.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pytest
+from omegaconf import OmegaConf
 
 from mfed.config import config_dir, load_config
 from mfed.run import build_fold
@@ -40,9 +42,18 @@ def _old_names(state: ServerState) -> ServerState:
     return {**state, "server": renamed}
 
 
+@functools.cache
+def _node(group: str, overrides: tuple[str, ...]) -> Any:
+    """One group's node composed with ``overrides`` (one Hydra composition per option, not per case)."""
+    return OmegaConf.select(load_config(list(overrides)), group)
+
+
 def _run(case: str) -> list[dict[str, Any]]:
     name, defences, privacy = case.split("|")
-    cfg = load_config([f"aggregation={name}", *fc.DEFENCES[defences], *fc.PRIVACY[privacy]])
+    cfg = _node("", ()).copy()
+    cfg.aggregation = _node("aggregation", (f"aggregation={name}",))
+    cfg.defences = _node("defences", tuple(fc.DEFENCES[defences]))
+    cfg.privacy = _node("privacy", tuple(fc.PRIVACY[privacy]))
     fold = build_fold(cfg)
     if fold.privacy is not None:
         fold.privacy.bind(fold.strategy.members(fc.specs()), len(fc.CLIENTS), 1.0, fc.ROUNDS)

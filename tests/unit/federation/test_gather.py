@@ -68,3 +68,22 @@ def test_the_window_grows_with_the_hosts(monkeypatch, hosts):
     names = [f"h{i}" for i in range(hosts)]
     _, most = run(monkeypatch, 300, names, straggler="c0")
     assert most == max(16, gather_module.WINDOW_PER_HOST * hosts)
+
+
+@pytest.mark.parametrize(
+    ("waited", "came", "timeout_s", "level", "says"),
+    [
+        (60.0, None, None, "INFO", "round 1 fit: waiting for 2 clients after 60 s: a, b"),  # all still working: slow
+        (60.0, 25.0, None, "INFO", "waiting for 2 clients after 60 s"),  # results still coming about as fast
+        (90.0, 25.0, None, "WARNING", "the other results came within 25 s: a, b (set federation.round_timeout_s"),
+        (90.0, 25.0, 120.0, "WARNING", "(they are dropped at federation.round_timeout_s=120)"),
+    ],
+)
+def test_a_slow_round_is_noted_at_info_and_a_straggler_is_warned_of(caplog, waited, came, timeout_s, level, says):
+    # Prepare
+    caplog.set_level("INFO", logger=gather_module.__name__)
+    # Execute: 2 clients still out after `waited` s, the latest other result having come at `came` s
+    gather_module._note_waiting("round 1 fit", ["a", "b"], waited, came, timeout_s)
+    # Assert: WARNING only past STRAGGLER_RATIO (3) times the others' time
+    [record] = caplog.records
+    assert record.levelname == level and says in record.getMessage()
