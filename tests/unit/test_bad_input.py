@@ -120,7 +120,6 @@ def test_a_cluster_that_cannot_be_joined_is_one_line_naming_where_and_why(capsys
     assert "export RAY_AUTH_MODE=token" in err[0] and not (tmp_path / "run").exists()
 
 
-
 def closed_port() -> int:
     """A local port where nothing listens: bound, then closed."""
     with socket.socket() as sock:
@@ -160,6 +159,7 @@ def test_an_address_where_nothing_listens_is_one_line_without_calling_ray_init(
 )  # fmt: skip
 def test_only_host_port_addresses_are_probed(address, expected):
     assert ray_backend._host_port(address) == expected
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
