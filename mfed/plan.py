@@ -22,6 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mfed.aggregation.base import Strategy
 from mfed.aggregation.fold import Pipeline
+from mfed.aggregation.stages import is_statistic
 from mfed.federation.backends import Backend
 from mfed.federation.client import ClientConfig
 from mfed.federation.sampling import required
@@ -86,7 +87,7 @@ def plan(cfg: DictConfig) -> Plan:
     for line in fold.defences.check_counts(kinds_per_scope(fold.strategy, roster, fraction)):
         log.warning("an attacker is not bounded in %s", line)
     if fold.privacy is not None:  # denominators, the calibrated noise, the budget: refused before anything starts
-        fold.privacy.bind(fold.strategy.members(roster), len(roster), fraction, int(fed.rounds))
+        fold.privacy.bind(fold.strategy.members(roster), len(roster), fraction, int(fed.rounds), int(cfg.seed))
     model_factory, model = build_model(cfg, tasks, fold)
     config = ClientConfig(
         local_epochs=int(fed.local_epochs), batch_size=int(fed.batch_size),
@@ -187,10 +188,14 @@ def build_model(cfg: DictConfig, tasks: Mapping[str, Task], fold: Pipeline) -> t
     """The model factory and the global model: every decoder built once, so a bad model config fails here."""
     factory = ModelFactory(instantiate(cfg.model.encoder), instantiate(cfg.model.decoder), int(cfg.seed))
     model = factory(list(tasks.values()))
-    if fold.privacy is not None and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        log.warning(
-            "privacy=dp with BatchNorm: its running statistics are noised with the protected parts (variances "
-            "clamped at 0) and can wreck predictions; model.encoder.norm=group keeps none (as DP training usually does)"
+    privacy = fold.privacy
+    statistics = [k for k in model.state_dict() if privacy is not None and privacy.protected(k) and is_statistic(k)]
+    if privacy is not None and statistics:
+        parts = " and ".join(p for p in privacy.parts if any(privacy.protected_by(p, k) for k in statistics))
+        raise ValueError(
+            f"privacy=dp protects the {parts}, whose BatchNorm running statistics would be noised like weights and "
+            "wreck every prediction: set model.encoder.norm=group (the decoders follow; GroupNorm keeps no "
+            "statistics, as DP training usually does)"
         )
     return factory, model
 

@@ -125,8 +125,9 @@ class LocalStep:
         keeps: Parts kept after this step (the update's ``private`` state, held by the driver).
         epochs: Local epochs of this step; ``None``: ``federation.local_epochs``.
         name: Prefix of this step's training metrics (``""``: ``loss``; ``"personal"``: ``personal_loss``).
-        clip: ``(part, bound)`` pairs: the client clips that part's update (what it sends minus
-            what it was sent) to this L2 norm before sending it (client-side DP clipping).
+        clip: ``(parts, bound)``: the client clips its update of those parts (what it sends minus
+            what it was sent), all of them as one vector, to this L2 norm before sending it, and
+            says whether it was within (client-side DP clipping); ``None``: no clipping.
 
     """
 
@@ -137,7 +138,7 @@ class LocalStep:
     keeps: tuple[str, ...] = ()
     epochs: int | None = None
     name: str = ""
-    clip: tuple[tuple[str, float], ...] = ()
+    clip: tuple[tuple[str, ...], float] | None = None
 
     def __post_init__(self) -> None:
         if self.start not in ("shared", "own"):
@@ -149,9 +150,8 @@ class LocalStep:
         for part, mu in self.prox:
             if part not in PARTS or not mu >= 0:
                 raise ValueError(f"a proximal term needs a part of {PARTS} and mu >= 0, got ({part!r}, {mu})")
-        for part, bound in self.clip:
-            if part not in PARTS or not bound > 0:
-                raise ValueError(f"a local step's clip needs a part of {PARTS} and a bound > 0, got {(part, bound)}")
+        if self.clip is not None and (not set(self.clip[0]) <= set(PARTS) or not self.clip[1] > 0):
+            raise ValueError(f"a local step's clip needs parts of {PARTS} and a bound > 0, got {self.clip}")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"a local step's epochs must be >= 1 or null, got {self.epochs}")
 
@@ -172,6 +172,8 @@ class ClientUpdate:
             parameters). The driver holds it under the client's ``client:<id>`` scope and sends it
             back next round, so clients are stateless; it is not communication and is counted
             apart from bytes up and down.
+        within_bound: Under client-side DP clipping, whether the update was within the bound
+            before the client clipped it (adaptive clipping's count); ``None``: not clipped.
 
     """
 
@@ -181,6 +183,7 @@ class ClientUpdate:
     state: State
     metrics: Mapping[str, float] = field(default_factory=dict)
     private: State = field(default_factory=dict)
+    within_bound: bool | None = None
 
     def __post_init__(self) -> None:
         _task_tuple(self, self.tasks, f"update of {self.client_id}: tasks")

@@ -16,10 +16,11 @@ The capabilities:
   whole updates by a rule of its own, FedHCA2, voids it: clipping a part would bound nothing).
 - ``means``: each folded scope's aggregate estimates the clients' mean, so its difference from the
   state sent is a pseudo-gradient a server step may use (a personalising combine voids it).
-- ``bounded:<part>``: one client moves the released sums of ``<part>`` (``encoder``, ``decoder``)
-  by no more than one clipped contribution per scope, the sensitivity differential privacy's
-  accountant assumes (an order statistic, several parts of one client in one scope, or one
-  client's encoder in several means void it).
+- ``bounded:<part>``: each scope's aggregate of ``<part>`` (``encoder``, ``decoder``) is a sum of
+  the clients' routed contributions over a denominator fixed before the run, so clipping each
+  client's contributions over all its scopes jointly bounds what one client moves, the
+  sensitivity differential privacy's accountant assumes (an order statistic, or scopes whose
+  members are not known before the run, void it).
 """
 
 from __future__ import annotations

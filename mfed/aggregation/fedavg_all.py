@@ -64,7 +64,7 @@ class FedAvgAll(Strategy):
 
     def declaration(self) -> Declaration:
         """Routes into shared scopes; a client holding several tasks puts several decoders into one soup."""
-        why = "adds a client's decoders for several tasks to one soup, beyond the bound of one client"
+        why = "folds decoders into soups found from their shapes, whose clients per round DP's fixed denominators miss"
         return Declaration(f"aggregation={self.name}", gives=ROUTED, voids={bounded("decoder"): why})
 
     def init_state(self, model: MultiTaskModel) -> ServerState:

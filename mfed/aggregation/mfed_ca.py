@@ -18,7 +18,10 @@ On the fold's stages: the route sends each client's encoder parameters into ``gr
 each of its tasks besides ``global`` (fold-only scopes, never kept), so the bound and combine
 stages act on the task means as on every scope (clipping and a robust rule apply to them); the
 conflict-averse step (:class:`ConflictAverse`) is a server step over those means, and a configured
-server optimiser runs after it on the encoder it sets.
+server optimiser runs after it on the encoder it sets. Under ``privacy=dp`` each task's mean is a
+noised mean like every scope's (its denominator: the task's expected clients per round), and the
+conflict-averse step is post-processing of the noised means; a client's encoder counts in its
+jointly clipped update once per scope it folds into (the global one and each of its tasks').
 
 Why CAGrad and not PCGrad: CAGrad's direction stays within ``c ||g_0||`` of the tasks' mean, so
 with ``c = 0`` it is the mean and it converges to a stationary point of the average loss, while
@@ -31,14 +34,15 @@ aggregation solves, across clients instead of tasks, so the two rows differ in w
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from mfed.aggregation.conflict import cagrad_coefficients, combine, gram
-from mfed.aggregation.contract import FOLDS, MEANS, ROUTED, Declaration, bounded
+from mfed.aggregation.contract import FOLDS, MEANS, Declaration
 from mfed.aggregation.functional import select
 from mfed.aggregation.mfed import MFed
 from mfed.aggregation.stages import Parts, RoundContext, ServerStep, floating_parameters
 from mfed.models.multitask import ENCODER_PREFIX
-from mfed.types import ClientUpdate, ServerState, global_scope
+from mfed.types import ClientSpec, ClientUpdate, ServerState, global_scope
 
 GROUP = "group:"  # a task's mean encoder update: a scope of the fold only
 
@@ -63,17 +67,20 @@ class MFedCA(MFed):
             raise ValueError(f"aggregation.ca_c must be >= 0, got {ca_c}")
         self.ca_c = float(ca_c)
 
-    def declaration(self) -> Declaration:
-        """Routes into shared scopes; a client's encoder folds into each of its tasks' means too."""
-        why = "folds each client's encoder into its tasks' means as well as the global one"
-        return Declaration(f"aggregation={self.name}", gives=ROUTED, voids={bounded("encoder"): why})
-
     def route(self, update: ClientUpdate, state: ServerState) -> Parts:
         """M-Fed's parts, and the update's encoder parameters into each of its tasks' ``group:<task>``."""
         parts = super().route(update, state)
         encoder = select(update.state, [ENCODER_PREFIX])
         encoder = {k: encoder[k] for k in floating_parameters(encoder)}
         return parts + [(GROUP + t, encoder) for t in update.tasks] if encoder else parts
+
+    def members(self, specs: Sequence[ClientSpec]) -> dict[str, dict[str, int]]:
+        """M-Fed's scopes, and each task's mean ``group:<task>`` (its clients: the task's)."""
+        counts = super().members(specs)
+        for scope, kinds in list(counts.items()):
+            if scope.startswith("task:"):
+                counts[GROUP + scope.removeprefix("task:")] = dict(kinds)
+        return counts
 
     def view(self, state: ServerState) -> ServerState:
         """The state, and each task's ``group:<task>``: the global encoder's parameters (its clients' start)."""

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 
 
 def clip_stalls(
-    clip_norm: float | None, clipped: float, parts: int, norms: Mapping[str, Iterable[float]]
+    clip_norm: float | None, clipped: float, parts: int, norms: Mapping[str, Iterable[float]] | None
 ) -> str | None:
     """Why ``defences.clip_norm`` stalls learning, when it clipped every routed part of a round; else ``None``.
 
@@ -24,12 +24,18 @@ def clip_stalls(
         clip_norm: ``defences.clip_norm`` (``None``: off).
         clipped: Parts it clipped this round (``agg/clipped``).
         parts: Parts folded this round.
-        norms: The accepted updates' norms per part (by ``kind/part``; the screen's record).
+        norms: The accepted updates' norms per part (by ``kind/part``; the screen's record);
+            ``None`` under DP, which withholds them (the advice then names none).
 
     """
     if clip_norm is None or parts == 0 or clipped < parts:
         return None
-    values = sorted(n for ns in norms.values() for n in ns)
+    where = (
+        "(client/<id>/update_norm in history.json)"
+        if norms is not None
+        else "(withheld under privacy=dp; privacy.release_client_metrics=true logs them)"
+    )
+    values = sorted(n for ns in (norms or {}).values() for n in ns)
     seen = (
         f"; the smallest update of a part had norm {values[0]:.3g} (median {statistics.median(values):.3g})"
         if values
@@ -38,5 +44,5 @@ def clip_stalls(
     return (
         f"defences.clip_norm={clip_norm:g} clipped all {parts} parts folded in round 1{seen}: it cuts every "
         "update, honest ones included, so learning stalls; raise defences.clip_norm to about the median update norm "
-        "(client/<id>/update_norm in history.json), or set it to null"
+        f"{where}, or set it to null"
     )

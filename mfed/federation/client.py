@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from mfed.aggregation.functional import merge_scopes, select
-from mfed.aggregation.robust import clip_update
+from mfed.aggregation.robust import clip_with_norm
 from mfed.models.multitask import DECODERS_PREFIX, ENCODER_PREFIX, MultiTaskModel, part_prefixes
 from mfed.systems.weighting import WEIGHTING_PREFIX, load_weighting_state, weighting_state
 from mfed.tasks.base import Task
@@ -180,6 +180,7 @@ class Client:
         sent: State = {}
         kept: State = {}
         metrics: dict[str, float] = {}
+        within: bool | None = None
         for i, step in enumerate(steps):
             self._start(shared, own, step.start)
             prox = {part: (mu, self._part_of(shared, part)) for part, mu in step.prox}
@@ -195,7 +196,9 @@ class Client:
             quiet_trainer(step.epochs or self.config.local_epochs, self.config.accelerator).fit(self.system, loader)
             self.system.trainer = None  # drop the Trainer (optimizer, loaders) with the call
             metrics.update(_named(self.system.train_epoch_means(), step.name))
-            sent.update(self._clipped(self._parts(step.sends), shared, step.clip))
+            step_sent, step_within = self._clipped(self._parts(step.sends), shared, step.clip)
+            sent.update(step_sent)
+            within = within if step_within is None else step_within and within is not False
             kept.update(self._parts(step.keeps))
             own = {**own, **weighting_state(self.system.weighting)}  # the next step goes on with the learnt weights
         kept.update(weighting_state(self.system.weighting))
@@ -206,14 +209,24 @@ class Client:
             state=sent,
             metrics=metrics,
             private=kept,
+            within_bound=within,
         )
 
-    def _clipped(self, sent: State, shared: State, clip: Sequence[tuple[str, float]]) -> State:
-        """``sent`` with each clipped part's update (from what the client was sent) bounded as the step asks."""
-        for part, bound in clip:
-            chosen = {k: v for k, v in select(sent, part_prefixes((part,), self.spec.tasks)).items() if k in shared}
-            sent = {**sent, **clip_update(chosen, shared, bound)}
-        return sent
+    def _clipped(
+        self, sent: State, shared: State, clip: tuple[tuple[str, ...], float] | None
+    ) -> tuple[State, bool | None]:
+        """``sent`` with its update of the clipped parts bounded as one vector, and whether it was within the bound.
+
+        ``None`` for a step that clips nothing (no clip asked, or none of those parts sent).
+        """
+        if clip is None:
+            return sent, None
+        parts, bound = clip
+        chosen = {k: v for k, v in select(sent, part_prefixes(parts, self.spec.tasks)).items() if k in shared}
+        if not chosen:
+            return sent, None
+        clipped, norm = clip_with_norm(chosen, shared, bound)
+        return {**sent, **clipped}, norm <= bound
 
     def _part_of(self, state: State, part: str) -> dict[str, Tensor]:
         """``part``'s parameters in ``state``, by the part module's own names (a proximal term's reference)."""

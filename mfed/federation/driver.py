@@ -63,6 +63,10 @@ class RunCallback(Protocol):
         ...
 
 
+WITHHELD = ("client/", "diag/", "agg/clipped")
+"""A row's entries computed from un-noised updates: withheld under DP (:attr:`Driver.private`)."""
+
+
 def round_generator(seed: int, round_idx: int, purpose: str) -> torch.Generator:
     """A generator for ``purpose`` (the fold, the plan) in a round, from (run seed, round): a resume draws the same."""
     entropy = np.random.SeedSequence([seed, round_idx, zlib.crc32(purpose.encode())]).generate_state(1)[0]
@@ -268,6 +272,11 @@ class Driver:
             except Exception:  # one failing step must neither hide the run's error nor skip the others
                 log.exception("clean-up step failed: %s", what)
 
+    @property
+    def private(self) -> bool:
+        """Under DP without ``release_client_metrics``: figures from un-noised updates are neither logged nor kept."""
+        return self.fold.privacy is not None and not self.fold.privacy.release_client_metrics
+
     @cached_property
     def trainer(self) -> Any:
         """Where the model trains when a strategy does not train it on the clients (``None``: on the clients)."""
@@ -294,8 +303,8 @@ class Driver:
         privacy = self.fold.privacy
         if privacy is not None:
             row["privacy/epsilon"] = privacy.epsilon(round_idx)
-            if not privacy.release_client_metrics:  # these bypass the mechanism: released only on request
-                row = {k: v for k, v in row.items() if not k.startswith(("client/", "diag/"))}
+            if self.private:  # these bypass the mechanism: released only on request
+                row = {k: v for k, v in row.items() if not k.startswith(WITHHELD)}
         self.faults.extend(faults)
         row.update({f"fault/{kind}": float(sum(f.kind == kind for f in faults)) for kind in FAULT_KINDS})
         row.update({f"fault/{f.client_id}/{f.kind}": 1.0 for f in faults})
@@ -322,7 +331,8 @@ class Driver:
         needed = required(self.min_clients, len(sampled))
         for attempt in range(self.max_retries + 1):
             medians, ratio = self.meta.get("norm_medians", {}), self.fold.defences.norm_ratio
-            screen, tally = Screen(by_id, layouts, round_idx, self.state, medians, ratio), TrainTally(self.state)
+            screen = Screen(by_id, layouts, round_idx, self.state, medians, ratio, private=self.private)
+            tally = TrainTally(self.state)
             updates = UpdateTally(self.state)
             fold = self.fold.round(self.state, round_idx, round_generator(self.seed, round_idx, "aggregate"))
             faults: list[Fault] = []
@@ -337,7 +347,8 @@ class Driver:
                     faults.append(fault)
                     log.warning("round %d: %s rejected: %s", round_idx, fault.client_id, fault.reason)
             if fold.count >= needed:
-                self.meta["norm_medians"] = screen.medians()  # checkpointed: a resumed run screens the same
+                if not self.private:  # checkpointed: a resumed run screens the same (under DP: never kept)
+                    self.meta["norm_medians"] = screen.medians()
                 state, metrics = fold.result()
                 if round_idx == 1:  # a bound below every update shows at once
                     self.warn(1, "defences.clip_norm", self._clip_stalls(metrics, fold.parts, screen))
@@ -351,7 +362,8 @@ class Driver:
 
     def _clip_stalls(self, metrics: Mapping[str, float], parts: int, screen: Screen) -> str | None:
         """Why ``defences.clip_norm`` stalls learning, when the round clipped all of its ``parts``; else ``None``."""
-        return clip_stalls(self.fold.defences.clip_norm, metrics.get("clipped", 0.0), parts, screen.norms)
+        norms = None if self.private else screen.norms  # under DP the advice names no client's norm
+        return clip_stalls(self.fold.defences.clip_norm, metrics.get("clipped", 0.0), parts, norms)
 
     def warn(self, round_idx: int, setting: str, message: str | None) -> None:
         """Log and keep a warning about ``setting`` (see :mod:`mfed.federation.advice`); ``None``: nothing to say."""
@@ -388,7 +400,7 @@ class Driver:
             raise RoundFailed(round_idx, f"{type(self.strategy).__name__}.configure_round gave no steps to {unplanned}")
         privacy = self.fold.privacy
         if privacy is not None and privacy.clipping == "client":  # each client bounds what it sends itself
-            clip = tuple((p, privacy.current_clip(self.state)) for p in privacy.parts)
+            clip = (tuple(privacy.parts), privacy.current_clip(self.state))
             plan = {c: tuple(dataclasses.replace(s, clip=clip) if s.sends else s for s in ss) for c, ss in plan.items()}
         return plan
 

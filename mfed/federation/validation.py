@@ -174,6 +174,9 @@ class Screen:
             (``semseg+depth/encoder``); an update more than ``norm_ratio`` times longer is rejected.
             Without one (round 1, a new kind), the bound is ``norm_ratio`` times the part's own norm.
         norm_ratio: That multiple; ``None``: no bound.
+        private: Under differential privacy: the bound is always ``norm_ratio`` times the part's
+            own norm (the state sent, public), never other clients' norms, and a rejection's
+            reason names no norm, so the screen releases nothing of the others' updates.
 
     Attributes:
         norms: Each accepted update's norm, by ``kind/part``: the next round's medians (:meth:`medians`).
@@ -188,8 +191,10 @@ class Screen:
         state: Mapping[str, State] | None = None,
         medians: Mapping[str, float] | None = None,
         norm_ratio: float | None = None,
+        private: bool = False,
     ) -> None:
-        self.specs, self.layouts, self.round = specs, layouts, round_idx
+        self.specs, self.layouts, self.round, self.private = specs, layouts, round_idx, private
+        medians = {} if private else medians
         self.state, self.bounds = state or {}, {k: m * norm_ratio for k, m in (medians or {}).items() if norm_ratio}
         self.ratio, self.previous = norm_ratio, dict(medians or {})
         self.seen: set[str] = set()
@@ -228,6 +233,9 @@ class Screen:
                     f"{self.previous[key]:.3g} of the previous round's accepted updates of its kind "
                     "(defences.norm_ratio)"
                 )
+            if key not in self.bounds and norm > self.ratio * size and self.private:
+                part = key.rsplit("/", 1)[1]
+                return f"its {part} update exceeds {self.ratio:g} x the {part} sent, in norm (defences.norm_ratio)"
             if key not in self.bounds and norm > self.ratio * size:  # no earlier round: the part's own size
                 return (
                     f"its {key.rsplit('/', 1)[1]} update's norm {norm:.3g} is over {self.ratio:g} x the norm "

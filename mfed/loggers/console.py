@@ -52,6 +52,8 @@ def round_line(tasks: Mapping[str, Task], row: Mapping[str, float], rounds: int)
         if metric is not None:
             text += f" {task.headline} {metric:.3f}"
         parts.append(text)
+    if "privacy/epsilon" in row:
+        parts.append(f"epsilon {row['privacy/epsilon']:.3g}")
     return " | ".join(parts)
 
 
@@ -106,6 +108,8 @@ class ConsoleReporter:
             self.progress.stop()
         if driver.status in ("completed", "diverged"):
             self.console.print(results_table(driver.tasks, driver.history))
+            if driver.fold.privacy is not None and driver.history:
+                self.console.print(driver.fold.privacy.statement(len(driver.history)), soft_wrap=True, highlight=False)
             if driver.status == "diverged":
                 self.console.print(f"[bold red]run diverged[/]: {driver.error}", soft_wrap=True, highlight=False)
             return

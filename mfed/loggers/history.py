@@ -48,8 +48,10 @@ def summary(driver: Driver) -> dict[str, Any]:
 
     ``warnings`` lists what the run's figures say about its settings (e.g. a ``defences.clip_norm``
     that clipped every update in round 1), each ``{"round", "setting", "message"}``
-    (:mod:`mfed.federation.advice`); empty when there is nothing to say.
+    (:mod:`mfed.federation.advice`); empty when there is nothing to say. Under ``privacy=dp``,
+    ``privacy`` states the guarantee reached and what it rests on.
     """
+    privacy = driver.fold.privacy
     tasks = {
         t.name: {"headline": t.headline, "higher_is_better": dict(t.higher_is_better)} for t in driver.tasks.values()
     }
@@ -65,6 +67,7 @@ def summary(driver: Driver) -> dict[str, Any]:
         "faults": [asdict(f) for f in driver.faults],
         "warnings": list(driver.meta.get("warnings", [])),
         "final": final,
+        **({"privacy": privacy.statement(len(driver.history))} if privacy is not None and driver.history else {}),
     }
 
 

@@ -19,6 +19,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from mfed.loggers.history import read_history
 
@@ -194,24 +195,27 @@ def setting_of(out_dir: Path) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def directions_of(out_dir: Path) -> dict[str, dict[str, bool]]:
-    """``{task: {metric: higher_is_better}}`` from the run's summary.json (empty without one)."""
+def summary_of(out_dir: Path) -> dict[str, Any]:
+    """The run's summary.json (empty without one)."""
     import json
 
     path = out_dir / "summary.json"
-    if not path.exists():
-        return {}
-    return {t: dict(info["higher_is_better"]) for t, info in json.loads(path.read_text()).get("tasks", {}).items()}
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
-def privacy_lines(history: Rows) -> list[str]:
-    """Under ``privacy=dp``: the epsilon spent after the last round, and that per-client figures are withheld."""
+def directions_of(out_dir: Path) -> dict[str, dict[str, bool]]:
+    """``{task: {metric: higher_is_better}}`` from the run's summary.json (empty without one)."""
+    return {t: dict(info["higher_is_better"]) for t, info in summary_of(out_dir).get("tasks", {}).items()}
+
+
+def privacy_lines(history: Rows, statement: str | None = None) -> list[str]:
+    """Under ``privacy=dp``: the guarantee (summary.json's ``privacy`` statement, else the epsilon logged last)."""
     spent = [r["privacy/epsilon"] for r in history if r.get("privacy/epsilon") is not None]
     if not spent:
         return []
+    said = statement or f"client-level DP: epsilon {spent[-1]:.3g} after round {len(spent)} (see config.yaml's privacy)"
     return [
-        f"Client-level differential privacy: epsilon {spent[-1]:.3g} after round {len(spent)} (see config.yaml's "
-        "privacy for delta); per-client figures are withheld unless privacy.release_client_metrics was set.",
+        f"{said[0].upper()}{said[1:]}; per-client figures are withheld unless privacy.release_client_metrics was set.",
         "",
     ]
 
@@ -233,7 +237,7 @@ def write_report(out_dir: str | Path) -> Path:
         *([f"Setting: {setting}.", ""] if setting else []),
         f"{len(history)} rounds; communication: {up / 2**20:.1f} MiB up, {down / 2**20:.1f} MiB down.",
         "",
-        *privacy_lines(history),
+        *privacy_lines(history, summary_of(out).get("privacy")),
         *summary_lines(history, directions),
         "",
         "![per-task curves](curves.png)",

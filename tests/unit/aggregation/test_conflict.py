@@ -168,8 +168,8 @@ def test_fedhca2_averages_a_kinds_updates_and_refuses_defences_and_dp():
         torch.testing.assert_close(new[f"personal:{c}"][w], mean)
     with pytest.raises(ValueError, match="defences.clip_norm=1 cannot go with aggregation=fedhca2: .* combines whole"):
         Pipeline(FedHCA2(), Defences(clip_norm=1.0))
-    with pytest.raises(ValueError, match="privacy=dp cannot go with aggregation=mfed_ca"):
-        Pipeline(MFedCA(), privacy=DifferentialPrivacy(noise_multiplier=1.0, clip_norm=1.0))
+    with pytest.raises(ValueError, match="privacy=dp cannot go with aggregation=fedhca2"):
+        Pipeline(FedHCA2(), privacy=DifferentialPrivacy(noise_multiplier=1.0, clip_norm=1.0))
 
 
 def test_mfed_ca_moves_the_encoder_by_the_tasks_conflict_averse_direction():

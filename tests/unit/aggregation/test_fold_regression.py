@@ -5,7 +5,10 @@ digests of two rounds' states and metrics as commit 16ae703 computed them (its
 ``Strategy.aggregation``), or the refusal it gave. The fold on stages must give bit-identical
 states (a solver over inner products, FedHCA2's and ``mfed_ca``'s, to 1e-9), and refuse what was
 refused, except what the stages now allow on purpose: defences around ``mfed_ca`` (its task means
-are combined like every scope), checked here to run.
+are combined like every scope), checked here to act, and DP around ``mfed_ca`` (a client's update
+is clipped jointly over its scopes). Under DP the states changed on purpose (joint clipping,
+secret noise): ``test_privacy.py`` checks the mechanism against its references; here every DP
+case still refuses what was refused and runs what ran.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from mfed.types import ServerState
 from tests.unit.aggregation import fold_cases as fc
 
 RECORDED: dict[str, Any] = json.loads((Path(__file__).parent / "fold_16ae703.json").read_text())
-NOW_ALLOWED = {f"mfed_ca|{d}|none" for d in ("clip", "median", "trimmed")}
+NOW_ALLOWED = {f"mfed_ca|{d}|none" for d in ("clip", "median", "trimmed")} | {"mfed_ca|none|dp", "mfed_ca|none|dp_both"}
 OLD_SERVER_KEYS = {"fedhca2/": "", "privacy/clip_norm": "privacy.clip_norm"}  # namespaces the server scope gained
 
 
@@ -87,6 +90,9 @@ def test_the_fold_on_stages_gives_what_16ae703_gave(case):
         assert "\n" not in str(err.value)
         return
     rounds = _run(case)
+    if case.split("|")[2] != "none":  # the mechanism changed on purpose: it runs where it ran
+        assert len(rounds) == fc.ROUNDS and all(r["metrics"]["dp_clip_norm"] == 0.5 for r in rounds)
+        return
     if case in NOW_ALLOWED:
         assert rounds[-1]["state"]["global"] != _run("mfed_ca|none|none")[-1]["state"]["global"]  # the defence acted
         return
