@@ -122,8 +122,9 @@ class WandbCallback:
         """Write how the run ended and its final metrics to the summary, and close the run.
 
         ``final/test/...`` holds the global test set's figures, ``final/val/...`` the last
-        validation, ``final/privacy/epsilon`` the budget spent under DP; ``status`` says whether the
-        run completed, ``faults`` what was rejected, and ``warnings`` what the run says of its settings.
+        validation, ``final/privacy/epsilon`` the budget spent under DP and ``privacy`` the guarantee
+        in words (what it rests on); ``status`` says whether the run completed, ``faults`` what was
+        rejected, and ``warnings`` what the run says of its settings.
         """
         if self.run is None:
             return
@@ -132,6 +133,8 @@ class WandbCallback:
             final.update({f"final/{k}": v for k, v in row.items() if k.startswith(("val/", "test/", "privacy/"))})
         if driver.faults:
             final["fault/reasons"] = [f"round {f.round} {f.client_id}: {f.reason}" for f in driver.faults[-100:]]
+        if driver.fold.privacy is not None and driver.history:
+            final["privacy"] = driver.fold.privacy.statement(len(driver.history))
         if driver.meta.get("warnings"):
             final["warnings"] = [f"round {w['round']}: {w['message']}" for w in driver.meta["warnings"]]
         self.run.summary.update(final)

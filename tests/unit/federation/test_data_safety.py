@@ -27,7 +27,7 @@ from tests.conftest import TINY
 
 # Every task, one client each, so every decoder and every metric's state is inspected.
 ALL_TASKS = ("task_mix=pascal_like", "+task@tasks.depth=depth", "federation.clients_per_task=1")
-UPDATE_FIELDS = {"client_id", "tasks", "num_examples", "state", "metrics", "private"}
+UPDATE_FIELDS = {"client_id", "tasks", "num_examples", "state", "metrics", "private", "within_bound"}
 EVALUATION_FIELDS = {"client_id", "tasks", "num_examples", "metrics", "metric_states"}
 # Clients holding several tasks, with a weighting that keeps parameters of its own (private state).
 MIXED = (
@@ -70,6 +70,8 @@ def _check_update(update: ClientUpdate, client: Client) -> None:
         elif f.name == "metrics":
             assert value and all(type(k) is str and type(v) is float for k, v in value.items()), value
             assert {k.split("/")[0] for k in value if "/" in k} == set(client.spec.tasks), value
+        elif f.name == "within_bound":  # one bit, and only when the step asked the client to clip
+            assert value is None or type(value) is bool
         else:
             pytest.fail(f"ClientUpdate.{f.name} is not checked by this test")
     assert (update.client_id, update.tasks) == (client.spec.client_id, client.spec.tasks)
