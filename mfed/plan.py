@@ -197,6 +197,9 @@ def build_model(cfg: DictConfig, tasks: Mapping[str, Task], fold: Pipeline) -> t
             "wreck every prediction: set model.encoder.norm=group (the decoders follow; GroupNorm keeps no "
             "statistics, as DP training usually does)"
         )
+    if privacy is not None and privacy.expected:
+        for line in privacy.drowned(fold.strategy.view(fold.strategy.init_state(model)), int(cfg.federation.rounds)):
+            log.warning("%s", line)
     return factory, model
 
 

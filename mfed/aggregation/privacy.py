@@ -237,6 +237,30 @@ class DifferentialPrivacy:
         """Standard deviation of the noise on each coordinate of ``scope``'s mean update: ``z_d C / m_s``."""
         return self.update_multiplier * clip / self.expected[scope]
 
+    def drowned(self, state: ServerState, rounds: int) -> list[str]:
+        """Why a protected scope will learn little: its noise outweighs what clipped updates can move, over the run.
+
+        Each round the noise on scope ``s``'s mean has norm about ``z_d C sqrt(d_s) / m_s`` (``d_s``
+        protected coordinates), while the clipped updates move it by at most ``C``; over ``rounds``
+        rounds the updates add up linearly and the noise as the square root, so the scope learns
+        little where ``z_d sqrt(d_s) / (m_s sqrt(rounds)) > 1``. One line per such scope.
+        """
+        lines = []
+        for scope, tensors in state.items():
+            if scope not in self.expected or rounds < 1:
+                continue
+            size = sum(v.numel() for k, v in tensors.items() if v.is_floating_point() and self.protected(k))
+            ratio = self.update_multiplier * math.sqrt(size) / self.expected[scope]
+            if size and ratio / math.sqrt(rounds) > 1:
+                needed = math.ceil(self.update_multiplier * math.sqrt(size) / math.sqrt(rounds))
+                lines.append(
+                    f"privacy: the noise on scope {scope}'s mean has norm about {ratio:.3g} C each round, against at "
+                    f"most C from the clipped updates; over {rounds} rounds it still outweighs them "
+                    f"{ratio / math.sqrt(rounds):.3g} to 1, so it will learn little: client-level DP pays off "
+                    f"with about {needed} clients per round in it (now {self.expected[scope]:.3g}), or more rounds"
+                )
+        return lines
+
     def noise_seed(self, kept: State) -> int:
         """The run's noise seed: the one kept in the server scope, else a new one (see the module doc)."""
         if SEED_KEY in kept:

@@ -310,3 +310,12 @@ def test_client_side_clipping_bounds_what_each_client_sends(tiny_cfg):
         sent = {k: v for k, v in u.state.items() if k.startswith("encoder.") and v.is_floating_point()}
         assert update_norm(sent, driver.state["global"]) <= 0.01 * (1 + 1e-5)
         assert u.within_bound is False  # a round of training moves the encoder by far more than 0.01
+
+
+def test_a_scope_whose_noise_outweighs_its_clipped_updates_over_the_run_is_named():
+    # 4 of 8 clients per round, z = 1: noise norm 1 * sqrt(10,000) / 4 = 25 C a round against at most C
+    fold = private(noise_multiplier=1.0)
+    state = {"global": {"encoder.w": torch.zeros(10_000)}, "task:t": {"decoders.t.w": torch.zeros(1)}}
+    (line,) = fold.privacy.drowned(state, rounds=100)  # 25 / sqrt(100) = 2.5 to 1; the decoder is not protected
+    assert "scope global" in line and "25 C" in line and "2.5 to 1" in line and "about 10 clients" in line
+    assert fold.privacy.drowned(state, rounds=1000) == []  # 25 / sqrt(1000) < 1
