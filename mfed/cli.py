@@ -39,6 +39,11 @@ def _train(args: argparse.Namespace) -> int:
         except (KeyboardInterrupt, StopRequested):
             print("mfed: interrupted before the first round; nothing was run", file=sys.stderr)
             return 130
+        except OSError as err:  # a read-only or full folder: where, and what to do (nothing was run)
+            where = err.filename or "the output folder"
+            print(f"mfed: cannot write {where}: {err.strerror or err}; give a writable out_dir=<folder> "
+                  "(with resume=<run>, the resumed run writes there); nothing was run", file=sys.stderr)  # fmt: skip
+            return 2
         out_dir = local_dir(str(cfg.out_dir))
         resume = f"continue with: mfed train resume={cfg.out_dir}"
         try:
@@ -49,8 +54,12 @@ def _train(args: argparse.Namespace) -> int:
             return 130
         except Exception as err:
             log_file = out_dir / "error.log"
-            log_file.write_text(traceback.format_exc())
-            print(f"mfed: the run failed: {error_line(err)} (traceback in {log_file}; {resume})", file=sys.stderr)
+            try:
+                log_file.write_text(traceback.format_exc())
+                where = f"traceback in {log_file}"
+            except OSError as unwritable:
+                where = f"no traceback written: {unwritable.strerror or unwritable}"
+            print(f"mfed: the run failed: {error_line(err)} ({where}; {resume})", file=sys.stderr)
             return 1
     if driver.status == "diverged":
         print(f"mfed: the run diverged: {driver.error}; its outputs are in {cfg.out_dir}", file=sys.stderr)

@@ -238,6 +238,29 @@ def test_a_read_only_folder_is_named_in_one_line_without_a_second_traceback(tiny
     assert "summary.json could not be written" in failed[0].getMessage()
 
 
+def test_resuming_into_a_read_only_folder_is_one_line_and_exit_2(tiny_cfg, monkeypatch, capsys):
+    import errno
+
+    from mfed import run as run_module
+
+    cfg = tiny_cfg("federation.rounds=1")
+    run(cfg)
+    lock = Path(cfg.out_dir) / ".mfed.lock"
+
+    class Denied:
+        def __init__(self, out_dir):
+            pass
+
+        def acquire(self):
+            raise PermissionError(errno.EACCES, "Permission denied", str(lock))
+
+    monkeypatch.setattr(run_module, "RunLock", Denied)  # root ignores a folder's mode: the refusal as a user gets it
+    code = main(["train", "federation.rounds=2", f"resume={cfg.out_dir}"])  # the run's own settings
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "Traceback" not in err
+    assert err.startswith(f"mfed: cannot write {lock}: Permission denied; give a writable out_dir="), err
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 4 MB file system of its own (tmpfs, mounted as root); else ``None`` where mounting is not allowed."""
