@@ -24,6 +24,7 @@ from mfed.federation.rundir import (
     DEFAULT_STORAGE,
     RunLock,
     StorageSync,
+    UriLock,
     check_fresh,
     fetch,
     is_uri,
@@ -187,13 +188,17 @@ def start(driver: Driver, cfg: DictConfig) -> Driver:
     """
     out_dir = local_dir(str(cfg.out_dir))
     resuming = bool(cfg.get("resume")) and str(cfg.out_dir) == run_dir_of(str(cfg.resume))
-    lock = RunLock(out_dir)
-    lock.acquire()  # first: a folder in use is refused naming the run that uses it
+    locks: list[RunLock | UriLock] = [RunLock(out_dir)]
+    if is_uri(str(cfg.out_dir)):
+        locks.append(UriLock(str(cfg.out_dir)))  # one writer at the URI, whichever machine it runs on
     try:
+        for lock in locks:
+            lock.acquire()  # first: a folder in use is refused naming the run that uses it
         check_fresh(out_dir, resuming)
         OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
     except BaseException:
-        lock.release()
+        for lock in locks:
+            lock.release()
         raise
-    driver.callbacks = [*driver.callbacks, lock]
+    driver.callbacks = [*driver.callbacks, *locks]
     return driver

@@ -8,7 +8,10 @@
   ``hdfs://``, ``file://``): the run then writes to a local staging folder and copies it to the
   URI after every round and at the end (:class:`StorageSync`), as Ray Tune does with its
   ``storage_path``.
-- A lock file keeps a second run out of a folder in use; a dead run's lock is taken over.
+- A lock file keeps a second run out of a folder in use; a dead run's lock is taken over. A run
+  bound for a URI also holds a lock object at the URI (:class:`UriLock`: the holder's host and
+  process, refreshed every round), so a second writer is refused on any machine, and removes it
+  when it ends; resuming a URI checks both locks before anything is copied.
 - A fresh run refuses a folder that already holds files.
 """
 
@@ -92,11 +95,19 @@ def _filesystem(location: str) -> tuple[Any, str]:
 
 
 def _copy(source: str, destination: str) -> None:
+    """Copy every file of the folder ``source`` into ``destination``, except a lock (each side holds its own)."""
     import pyarrow.fs as pafs
 
     (src_fs, src), (dst_fs, dst) = _filesystem(source), _filesystem(destination)
     dst_fs.create_dir(dst, recursive=True)
-    pafs.copy_files(src, dst, source_filesystem=src_fs, destination_filesystem=dst_fs)
+    files = [f for f in src_fs.get_file_info(pafs.FileSelector(src, recursive=True)) if f.type == pafs.FileType.File]
+    for info in files:
+        relative = info.path[len(src.rstrip("/")) + 1 :]
+        if relative.rsplit("/", 1)[-1] == LOCK_NAME:
+            continue
+        target = f"{dst.rstrip('/')}/{relative}"
+        dst_fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        pafs.copy_files(info.path, target, source_filesystem=src_fs, destination_filesystem=dst_fs)
 
 
 def read_text(location: str) -> str | None:
@@ -110,14 +121,21 @@ def read_text(location: str) -> str | None:
 
 
 def fetch(uri: str) -> Path:
-    """Copy the run at ``uri`` into its staging folder (to resume it) and return that folder."""
+    """Copy the run at ``uri`` into its staging folder (to resume it) and return that folder.
+
+    Raises:
+        ValueError: A live run writes ``uri`` (its lock at the URI, or its staging folder's here).
+        FileNotFoundError: Nothing can be read at ``uri``.
+
+    """
     local = staging_dir(uri)
+    UriLock(uri).check()
+    RunLock(local).check()  # the live writer's staging folder on this machine: never copied over
     local.mkdir(parents=True, exist_ok=True)
     try:
         _copy(uri, str(local))
     except (OSError, ValueError) as err:
         raise FileNotFoundError(f"resume: cannot read the run at {uri}: {err}") from None
-    (local / LOCK_NAME).unlink(missing_ok=True)  # a copy of the writer's lock, not a live one
     return local
 
 
@@ -175,6 +193,19 @@ def _read_lock(lock: Path) -> dict[str, Any]:
         return {}
 
 
+def _holder() -> dict[str, Any]:
+    """The current process as a lock records it: pid, host, since when."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def _in_use(where: str, other: dict[str, Any], remove: str) -> ValueError:
+    who = f"process {other.get('pid', '?')} on {other.get('host', '?')} since {other.get('since', '?')}"
+    return ValueError(
+        f"out_dir={where} is in use by another run ({who}): give another out_dir, or wait for that run; if it "
+        f"is gone, remove {remove}"
+    )
+
+
 class RunLock:
     """``<path>/.mfed.lock`` held while a run writes ``path``: a second run is refused, naming the first.
 
@@ -185,7 +216,14 @@ class RunLock:
 
     def __init__(self, path: Path) -> None:
         self.path = path / LOCK_NAME
-        self.mine = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        self.mine = _holder()
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the run that holds the lock, if a live one does."""
+        other = _read_lock(self.path)
+        pid = other.get("pid")
+        if other and not (other.get("host") == self.mine["host"] and isinstance(pid, int) and not _alive(pid)):
+            raise _in_use(str(self.path.parent), other, str(self.path))
 
     def _take(self) -> bool:
         try:
@@ -209,11 +247,7 @@ class RunLock:
             if self._take():
                 return
             other = _read_lock(self.path)
-        who = f"process {other.get('pid', '?')} on {other.get('host', '?')} since {other.get('since', '?')}"
-        raise ValueError(
-            f"out_dir={self.path.parent} is in use by another run ({who}): give another out_dir, or wait for "
-            f"that run; if it is gone, remove {self.path}"
-        )
+        raise _in_use(str(self.path.parent), other, str(self.path))
 
     def release(self) -> None:
         """Remove the lock if this process holds it."""
@@ -225,6 +259,77 @@ class RunLock:
 
     def on_round_end(self, driver: Driver, row: Row) -> None:
         """Still held."""
+
+    def on_end(self, driver: Driver) -> None:
+        """Release it."""
+        self.release()
+
+
+class UriLock:
+    """``<uri>/.mfed.lock``: held while a run writes the storage URI ``uri``, one writer on any machine.
+
+    The lock object records the holder's host and process and when it last wrote a round
+    (``heartbeat``, refreshed every round). A second run is refused while the holder is alive: on
+    this host while its process runs, on another while its heartbeat is younger than
+    :attr:`STALE_S`; a stale lock is taken over. Object stores have no exclusive create, so two
+    runs taking the same URI at the same instant can both write it: each round checks that the
+    lock still names this run, and a run that lost it stops. A run that ends removes its lock.
+    """
+
+    STALE_S = 24 * 3600.0
+
+    def __init__(self, uri: str) -> None:
+        self.uri, self.location, self.mine = uri, join(uri, LOCK_NAME), _holder()
+
+    def holder(self) -> dict[str, Any]:
+        """The lock's record (empty when there is none)."""
+        text = read_text(self.location)
+        try:
+            return json.loads(text) if text else {}
+        except ValueError:
+            return {}
+
+    def _ours(self, other: dict[str, Any]) -> bool:
+        return other.get("pid") == self.mine["pid"] and other.get("host") == self.mine["host"]
+
+    def _alive(self, other: dict[str, Any]) -> bool:
+        pid = other.get("pid")
+        if other.get("host") == self.mine["host"]:
+            return not isinstance(pid, int) or _alive(pid)
+        return time.time() - float(other.get("heartbeat", 0.0)) < self.STALE_S
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the run that writes the URI, if a live one other than this process does."""
+        other = self.holder()
+        if other and not self._ours(other) and self._alive(other):
+            raise _in_use(self.uri, other, self.location)
+
+    def _write(self) -> None:
+        fs, path = _filesystem(self.location)
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(path) as f:
+            f.write(json.dumps({**self.mine, "heartbeat": time.time()}).encode())
+
+    def acquire(self) -> None:
+        """Take the lock (taking over a stale one), or raise ``ValueError`` naming the live holder."""
+        self.check()
+        self._write()
+
+    def release(self) -> None:
+        """Remove the lock if this process holds it."""
+        if self._ours(self.holder()):
+            fs, path = _filesystem(self.location)
+            fs.delete_file(path)
+
+    def on_start(self, driver: Driver) -> None:
+        """Held since :meth:`acquire`."""
+
+    def on_round_end(self, driver: Driver, row: Row) -> None:
+        """Refresh the heartbeat; stop the run if another run took the lock."""
+        other = self.holder()
+        if other and not self._ours(other):
+            raise RuntimeError(f"another run took over {self.uri} ({other.get('host')}, pid {other.get('pid')})")
+        self._write()
 
     def on_end(self, driver: Driver) -> None:
         """Release it."""

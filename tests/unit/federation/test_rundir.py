@@ -140,3 +140,70 @@ def test_a_storage_uri_with_a_query_string_gets_the_run_folder_before_the_query(
     uri = f"file://{folder}?scheme=http"
     history = run(tiny_cfg("federation.rounds=2", f"resume='{uri}'", "out_dir=null"))
     assert [r["round"] for r in history] == [1.0, 2.0] and load_checkpoint(folder)["round"] == 2
+
+
+class DuringRound:
+    """A run callback that calls ``act`` once, after round ``n`` (the run is live and holds its locks)."""
+
+    def __init__(self, n, act):
+        self.n, self.act, self.result = n, act, None
+
+    def on_start(self, driver):
+        pass
+
+    def on_round_end(self, driver, row):
+        if int(row["round"]) == self.n:
+            self.result = self.act()
+
+    def on_end(self, driver):
+        pass
+
+
+def test_a_second_writer_of_a_storage_uri_is_refused_and_a_finished_run_leaves_no_lock(tiny_cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("MFED_STAGING", str(tmp_path / "staging"))
+    uri = f"file://{tmp_path}/remote/run"
+    cfg = tiny_cfg("federation.rounds=2", f"out_dir={uri}")
+    driver = start(build(cfg), cfg)
+    remote = tmp_path / "remote" / "run"
+
+    def second_writers():
+        held = json.loads((remote / LOCK_NAME).read_text())  # the lock object at the URI names the live run
+        other = subprocess.run(  # another process resuming the URI, as from another shell or machine
+            [sys.executable, "-c", f"from mfed.federation.rundir import fetch; fetch({uri!r})"],
+            capture_output=True, text=True, env={**os.environ, "MFED_STAGING": str(tmp_path / "staging")},
+        )  # fmt: skip
+        with pytest.raises(ValueError, match="is in use by another run") as here:
+            build(tiny_cfg("federation.rounds=3", f"resume={uri}", "out_dir=null"))
+        return held, other, str(here.value)
+
+    watch = DuringRound(1, second_writers)
+    driver.callbacks = [*driver.callbacks, watch]
+    driver.run()
+    held, other, here = watch.result
+    assert held["pid"] == os.getpid() and "heartbeat" in held
+    assert (
+        other.returncode != 0 and f"process {os.getpid()}" in other.stderr and "in use by another run" in other.stderr
+    )
+    assert f"process {os.getpid()}" in here
+    # the live run was not disturbed: it completed, and leaves no lock at the URI or in its staging folder
+    assert json.loads((remote / "summary.json").read_text())["status"] == "completed"
+    assert not (remote / LOCK_NAME).exists() and not list((tmp_path / "staging").rglob(LOCK_NAME))
+
+
+def test_a_uri_lock_from_another_machine_is_refused_while_fresh_and_taken_over_when_stale(tmp_path):
+    import time
+
+    from mfed.federation.rundir import UriLock
+
+    uri = f"file://{tmp_path}/remote/run"
+    (tmp_path / "remote" / "run").mkdir(parents=True)
+    lock_file = tmp_path / "remote" / "run" / LOCK_NAME
+    lock_file.write_text(json.dumps({"pid": 1, "host": "elsewhere", "since": "then", "heartbeat": time.time()}))
+    with pytest.raises(ValueError, match=r"in use by another run \(process 1 on elsewhere since then\)"):
+        UriLock(uri).acquire()
+    lock_file.write_text(json.dumps({"pid": 1, "host": "elsewhere", "heartbeat": time.time() - 2 * UriLock.STALE_S}))
+    mine = UriLock(uri)
+    mine.acquire()
+    assert json.loads(lock_file.read_text())["pid"] == os.getpid()
+    mine.release()
+    assert not lock_file.exists()
