@@ -191,13 +191,15 @@ def start(driver: Driver, cfg: DictConfig) -> Driver:
     locks: list[RunLock | UriLock] = [RunLock(out_dir)]
     if is_uri(str(cfg.out_dir)):
         locks.append(UriLock(str(cfg.out_dir)))  # one writer at the URI, whichever machine it runs on
+    held: list[RunLock | UriLock] = []
     try:
         for lock in locks:
             lock.acquire()  # first: a folder in use is refused naming the run that uses it
+            held.append(lock)
         check_fresh(out_dir, resuming)
         OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
     except BaseException:
-        for lock in locks:
+        for lock in held:
             lock.release()
         raise
     driver.callbacks = [*driver.callbacks, *locks]
