@@ -36,9 +36,21 @@ def half_width(entry: Mapping[str, Any]) -> float:
 
 
 def privacy_levels(results: Mapping[str, Any]) -> list[tuple[str, float]]:
-    """The settings as ``(setting, epsilon)``, least private first (no DP: infinity); empty without DP."""
+    """The settings as ``(setting, epsilon)``, least private first (no DP: infinity).
+
+    Empty unless the settings are privacy levels: some run reached an epsilon and each setting's
+    (its largest, to 2 significant digits) differs from the others'. A benchmark whose settings
+    vary something else (clients per round) with DP strategies in each is drawn by setting instead.
+    """
     levels = []
     for setting, section in results["settings"].items():
         spent = [e["epsilon"] for e in section["strategies"].values() if e.get("epsilon") is not None]
         levels.append((setting, max(spent) if spent else math.inf))
-    return sorted(levels, key=lambda level: -level[1]) if any(math.isfinite(e) for _, e in levels) else []
+    distinct = len({f"{e:.2g}" for _, e in levels}) == len(levels)
+    return sorted(levels, key=lambda level: -level[1]) if distinct and any(math.isfinite(e) for _, e in levels) else []
+
+
+def private_by_setting(results: Mapping[str, Any]) -> bool:
+    """Whether to draw delta_m against the settings: several settings, DP runs in them, not privacy levels."""
+    private = any(e.get("epsilon") is not None for s in results["settings"].values() for e in s["strategies"].values())
+    return len(results["settings"]) > 1 and private and not privacy_levels(results)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from mfed.atomic import write_json
-from mfed.sweeps.entries import arrow, interval_of, privacy_levels, tasks_of
+from mfed.sweeps.entries import arrow, interval_of, privacy_levels, private_by_setting, tasks_of
 from mfed.sweeps.summary import summarise
 
 
@@ -191,6 +191,7 @@ def markdown(results: Mapping[str, Any], images: bool = True, prefix: str = "") 
     if images:
         lines += ["", f"![delta_m]({prefix}delta_m.png)"]
         lines += ["", f"![privacy-utility]({prefix}tradeoff.png)"] if privacy_levels(results) else []
+        lines += ["", f"![by setting]({prefix}by_setting.png)"] if private_by_setting(results) else []
     if failed:
         lines += ["", "## Runs that did not complete", ""]
         lines += [f"- {r['trial']}: {r['status']}: {r.get('error', '')[:200]}" for r in failed]
@@ -217,7 +218,7 @@ def write_results(results: Mapping[str, Any], out_dir: Path, stem: str = "result
 
     The PNGs' names start with ``<stem>_`` unless the stem is ``results`` (a benchmark's own folder).
     """
-    from mfed.sweeps.plots import plot_curves, plot_delta_m, plot_privacy  # matplotlib: only when drawing
+    from mfed.sweeps.plots import plot_by_setting, plot_curves, plot_delta_m, plot_privacy  # matplotlib: when drawing
 
     clean = _clean(results)
     prefix = "" if stem == "results" else f"{stem}_"
@@ -229,6 +230,8 @@ def write_results(results: Mapping[str, Any], out_dir: Path, stem: str = "result
     plot_delta_m(clean, out_dir / f"{prefix}delta_m.png")
     if privacy_levels(clean):
         plot_privacy(clean, out_dir / f"{prefix}tradeoff.png")
+    if private_by_setting(clean):
+        plot_by_setting(clean, out_dir / f"{prefix}by_setting.png")
 
 
 def read_results(path: str | Path) -> dict[str, Any]:

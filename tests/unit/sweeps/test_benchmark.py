@@ -253,12 +253,14 @@ def test_a_mixed_benchmark_run_records_its_clients_task_order_and_delta_m(tmp_pa
     assert summary["settings"]["default"]["strategies"]["mfed"]["delta_m"]["mean"] == pytest.approx(35 / 3)
 
 
+def entry(eps, dm):
+    """A strategy's summary in one setting: the epsilon it reached and its delta_m."""
+    return {"epsilon": eps, "delta_m": {"mean": dm, "low": dm - 1, "high": dm + 1, "n": 3}}
+
+
 def test_a_privacy_benchmark_orders_its_settings_by_epsilon_and_plots_the_trade_off(tmp_path):
     from mfed.sweeps.plots import plot_privacy
     from mfed.sweeps.results import privacy_levels
-
-    def entry(eps, dm):
-        return {"epsilon": eps, "delta_m": {"mean": dm, "low": dm - 1, "high": dm + 1, "n": 3}}
 
     results = {
         "benchmark": "privacy", "strategies": ["local", "mfed"], "reference": "local", "seeds": [0, 1, 2],
@@ -274,6 +276,21 @@ def test_a_privacy_benchmark_orders_its_settings_by_epsilon_and_plots_the_trade_
     assert (tmp_path / "privacy.png").stat().st_size > 1000
     results["settings"] = {"none": results["settings"]["none"]}
     assert privacy_levels(results) == []  # no DP: no trade-off to draw
+
+
+def test_dp_strategies_across_another_setting_are_drawn_by_setting_not_as_a_trade_off(tmp_path):
+    from mfed.sweeps.entries import privacy_levels, private_by_setting
+    from mfed.sweeps.plots import plot_by_setting
+
+    results = {
+        "benchmark": "privacy_scale", "strategies": ["mfed", "mfed_eps8"], "reference": "mfed", "seeds": [0, 1, 2],
+        "confidence": 0.95,
+        "settings": {f"federation.fraction-{f}": {"strategies": {"mfed": entry(None, 0.0), "mfed_eps8": entry(e, d)}}
+                     for f, e, d in (("0.01", 7.99, -40.0), ("0.1", 7.98, -20.0), ("1.0", 7.97, -5.0))},
+    }  # fmt: skip
+    assert privacy_levels(results) == [] and private_by_setting(results)  # every setting reaches epsilon 8
+    plot_by_setting(results, tmp_path / "by_setting.png")
+    assert (tmp_path / "by_setting.png").stat().st_size > 1000
 
 
 def test_a_run_that_withholds_per_client_figures_is_compared_task_by_task():
