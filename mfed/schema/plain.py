@@ -37,7 +37,7 @@ PLAIN: dict[str, Spec] = {
     "sweep": {"name": "str", "grid": "any", "reference": "str?", "max_concurrent": "int"},
     "benchmark": {
         "name": "str", "strategies": "any", "seeds": "any", "overrides": "any", "settings": "any",
-        "reference": "str?", "compare": "str?", "confidence": "float", "max_concurrent": "int", "aliases": "any",
+        "reference": "any", "compare": "str?", "confidence": "float", "max_concurrent": "int", "aliases": "any",
     },
 }
 # fmt: on

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mfed.aggregation.functional import select
 from mfed.models.multitask import ENCODER_PREFIX, decoder_prefix
+from mfed.sweeps.entries import reference_of
 from mfed.sweeps.plan import Trial, checked_trial, expand_grid, merge_overrides, override_key, trial_name
 from mfed.sweeps.report import client_delta, client_tasks
 from mfed.sweeps.results import write_results
@@ -69,6 +70,14 @@ def benchmark_seeds(bench: DictConfig) -> list[int]:
     return seeds
 
 
+def benchmark_reference(bench: DictConfig) -> str | dict[str, str] | None:
+    """``benchmark.reference``: one strategy, or a mapping from a strategy to its own reference."""
+    reference = bench.get("reference")
+    if isinstance(reference, DictConfig):
+        return {str(k): str(v) for k, v in reference.items()}
+    return None if reference is None else str(reference)
+
+
 def plan_benchmark(bench: DictConfig, base: Sequence[str]) -> list[Trial]:
     """Every (setting, strategy, seed) run, in that order; one run of each (setting, strategy) is built to check it."""
     bad = [o for o in base if override_key(o) in ("aggregation", "seed")]
@@ -78,9 +87,16 @@ def plan_benchmark(bench: DictConfig, base: Sequence[str]) -> list[Trial]:
     if "backend=serial" in base:
         raise ValueError("backend=serial: a benchmark runs every run as a Ray Tune trial; leave it off")
     runs, seeds = strategy_runs(OmegaConf.to_container(bench.strategies)), benchmark_seeds(bench)  # type: ignore[arg-type]
-    for role in ("reference", "compare"):
-        if bench.get(role) is not None and bench[role] not in runs:
-            raise ValueError(f"benchmark.{role}={bench[role]} is not among benchmark.strategies {list(runs)}")
+    reference = benchmark_reference(bench)
+    named = {"compare": bench.get("compare")}
+    if isinstance(reference, dict):  # each key and each value is a strategy
+        named.update({f"reference.{k}": v for k, v in reference.items()})
+        named.update({f"reference.{k} (the key)": k for k in reference})
+    else:
+        named["reference"] = reference
+    for role, value in named.items():
+        if value is not None and value not in runs:
+            raise ValueError(f"benchmark.{role}={value} is not among benchmark.strategies {list(runs)}")
     grid = OmegaConf.to_container(bench.settings, resolve=True) if bench.get("settings") else {}
     settings = expand_grid(grid) if grid else [()]  # type: ignore[arg-type]
     varied = [o for o in base if override_key(o) in grid]  # type: ignore[operator]
@@ -98,7 +114,8 @@ def plan_benchmark(bench: DictConfig, base: Sequence[str]) -> list[Trial]:
                 name = f"{setting_name}_{label}-s{seed}" if grid else f"{label}-s{seed}"
                 labels = {"strategy": label, "seed": seed, "setting": setting_name}
                 if first is None:  # the seed changes no shape: one build per strategy and setting checks them
-                    first = checked_trial(name, overrides, [], labels=labels, reference=label == bench.get("reference"))
+                    is_reference = reference_of(reference, label) == label
+                    first = checked_trial(name, overrides, [], labels=labels, reference=is_reference)
                     trials.append(first)
                 else:
                     trials.append(
@@ -124,9 +141,11 @@ def _per_round(history: Sequence[Mapping[str, Any]], key: str) -> float | None:
 
 
 def collect_runs(
-    trials: Sequence[Trial], out_dir: Path, errors: Mapping[str, str], reference: str | None
+    trials: Sequence[Trial], out_dir: Path, errors: Mapping[str, str], reference: str | Mapping[str, str] | None
 ) -> list[dict[str, Any]]:
-    """One record per trial (see :mod:`mfed.sweeps.results`), delta_m against ``reference`` (same setting, seed).
+    """One record per trial (see :mod:`mfed.sweeps.results`), delta_m against its reference (same setting, seed).
+
+    ``reference``: one strategy for all, or each strategy's own (:func:`mfed.sweeps.entries.reference_of`).
 
     ``clients`` holds the final per-(client, task) test metrics, keyed ``<id>/<task>/test_<metric>``
     (``<id>/test_<metric>`` in runs written before ``client_tasks``); ``task_order`` is the tasks in
@@ -162,7 +181,8 @@ def collect_runs(
         records.append(record)
     by_labels = {(r["setting"], r["strategy"], r["seed"]): r for r in records}
     for r in records:
-        ref = by_labels.get((r["setting"], reference, r["seed"])) if reference else None
+        against = reference_of(reference, r["strategy"])
+        ref = by_labels.get((r["setting"], against, r["seed"])) if against else None
         ours, theirs = summaries.get(r["trial"]), summaries.get(ref["trial"]) if ref else None
         r["delta_m"] = client_delta(ours, theirs) if ours is not None and theirs is not None else None
     return records
@@ -196,11 +216,12 @@ def run_benchmark(bench: DictConfig, base: Sequence[str], out_dir: str | Path) -
     errors = run_trials(trials, [], out_dir, str(bench.name), int(bench.max_concurrent))
     confidence = float(bench.get("confidence", 0.95))
     common = [str(o) for o in bench.get("overrides") or []]
-    records = collect_runs(trials, out_dir, errors, bench.get("reference"))
+    reference = benchmark_reference(bench)
+    records = collect_runs(trials, out_dir, errors, reference)
     results = {
         "benchmark": str(bench.name), "overrides": merge_overrides(common, base),
         "strategies": list(dict.fromkeys(t.labels["strategy"] for t in trials)), "seeds": benchmark_seeds(bench),
-        "reference": bench.get("reference"), "compare": bench.get("compare"), "model_bytes": sizes,
+        "reference": reference, "compare": bench.get("compare"), "model_bytes": sizes,
         "aliases": OmegaConf.to_container(bench.aliases) if bench.get("aliases") else {},
         **summarise(records, bench.get("compare"), confidence), "runs": records,
     }  # fmt: skip

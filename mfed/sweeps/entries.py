@@ -54,3 +54,29 @@ def private_by_setting(results: Mapping[str, Any]) -> bool:
     """Whether to draw delta_m against the settings: several settings, DP runs in them, not privacy levels."""
     private = any(e.get("epsilon") is not None for s in results["settings"].values() for e in s["strategies"].values())
     return len(results["settings"]) > 1 and private and not privacy_levels(results)
+
+
+def reference_of(reference: str | Mapping[str, str] | None, strategy: str) -> str | None:
+    """The strategy whose run (same setting, same seed) ``strategy``'s delta_m is taken against.
+
+    ``reference`` is a benchmark's: one strategy for every other, or a mapping from a strategy to
+    its own reference (``{mfed_eps8: mfed, fedavg_eps8: fedavg}``: each DP run against the same
+    strategy without DP); a strategy that is its own reference, or has none, gets no delta_m but 0
+    where it is some strategy's reference.
+    """
+    if isinstance(reference, Mapping):
+        return reference.get(strategy) or (strategy if strategy in reference.values() else None)
+    return reference
+
+
+def reference_name(reference: str | Mapping[str, str] | None) -> str:
+    """How reports name the reference: the strategy, or "each strategy's reference" for a mapping."""
+    if isinstance(reference, Mapping):
+        return "each strategy's reference"
+    return str(reference)
+
+
+def compared(results: Mapping[str, Any]) -> list[str]:
+    """The strategies measured against another (their delta_m is not 0 by definition)."""
+    reference = results.get("reference")
+    return [s for s in results["strategies"] if reference_of(reference, s) not in (None, s)]

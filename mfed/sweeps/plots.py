@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mfed.sweeps.entries import arrow, half_width, privacy_levels, tasks_of
+from mfed.sweeps.entries import arrow, compared, half_width, privacy_levels, reference_name, tasks_of
 from mfed.sweeps.stats import Interval, mean_ci
 
 PERCENT = ("mIoU", "odsF", "maxF", "mAP")  # headlines in percent: in [0, 100]; every other one is >= 0
@@ -94,7 +94,7 @@ def plot_delta_m(results: Mapping[str, Any], path: Path) -> None:
         ax.axvline(0, color="black", linewidth=0.8)
         ax.invert_yaxis()
         ax.margins(x=0.35)
-        ax.set_xlabel(f"Δm vs {results.get('reference')} (%) ↑")
+        ax.set_xlabel(f"Δm vs {reference_name(results.get('reference'))} (%) ↑")
         where = "" if setting == "default" else f": {setting}"
         seeds = ",".join(map(str, results["seeds"]))
         ax.set_title(f"{results['benchmark']}{where} (seeds {seeds}; {results['confidence']:.0%} interval)", fontsize=9)
@@ -114,15 +114,15 @@ def plot_privacy(results: Mapping[str, Any], path: Path) -> None:
     levels = privacy_levels(results)
     fig, ax = plt.subplots(figsize=(6.5, 4))
     x = list(range(len(levels)))
-    for i, strategy in enumerate(s for s in results["strategies"] if s != results.get("reference")):
+    for i, strategy in enumerate(compared(results)):
         entries = [results["settings"][setting]["strategies"].get(strategy) for setting, _ in levels]
         means = [e["delta_m"]["mean"] if e and e["delta_m"]["mean"] is not None else math.nan for e in entries]
         errors = [half_width(e["delta_m"]) if e else 0.0 for e in entries]
         ax.errorbar([p + 0.06 * i for p in x], means, yerr=errors, marker="o", capsize=3, label=strategy)
-    ax.axhline(0, color="black", linewidth=0.8, label=f"{results.get('reference')} (shares nothing)")
+    ax.axhline(0, color="black", linewidth=0.8, label=f"{reference_name(results.get('reference'))} (shares nothing)")
     ax.set_xticks(x, ["∞ (no DP)" if not math.isfinite(e) else f"{e:.3g}" for _, e in levels])
     ax.set_xlabel("epsilon reached (delta 1e-5), client-level")
-    ax.set_ylabel(f"Δm vs {results.get('reference')} (%) ↑")
+    ax.set_ylabel(f"Δm vs {reference_name(results.get('reference'))} (%) ↑")
     seeds = ",".join(map(str, results["seeds"]))
     title = f"{results['benchmark']}: privacy-utility (seeds {seeds}; {results['confidence']:.0%} interval)"
     ax.set_title(title, fontsize=9)
@@ -142,15 +142,15 @@ def plot_by_setting(results: Mapping[str, Any], path: Path) -> None:
     settings = list(results["settings"])
     fig, ax = plt.subplots(figsize=(6.5, 4))
     x = list(range(len(settings)))
-    for i, strategy in enumerate(s for s in results["strategies"] if s != results.get("reference")):
+    for i, strategy in enumerate(compared(results)):
         entries = [results["settings"][setting]["strategies"].get(strategy) for setting in settings]
         means = [e["delta_m"]["mean"] if e and e["delta_m"]["mean"] is not None else math.nan for e in entries]
         errors = [half_width(e["delta_m"]) if e and e["delta_m"]["mean"] is not None else 0.0 for e in entries]
         ax.errorbar([p + 0.04 * i for p in x], means, yerr=errors, marker="o", capsize=3, label=strategy)
-    ax.axhline(0, color="black", linewidth=0.8, label=str(results.get("reference")))
+    ax.axhline(0, color="black", linewidth=0.8, label=reference_name(results.get("reference")))
     ax.set_xticks(x, settings, fontsize=8)
     ax.set_xlabel("setting")
-    ax.set_ylabel(f"Δm vs {results.get('reference')} (%) ↑")
+    ax.set_ylabel(f"Δm vs {reference_name(results.get('reference'))} (%) ↑")
     seeds = ",".join(map(str, results["seeds"]))
     ax.set_title(
         f"{results['benchmark']}: Δm by setting (seeds {seeds}; {results['confidence']:.0%} interval)", fontsize=9

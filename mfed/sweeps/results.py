@@ -40,7 +40,14 @@ from pathlib import Path
 from typing import Any
 
 from mfed.atomic import write_json
-from mfed.sweeps.entries import arrow, interval_of, privacy_levels, private_by_setting, tasks_of
+from mfed.sweeps.entries import (
+    arrow,
+    interval_of,
+    privacy_levels,
+    private_by_setting,
+    reference_name,
+    tasks_of,
+)
 from mfed.sweeps.summary import summarise
 
 
@@ -83,11 +90,18 @@ def _kb(value: float | None) -> str:
     return "-" if value is None else f"{value / 1024:.1f} KB"
 
 
+def reference_lines(reference: Any) -> list[str]:
+    """For a reference per strategy: which run each strategy's Δm is taken against."""
+    if not isinstance(reference, Mapping):
+        return []
+    return ["Each strategy's reference: " + ", ".join(f"{s} against {r}" for s, r in reference.items()) + "."]
+
+
 def setting_tables(results: Mapping[str, Any], setting: str) -> list[str]:
     """The markdown of one setting: the strategies' table, the paired comparisons, communication."""
     tasks, section = tasks_of(results), results["settings"][setting]
     level = f"{results['confidence']:.0%}"
-    reference = results.get("reference")
+    reference = reference_name(results.get("reference"))
     head = [f"{t} {info['headline']} {arrow(info['higher_is_better'])}" for t, info in tasks.items()]
     private = any(e.get("epsilon") is not None for s in results["settings"].values() for e in s["strategies"].values())
     lines = [
@@ -173,8 +187,9 @@ def markdown(results: Mapping[str, Any], images: bool = True, prefix: str = "") 
         "and the initial model, so the runs of one seed differ only in the strategy.",
         f"Every run: `{' '.join(results['overrides']) or '(the defaults)'}`.",
         f"Test-set headline metric of each task (the mean over the task's clients), mean ± {level} Student-t "
-        f"interval over seeds; Δm: the multi-task delta against {results.get('reference')} of the same seed, "
-        "per client, then averaged (positive: better).",
+        f"interval over seeds; Δm: the multi-task delta against {reference_name(results.get('reference'))} of the "
+        "same seed, per client, then averaged (positive: better).",
+        *reference_lines(results.get("reference")),
     ]
     if any(s.startswith("centralised") for s in results["strategies"]):
         lines.append(

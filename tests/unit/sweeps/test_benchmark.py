@@ -362,3 +362,17 @@ def test_the_published_json_alone_regenerates_the_same_report(tmp_path):
 def test_a_mistyped_strategy_is_named_not_blamed_on_the_reference():
     with pytest.raises(ValueError, match=r"benchmark.strategies: 'locl': there is no configs/aggregation/locl.yaml"):
         plan_benchmark(bench(strategies=["locl", "mfed"]), BASE)  # reference local is then missing too
+
+
+def test_a_reference_per_strategy_takes_each_delta_m_against_its_own_reference(tmp_path):
+    # Prepare: mfed is local's reference here (the mapping), not the other way round
+    trials = [fabricate(tmp_path, s, k) for s in ("local", "mfed") for k in range(3)]
+    # Execute
+    records = collect_runs(trials, tmp_path, {}, reference={"local": "mfed"})
+    # Assert: seed 0 by hand: seg (20 - 23) / 23, depth -(1.0 - 0.9) / 0.9 (lower is better), mean over the 2 clients
+    local0 = next(r for r in records if r["strategy"] == "local" and r["seed"] == 0)
+    assert local0["delta_m"] == pytest.approx(100 * ((20 - 23) / 23 - (1.0 - 0.9) / 0.9) / 2)
+    assert all(r["delta_m"] == 0 for r in records if r["strategy"] == "mfed")  # the reference against itself
+    bench = OmegaConf.create({"strategies": ["local", "mfed"], "seeds": [0], "reference": {"local": "fedavg"}})
+    with pytest.raises(ValueError, match=r"benchmark.reference.local=fedavg is not among benchmark.strategies"):
+        plan_benchmark(bench, [])
