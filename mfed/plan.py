@@ -189,15 +189,17 @@ def build_model(cfg: DictConfig, tasks: Mapping[str, Task], fold: Pipeline) -> t
     factory = ModelFactory(instantiate(cfg.model.encoder), instantiate(cfg.model.decoder), int(cfg.seed))
     model = factory(list(tasks.values()))
     privacy = fold.privacy
-    statistics = [k for k in model.state_dict() if privacy is not None and privacy.protected(k) and is_statistic(k)]
-    if privacy is not None and statistics:
+    if privacy is None:
+        return factory, model
+    statistics = [k for k in model.state_dict() if privacy.protected(k) and is_statistic(k)]
+    if statistics:
         parts = " and ".join(p for p in privacy.parts if any(privacy.protected_by(p, k) for k in statistics))
         raise ValueError(
             f"privacy=dp protects the {parts}, whose BatchNorm running statistics would be noised like weights and "
             "wreck every prediction: set model.encoder.norm=group (the decoders follow; GroupNorm keeps no "
             "statistics, as DP training usually does)"
         )
-    if privacy is not None and privacy.expected:
+    if privacy.expected:
         for line in privacy.drowned(fold.strategy.view(fold.strategy.init_state(model)), int(cfg.federation.rounds)):
             log.warning("%s", line)
     return factory, model

@@ -250,9 +250,10 @@ class DifferentialPrivacy:
             if scope not in self.expected or rounds < 1:
                 continue
             size = sum(v.numel() for k, v in tensors.items() if v.is_floating_point() and self.protected(k))
-            ratio = self.update_multiplier * math.sqrt(size) / self.expected[scope]
+            spread = self.update_multiplier * math.sqrt(size)  # the noise's norm on the sum, in units of C
+            ratio = spread / self.expected[scope]
             if size and ratio / math.sqrt(rounds) > 1:
-                needed = math.ceil(self.update_multiplier * math.sqrt(size) / math.sqrt(rounds))
+                needed = math.ceil(spread / math.sqrt(rounds))
                 lines.append(
                     f"privacy: the noise on scope {scope}'s mean has norm about {ratio:.3g} C each round, against at "
                     f"most C from the clipped updates; over {rounds} rounds it still outweighs them "
@@ -264,10 +265,11 @@ class DifferentialPrivacy:
     def noise_seed(self, kept: State) -> int:
         """The run's noise seed: the one kept in the server scope, else a new one (see the module doc)."""
         if SEED_KEY in kept:
-            return sum(int(w) << (32 * i) for i, w in enumerate(kept[SEED_KEY].tolist()))
+            return seed_of(kept[SEED_KEY].tolist())
         if self.reproducible_noise:
-            words = np.random.SeedSequence([self.seed, zlib.crc32(b"privacy noise")]).generate_state(SEED_WORDS)
-            return sum(int(w) << (32 * i) for i, w in enumerate(words))
+            return seed_of(
+                np.random.SeedSequence([self.seed, zlib.crc32(b"privacy noise")]).generate_state(SEED_WORDS).tolist()
+            )
         return secrets.randbits(32 * SEED_WORDS)
 
     def declaration(self) -> Declaration:
@@ -288,6 +290,11 @@ def noise_generator(seed: int, round_idx: int) -> np.random.Generator:
 def seed_words(seed: int) -> Tensor:
     """``seed`` as the server scope keeps it: its 32-bit words, least significant first."""
     return torch.tensor([(seed >> (32 * i)) & 0xFFFFFFFF for i in range(SEED_WORDS)], dtype=torch.int64)
+
+
+def seed_of(words: Sequence[int]) -> int:
+    """The seed whose 32-bit words (least significant first) are ``words``: :func:`seed_words`' inverse."""
+    return sum(int(w) << (32 * i) for i, w in enumerate(words))
 
 
 def no_privacy() -> None:
@@ -331,11 +338,12 @@ class _PrivateRound(Combiner):
         deltas: list[tuple[str, str, Tensor]] = []
         rest: Parts = []
         for scope, part in parts:
-            sent = self.ctx.state[scope]
+            sent, other = self.ctx.state[scope], {}
             for key, value in part.items():
                 if value.is_floating_point() and self.privacy.protected(key):
                     deltas.append((scope, key, value.to(torch.float64) - sent[key].to(torch.float64)))
-            other = {k: v for k, v in part.items() if not (v.is_floating_point() and self.privacy.protected(k))}
+                else:
+                    other[key] = value
             rest += [(scope, other)] if other else []
         self.inner.add(update, weight, rest)
         if not deltas:

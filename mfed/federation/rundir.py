@@ -218,11 +218,15 @@ class RunLock:
         self.path = path / LOCK_NAME
         self.mine = _holder()
 
+    def _gone(self, other: dict[str, Any]) -> bool:
+        """Whether the lock ``other`` was left by a process of this host that no longer runs."""
+        pid = other.get("pid")
+        return other.get("host") == self.mine["host"] and isinstance(pid, int) and not _alive(pid)
+
     def check(self) -> None:
         """Raise ``ValueError`` naming the run that holds the lock, if a live one does."""
         other = _read_lock(self.path)
-        pid = other.get("pid")
-        if other and not (other.get("host") == self.mine["host"] and isinstance(pid, int) and not _alive(pid)):
+        if other and not self._gone(other):
             raise _in_use(str(self.path.parent), other, str(self.path))
 
     def _take(self) -> bool:
@@ -240,9 +244,8 @@ class RunLock:
         if self._take():
             return
         other = _read_lock(self.path)
-        pid = other.get("pid")
-        if other.get("host") == self.mine["host"] and isinstance(pid, int) and not _alive(pid):
-            log.warning("taking over the lock of a run that is gone (pid %s)", pid)
+        if self._gone(other):
+            log.warning("taking over the lock of a run that is gone (pid %s)", other["pid"])
             self.path.unlink(missing_ok=True)
             if self._take():
                 return

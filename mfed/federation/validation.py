@@ -233,13 +233,13 @@ class Screen:
                     f"{self.previous[key]:.3g} of the previous round's accepted updates of its kind "
                     "(defences.norm_ratio)"
                 )
-            if key not in self.bounds and norm > self.ratio * size and self.private:
+            if key not in self.bounds and norm > self.ratio * size:  # no earlier round (or DP): the part's own size
                 part = key.rsplit("/", 1)[1]
-                return f"its {part} update exceeds {self.ratio:g} x the {part} sent, in norm (defences.norm_ratio)"
-            if key not in self.bounds and norm > self.ratio * size:  # no earlier round: the part's own size
+                if self.private:
+                    return f"its {part} update exceeds {self.ratio:g} x the {part} sent, in norm (defences.norm_ratio)"
                 return (
-                    f"its {key.rsplit('/', 1)[1]} update's norm {norm:.3g} is over {self.ratio:g} x the norm "
-                    f"{size:.3g} of the {key.rsplit('/', 1)[1]} it was sent (defences.norm_ratio)"
+                    f"its {part} update's norm {norm:.3g} is over {self.ratio:g} x the norm {size:.3g} of the {part} "
+                    "it was sent (defences.norm_ratio)"
                 )
         for key, (norm, _) in norms.items():
             self.norms.setdefault(key, []).append(norm)
