@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mfed.config_dir import ENV_VAR as ENV_VAR  # re-exported: mfed.config.ENV_VAR was defined here
 from mfed.config_dir import config_dir
@@ -25,7 +25,7 @@ def load_config(overrides: Sequence[str] = (), name: str = "config") -> DictConf
         OmegaConf.register_new_resolver("now", lambda fmt: datetime.now().strftime(fmt), use_cache=True)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         try:
-            return compose(config_name=name, overrides=list(overrides))
+            cfg = compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
         except ConfigCompositionException as err:
             hint = _unknown_argument(str(err), overrides, name) or several_values(str(err))
             if hint is None:
@@ -36,6 +36,19 @@ def load_config(overrides: Sequence[str] = (), name: str = "config") -> DictConf
             if hint is None:
                 raise
             raise ConfigError(hint) from None
+    return _with_choices(cfg)
+
+
+def _with_choices(cfg: DictConfig) -> DictConfig:
+    """``cfg`` without Hydra's own node, recording in ``choices`` the option each config group was composed from.
+
+    ``{federation: mixed, data: shapes, ...}``: what a run's name, group and report.md say it ran.
+    """
+    choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if v is not None and not k.startswith("hydra/")}
+    with open_dict(cfg):
+        del cfg["hydra"]
+        cfg.choices = choices
+    return cfg
 
 
 def _unknown_argument(message: str, overrides: Sequence[str], name: str) -> str | None:
@@ -154,7 +167,8 @@ def _saved_config(resume: str) -> DictConfig | None:
         saved = OmegaConf.create(text)
     except Exception as err:  # a truncated or edited file: YAML's or OmegaConf's error
         raise ValueError(f"resume: {where} is not a whole config ({str(err).splitlines()[0]}); restore it") from None
-    missing = sorted(set(load_config([])) - set(saved)) if isinstance(saved, DictConfig) else ["everything"]
+    optional = {"choices"}  # a run whose config.yaml predates ``choices`` resumes without it
+    missing = sorted(set(load_config([])) - set(saved) - optional) if isinstance(saved, DictConfig) else ["everything"]
     if missing:
         raise ValueError(f"resume: {where} is not a whole config: it lacks {', '.join(missing)}; restore it")
     assert isinstance(saved, DictConfig)

@@ -67,9 +67,9 @@ def build_specs(cfg: DictConfig, roster: Sequence[ClientSpec], pool: Any) -> lis
 
 
 UNFINGERPRINTED = (  # what a resume may change: where and how the run executes, logs and is evaluated
-    "out_dir", "storage", "name", "group", "resume", "logger", "backend", "sweep", "benchmark", "federation.rounds",
-    "federation.eval_every", "federation.eval_fraction", "federation.min_clients", "federation.max_retries",
-    "federation.round_timeout_s", "federation.torch_threads", "federation.accelerator",
+    "out_dir", "storage", "name", "group", "choices", "resume", "logger", "backend", "sweep", "benchmark",
+    "federation.rounds", "federation.eval_every", "federation.eval_fraction", "federation.min_clients",
+    "federation.max_retries", "federation.round_timeout_s", "federation.torch_threads", "federation.accelerator",
 )  # fmt: skip
 
 
@@ -96,9 +96,22 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
     return flat
 
 
+def setting_name(cfg: DictConfig) -> str:
+    """What runs comparable with this one share: data set, task mix and federation (unless the default).
+
+    ``fashion_scenes-default`` for the default run, ``shapes-default-mixed`` with ``data=shapes
+    federation=mixed``; a group the config does not record (a config.yaml from before ``choices``)
+    is left out.
+    """
+    choices = cfg.get("choices") or {}
+    federation = choices.get("federation")
+    parts = [choices.get("data"), cfg.get("mix_name", "custom"), None if federation == "default" else federation]
+    return "-".join(str(p) for p in parts if p)
+
+
 def run_name(cfg: DictConfig, strategy: Strategy) -> str:
-    """``cfg.name``, else a readable one: strategy, task mix, seed."""
-    return cfg.get("name") or f"{strategy.name}-{cfg.get('mix_name', 'custom')}-s{cfg.seed}"
+    """``cfg.name``, else a readable one: strategy, setting (:func:`setting_name`), seed."""
+    return str(cfg.get("name") or f"{strategy.name}-{setting_name(cfg)}-s{cfg.seed}")
 
 
 def local_dir(out_dir: str) -> Path:
@@ -109,7 +122,7 @@ def local_dir(out_dir: str) -> Path:
 def name_run(cfg: DictConfig, strategy: Strategy) -> None:
     """Fill in ``name``, ``group`` and ``out_dir`` so that config.yaml records what the run used."""
     cfg.name = run_name(cfg, strategy)
-    cfg.group = cfg.get("group") or cfg.get("mix_name", "custom")
+    cfg.group = cfg.get("group") or setting_name(cfg)
     resume = str(cfg.resume) if cfg.get("resume") else None
     cfg.out_dir = resolve_out_dir(cfg.get("out_dir"), str(cfg.get("storage") or DEFAULT_STORAGE), cfg.name, resume)
 

@@ -175,7 +175,10 @@ def client_lines(history: Rows, directions: Mapping[str, Mapping[str, bool]]) ->
 
 
 def setting_of(out_dir: Path) -> str:
-    """The setting from the run's config.yaml: ``mfed (mu=0.01), task mix default, seed 0, 10 rounds``, or ""."""
+    """The setting from the run's config.yaml, or "".
+
+    ``mfed (mu=0.01), data fashion_scenes, task mix default, federation default, seed 0, 10 rounds``.
+    """
     path = out_dir / "config.yaml"
     if not path.exists():
         return ""
@@ -190,7 +193,10 @@ def setting_of(out_dir: Path) -> str:
         f"{k}={v}" for k, v in aggregation.items() if k in ("mu", "lam", "freeze_encoder", "robust") and v is not None
     )
     rounds = (cfg.get("federation") or {}).get("rounds")
-    parts = [f"{strategy}{f' ({shown})' if shown else ''}", f"task mix {cfg.get('mix_name', 'custom')}",
+    choices = cfg.get("choices") or {}
+    data, federation = choices.get("data"), choices.get("federation")
+    parts = [f"{strategy}{f' ({shown})' if shown else ''}", f"data {data}" if data else "",
+             f"task mix {cfg.get('mix_name', 'custom')}", f"federation {federation}" if federation else "",
              f"seed {cfg.get('seed')}", f"{rounds} rounds"]  # fmt: skip
     return ", ".join(p for p in parts if p)
 

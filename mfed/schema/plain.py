@@ -21,6 +21,7 @@ Spec: TypeAlias = "str | dict[str, Spec]"
 # fmt: off
 PLAIN: dict[str, Spec] = {
     "seed": "int", "out_dir": "str?", "storage": "str?", "name": "str?", "group": "str?", "resume": "str?",
+    "choices": "any",
     "mix_name": "str?", "tasks": "targets", "aggregation": "target", "backend": "target", "optimizer": "target",
     "logger": "target?", "model": {"encoder": "target", "decoder": "target"}, "weighting": "target",
     "defences": "target", "privacy": "target", "server_optimizer": "target",

@@ -26,7 +26,8 @@ from omegaconf import OmegaConf
 from mfed.sweeps.plan import Trial, trial_overrides
 
 FINISHED = ("completed", "diverged")  # a run's final outcomes; interrupted and failed runs go on
-IGNORED = ("out_dir", "resume", "backend", "logger", "storage")  # where and how a run ran, not what it computes
+# How a run ran and what its options are called, not what it computes
+IGNORED = ("out_dir", "resume", "backend", "logger", "storage", "choices")
 
 
 @dataclass

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from mfed.atomic import replace_atomically, write_json
 from mfed.config import load_config
 from mfed.federation.checkpointing import load_checkpoint
 from mfed.federation.rundir import LOCK_NAME, RunLock, check_fresh, default_out_dir, resolve_out_dir
-from mfed.run import build, run, start
+from mfed.run import build, name_run, run, start
 from tests.conftest import TINY
 
 
@@ -37,8 +38,23 @@ def test_a_run_lands_in_mfed_storage_by_default(tiny_cfg, tmp_path, monkeypatch)
     cfg = load_config([*TINY, "federation.rounds=1"])  # out_dir: null, as configs/config.yaml has it
     run(cfg)
     (run_dir,) = (tmp_path / "store").iterdir()
-    assert run_dir.name.endswith("_mfed-default-s0") and (run_dir / "summary.json").is_file()
-    assert cfg.out_dir == str(run_dir) and cfg.name == "mfed-default-s0" and cfg.group == "default"
+    assert run_dir.name.endswith("_mfed-shapes-default-s0") and (run_dir / "summary.json").is_file()
+    assert cfg.out_dir == str(run_dir) and cfg.name == "mfed-shapes-default-s0" and cfg.group == "shapes-default"
+
+
+def test_runs_on_other_clients_or_data_have_their_own_names_and_groups():
+    names = {}
+    for overrides in ([], ["federation=mixed"], ["data=shapes"], ["data=shapes", "federation=mixed"]):
+        cfg = load_config([*overrides, "seed=2"])
+        name_run(cfg, instantiate(cfg.aggregation))
+        names[" ".join(overrides)] = (cfg.name, cfg.group)
+    assert names == {
+        "": ("mfed-fashion_scenes-default-s2", "fashion_scenes-default"),
+        "federation=mixed": ("mfed-fashion_scenes-default-mixed-s2", "fashion_scenes-default-mixed"),
+        "data=shapes": ("mfed-shapes-default-s2", "shapes-default"),
+        "data=shapes federation=mixed": ("mfed-shapes-default-mixed-s2", "shapes-default-mixed"),
+    }
+    assert load_config(["federation=mixed"]).choices.federation == "mixed"  # config.yaml records the options
 
 
 def test_a_second_run_into_a_busy_folder_is_refused_naming_the_first(tmp_path):

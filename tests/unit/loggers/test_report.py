@@ -76,7 +76,8 @@ def test_the_report_names_the_setting_marks_directions_and_lists_clients(tmp_pat
     # Execute
     text = write_report(out).read_text()
     # Assert
-    assert "Setting: mfed (mu=0.1, freeze_encoder=False), task mix seg_depth, seed 3, 2 rounds." in text
+    setting = "mfed (mu=0.1, freeze_encoder=False), data shapes, task mix seg_depth, federation default, seed 3"
+    assert f"Setting: {setting}, 2 rounds." in text
     assert "| semseg | mIoU ↑ |" in text and "| test/depth/rmse ↓ |" in text
     assert "| semseg client | mIoU ↑ | test_mIoU ↑ | update_norm |" in text
     assert "| semseg-1 | " in text and "| depth-0 | " in text
