@@ -71,6 +71,23 @@ def arrow(directions: Mapping[str, Mapping[str, bool]], task: str, metric: str) 
     return "" if higher is None else (" ↑" if higher else " ↓")
 
 
+LEGEND_INSIDE = 6  # lines a panel's legend may list over its curves; more go below the panel
+
+
+def finish_panel(ax: Any, title: str) -> None:
+    """Title, whole-round ticks on the x axis, and a legend that covers no curve of a crowded panel."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("round")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    entries = len(ax.get_legend_handles_labels()[1])
+    if entries <= LEGEND_INSIDE:
+        ax.legend(fontsize=7)
+    else:  # e.g. 15 pairs of 6 kinds' cosines: in columns under the panel, which tight_layout makes room for
+        ax.legend(fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+
+
 def plot_curves(
     history: Rows, path: Path, title: str = "", directions: Mapping[str, Mapping[str, bool]] | None = None
 ) -> Path:
@@ -87,40 +104,34 @@ def plot_curves(
     extra = 1 + bool(norms) + bool(cosines)  # the losses, then the diagnostics' panels
     cols = min(3, len(panels) + extra)
     rows = math.ceil((len(panels) + extra) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    below = math.ceil(len(cosines) / 2) * 0.16 if len(cosines) > LEGEND_INSIDE else 0.0  # inches for that legend
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows + below), squeeze=False)
     flat = list(axes.flat)
     for ax, (task, metric) in zip(flat, panels, strict=False):
         for cid in client_ids(history, task):
             ax.plot(*series(history, f"client/{cid}/{task}/{metric}"), lw=0.8, alpha=0.6, label=cid)
         ax.plot(*series(history, f"val/{task}/{metric}"), lw=2.2, color="black", label="merged")
-        ax.set_title(f"val/{task}/{metric}{arrow(directions, task, metric)}", fontsize=10)
-        ax.set_xlabel("round")
-        ax.legend(fontsize=7)
+        finish_panel(ax, f"val/{task}/{metric}{arrow(directions, task, metric)}")
     loss_ax = flat[len(panels)]
     for task in task_metrics(history):
         loss_ax.plot(*series(history, f"train/{task}/loss"), label=task)
-    loss_ax.set_title("train/<task>/loss", fontsize=10)
-    loss_ax.set_xlabel("round")
     loss_ax.set_yscale("log")
-    loss_ax.legend(fontsize=7)
+    finish_panel(loss_ax, "train/<task>/loss")
     used = len(panels) + 1
     if norms:
         ax = flat[used]
         for kind in norms:
             ax.plot(*series(history, f"diag/{kind}/update_norm"), label=kind)
-        ax.set_title("update norm (mean over each kind's clients)", fontsize=10)
-        ax.set_xlabel("round")
-        ax.legend(fontsize=7)
+        finish_panel(ax, "update norm (mean per client kind)")
         used += 1
     if cosines:
         ax = flat[used]
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)  # 15 pairs of 6 kinds: no colour twice
         for key in cosines:
             ax.plot(*series(history, key), label=key.removeprefix("diag/cos/"))
         ax.axhline(0, color="black", lw=0.6)
         ax.set_ylim(-1.05, 1.05)
-        ax.set_title("cosine of the kinds' mean encoder updates", fontsize=10)
-        ax.set_xlabel("round")
-        ax.legend(fontsize=7)
+        finish_panel(ax, "cosine of the kinds' mean encoder updates")
         used += 1
     for ax in flat[used:]:
         ax.set_axis_off()

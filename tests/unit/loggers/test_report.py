@@ -5,6 +5,8 @@ from PIL import Image
 
 from mfed.cli import main
 from mfed.loggers.report import (
+    LEGEND_INSIDE,
+    finish_panel,
     client_ids,
     client_lines,
     norm_kinds,
@@ -110,7 +112,7 @@ def test_the_curves_of_a_mixed_federation_plot_each_client_per_task_and_each_kin
     panels = {ax.get_title(): {ln.get_label(): list(ln.get_ydata()) for ln in ax.lines} for ax in figures[0].axes}
     assert panels["val/a/acc ↑"] == {"a+b-0": [0.6, 0.75], "a-0": [0.4, 0.65], "merged": [0.5, 0.7]}
     assert panels["val/b/rmse ↓"] == {"a+b-0": [1.8, 1.4], "b-0": [2.2, 1.6], "merged": [2.0, 1.5]}
-    assert panels["update norm (mean over each kind's clients)"] == {"a": [1.0, 0.5], "b": [2.0, 1.5],
+    assert panels["update norm (mean per client kind)"] == {"a": [1.0, 0.5], "b": [2.0, 1.5],
                                                                       "a+b": [3.0, 2.5]}  # fmt: skip
     cosines = panels["cosine of the kinds' mean encoder updates"]
     assert {k: v for k, v in cosines.items() if not k.startswith("_")} == {
@@ -141,3 +143,25 @@ def test_the_report_of_a_private_run_says_the_epsilon_spent(tmp_path):
     assert f"epsilon {rows[-1]['privacy/epsilon']:.3g} after round {len(rows)}" in text
     (tmp_path / "history.json").write_text(json.dumps(HISTORY))
     assert "differential privacy" not in write_report(tmp_path).read_text()
+
+
+@pytest.mark.parametrize("lines", [3, 15])
+def test_a_panel_ticks_whole_rounds_and_its_legend_covers_no_curve_when_crowded(lines):
+    # Prepare: a two-round panel of 3 (legend over the curves) or 15 lines (6 kinds' cosine pairs)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    for i in range(lines):
+        ax.plot([1, 2], [i / lines, i / lines], label=f"pair-{i}")
+    # Execute
+    finish_panel(ax, "panel")
+    fig.canvas.draw()
+    # Assert: no tick at 1.2 or 1.5; a crowded legend lies wholly below the plotting area
+    visible = [t for t in ax.get_xticks() if 1 <= t <= 2]
+    assert visible and all(float(t).is_integer() for t in visible)
+    legend, area = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert (legend.y1 <= area.y0) == (lines > LEGEND_INSIDE)
+    plt.close(fig)
