@@ -126,7 +126,7 @@ def plot_curves(
         used += 1
     if cosines:
         ax = flat[used]
-        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)  # 15 pairs of 6 kinds: no colour twice
+        ax.set_prop_cycle(color=[plt.get_cmap("tab20")(i) for i in range(20)])  # 15 pairs of 6 kinds: no colour twice
         for key in cosines:
             ax.plot(*series(history, key), label=key.removeprefix("diag/cos/"))
         ax.axhline(0, color="black", lw=0.6)
