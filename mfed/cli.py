@@ -178,13 +178,13 @@ def config_groups() -> str:
     """The config groups (the folders of configs/) with their options, for ``--help``."""
     import textwrap
 
-    from mfed.config_dir import config_dir
+    from mfed.config_dir import config_dirs, group_options
 
-    root = config_dir()
-    lines = [f"config groups (pick an option with group=option; configs in {root}):"]
-    for group in sorted(p for p in root.iterdir() if p.is_dir()):
-        options = ", ".join(sorted(f.stem for f in group.glob("*.yaml")))
-        how = "+task@tasks.<t>=<t>" if group.name == "task" else f"{group.name}="  # a task is added, not picked
+    roots = config_dirs()
+    lines = [f"config groups (pick an option with group=option; configs in {', '.join(map(str, roots))}):"]
+    for group in sorted({p.name for root in roots for p in root.iterdir() if p.is_dir()}):
+        options = ", ".join(group_options(group))
+        how = "+task@tasks.<t>=<t>" if group == "task" else f"{group}="  # a task is added, not picked
         lines.append(textwrap.fill(options, 100, initial_indent=f"  {how:<20} ", subsequent_indent=" " * 23))
     lines.append("keys: key=value (federation.rounds=5, optimizer.lr=0.01); a sweep of values: mfed sweep")
     return "\n".join(lines)
@@ -198,10 +198,17 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=raw,
     )  # fmt: skip
     p.add_argument("--version", action="version", version=f"mfed {version()}")
+    configs = argparse.ArgumentParser(add_help=False)  # what every command composing a config takes
+    configs.add_argument(
+        "--config-dir", action="append", default=[], metavar="DIR",
+        help="a folder of your own config groups (task/mine.yaml, aggregation/mine.yaml), searched after mfed's; "
+        "repeatable; pkg://<module> for one inside an installed package; also $MFED_CONFIG_PATH",
+    )  # fmt: skip
     sub = p.add_subparsers(dest="command", required=True)
     train = sub.add_parser(
-        "train", help="run a federation", description=__doc__, epilog=config_groups(), formatter_class=raw
-    )
+        "train", help="run a federation", description=__doc__, epilog=config_groups(), formatter_class=raw,
+        parents=[configs],
+    )  # fmt: skip
     train.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. aggregation=local federation.rounds=3")
     train.add_argument(
         "--print-config", action="store_true",
@@ -209,16 +216,20 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     train.set_defaults(func=_train)
     data = sub.add_parser("data", help="look at the data").add_subparsers(dest="data_command", required=True)
-    preview = data.add_parser("preview", help="write a PNG of a few samples beside every task's target")
+    preview = data.add_parser(
+        "preview", help="write a PNG of a few samples beside every task's target", parents=[configs]
+    )
     preview.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data=fashion_scenes")
     preview.add_argument("--n", type=int, default=6, help="samples to show (default 6)")
     preview.add_argument("--out", default="outputs/data_preview.png", help="PNG path")
     preview.set_defaults(func=_data_preview)
-    sweep = sub.add_parser("sweep", help="run a grid of federations on Ray Tune (configs/sweep/)")
+    sweep = sub.add_parser("sweep", help="run a grid of federations on Ray Tune (configs/sweep/)", parents=[configs])
     sweep.add_argument("overrides", nargs="*", help="sweep=<name> plus overrides for every trial")
     sweep.set_defaults(func=lambda args: _many(args, "sweep"))
     bench = sub.add_parser(
-        "benchmark", help="strategies x seeds on Ray Tune, with intervals and paired tests (configs/benchmark/)"
+        "benchmark",
+        help="strategies x seeds on Ray Tune, with intervals and paired tests (configs/benchmark/)",
+        parents=[configs],
     )
     bench.add_argument("overrides", nargs="*", help="benchmark=<name> plus overrides for every run")
     bench.set_defaults(func=lambda args: _many(args, "benchmark"))
@@ -238,6 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mfed`` command."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parser().parse_args(argv)
+    if getattr(args, "config_dir", None):
+        from mfed.config_dir import add_user_dirs
+
+        add_user_dirs(args.config_dir)
     return int(args.func(args))
 
 

@@ -12,7 +12,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mfed.config_dir import ENV_VAR as ENV_VAR  # re-exported: mfed.config.ENV_VAR was defined here
-from mfed.config_dir import config_dir
+from mfed.config_dir import PATH_VAR, config_dir, is_option, shadowed, user_dirs
 from mfed.schema.advice import null_group, several_values
 from mfed.schema.checker import MOVED
 from mfed.schema.errors import ConfigError, did_you_mean
@@ -25,7 +25,7 @@ def load_config(overrides: Sequence[str] = (), name: str = "config") -> DictConf
         OmegaConf.register_new_resolver("now", lambda fmt: datetime.now().strftime(fmt), use_cache=True)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         try:
-            cfg = compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
+            cfg = compose(config_name=name, overrides=[*overrides, *_search_path()], return_hydra_config=True)
         except ConfigCompositionException as err:
             hint = _unknown_argument(str(err), overrides, name) or several_values(str(err))
             if hint is None:
@@ -37,6 +37,21 @@ def load_config(overrides: Sequence[str] = (), name: str = "config") -> DictConf
                 raise
             raise ConfigError(hint) from None
     return _with_choices(cfg)
+
+
+def _search_path() -> list[str]:
+    """Hydra's override adding the user's config folders after mfed's; none without any."""
+    users = user_dirs()
+    if not users:
+        return []
+    clash = shadowed()
+    if clash:
+        mine, ours = clash[0]
+        raise ConfigError(
+            f"{PATH_VAR}: {mine} has the name of mfed's {ours}, which would be used instead: rename yours "
+            f"({mine.parent.name}/{mine.stem}_mine.yaml) and pick it by that name"
+        )
+    return [f"hydra.searchpath=[{','.join(f'file://{d}' for d in users)}]"]
 
 
 def _with_choices(cfg: DictConfig) -> DictConfig:
@@ -69,7 +84,9 @@ def _unknown_argument(message: str, overrides: Sequence[str], name: str) -> str 
     parent, _, arg = key.rpartition(".")
     rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
     try:
-        node = OmegaConf.select(compose(config_name=name, overrides=rest), parent) if parent else None
+        node = (
+            OmegaConf.select(compose(config_name=name, overrides=[*rest, *_search_path()]), parent) if parent else None
+        )
         target = str(node._target_) if isinstance(node, DictConfig) and "_target_" in node else None
         params = inspect.signature(get_class(target)).parameters if target else None
     except Exception:  # another override is bad too, or the target does not import: the schema names it
@@ -106,7 +123,7 @@ def load_run_config(overrides: Sequence[str] = ()) -> DictConfig:
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
         node = OmegaConf.select(saved, key)
-        group = (config_dir() / key.replace(".", "/") / f"{value}.yaml").is_file()
+        group = is_option(key, value)
         if (group or isinstance(node, DictConfig)) and not value.startswith("{"):
             differs = _group_difference(key, override, node)
             if differs is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 
-from mfed.config_dir import config_dir
+from mfed.config_dir import group_options, is_group
 from mfed.schema.errors import did_you_mean, join_key
 from mfed.schema.plain import Spec, plain_schema
 
@@ -55,16 +55,11 @@ def _leaves(spec: Mapping[str, Spec], path: str = "") -> Iterator[str]:
         yield from _leaves(child, join_key(path, key)) if isinstance(child, dict) else [join_key(path, key)]
 
 
-def group_options(group: str) -> list[str]:
-    """The options of config group ``group`` (its YAML files under configs/), sorted."""
-    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
-
-
 def null_group(overrides: Sequence[str]) -> str | None:
     """For ``privacy=null`` (a config group set to null, which Hydra refuses): the option that turns it off."""
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
-        if value.strip().lower() not in ("null", "~") or not (config_dir() / key).is_dir():
+        if value.strip().lower() not in ("null", "~") or not is_group(key):
             continue
         options = group_options(key)
         if "none" in options:
@@ -92,7 +87,7 @@ def several_values(message: str) -> str | None:
     for part in key.split("."):
         spec = spec.get(part) if isinstance(spec, dict) else None
     scalar = isinstance(spec, str) and spec.rstrip("?") in ("int", "float", "bool", "str")
-    scalar = scalar or (config_dir() / key).is_dir()
+    scalar = scalar or is_group(key)
     listed = "" if scalar else f"; a list value is written {key}=[{values}]"
     return (
         f"{key}={values}: one run takes one value, and mfed takes no --multirun: give one ({key}={first}), "

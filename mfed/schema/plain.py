@@ -11,7 +11,7 @@ from typing import Any, TypeAlias
 
 from omegaconf import OmegaConf
 
-from mfed.config_dir import config_dir
+from mfed.config_dir import config_dirs
 from mfed.schema.errors import join_key
 from mfed.schema.hints import SCALARS
 
@@ -45,19 +45,23 @@ PLAIN: dict[str, Spec] = {
 
 
 def plain_schema() -> dict[str, Spec]:
-    """:data:`PLAIN` plus the plain keys that YAML files under configs/ add (typed by their values)."""
-    return _plain_schema(str(config_dir()))
+    """:data:`PLAIN` plus the plain keys that YAML files under configs/ (and the user's folders) add, typed by value."""
+    return _plain_schema(_roots())
 
 
 def plain_examples() -> dict[str, Any]:
     """A value from configs/ for each plain key (the first YAML file that sets it), for error messages."""
-    return _yaml_keys(str(config_dir()))[1]
+    return _yaml_keys(_roots())[1]
+
+
+def _roots() -> tuple[str, ...]:
+    return tuple(str(d) for d in config_dirs())
 
 
 @lru_cache(maxsize=8)
-def _plain_schema(root: str) -> dict[str, Spec]:
+def _plain_schema(roots: tuple[str, ...]) -> dict[str, Spec]:
     schema: dict[str, Spec] = copy.deepcopy(PLAIN)
-    for path, kinds in _yaml_keys(root)[0].items():
+    for path, kinds in _yaml_keys(roots)[0].items():
         parts, node = path.split("."), schema
         for part in parts[:-1]:
             child = node.setdefault(part, {})
@@ -81,15 +85,15 @@ def _infer(kinds: set[str]) -> str:
 
 
 @lru_cache(maxsize=8)
-def _yaml_keys(root: str) -> tuple[dict[str, set[str]], dict[str, Any]]:
-    """Every plain key that the YAML files under ``root`` set: its value kinds, and a first value."""
+def _yaml_keys(roots: tuple[str, ...]) -> tuple[dict[str, set[str]], dict[str, Any]]:
+    """Every plain key that the YAML files under ``roots`` (the package's first) set: its value kinds, a first value."""
     kinds: dict[str, set[str]] = {}
     examples: dict[str, Any] = {}
-    main = OmegaConf.to_container(OmegaConf.load(Path(root) / "config.yaml"))
+    main = OmegaConf.to_container(OmegaConf.load(Path(roots[0]) / "config.yaml"))
     assert isinstance(main, dict)
     groups = {str(k).split()[-1].lstrip("/") for d in main.get("defaults", []) if isinstance(d, dict) for k in d}
-    files = [("", Path(root) / "config.yaml")]
-    for group in sorted(p for p in Path(root).iterdir() if p.is_dir()):
+    files = [("", Path(roots[0]) / "config.yaml")]
+    for group in [p for root in roots for p in sorted(Path(root).iterdir()) if p.is_dir()]:
         for file in sorted(group.glob("*.yaml")):
             package = _package(file, group.name)
             if package is not None or group.name in groups:

@@ -31,10 +31,10 @@ from mfed.types import state_nbytes
 
 def strategy_runs(entries: Sequence[Any]) -> dict[str, list[str]]:
     """``{label: overrides}`` of the benchmark's strategies: ``mfed`` -> ``[aggregation=mfed]``; a mapping as given."""
-    from mfed.config import config_dir
+    from mfed.config_dir import group_options
 
     runs: dict[str, list[str]] = {}
-    options = sorted(p.stem for p in (config_dir() / "aggregation").glob("*.yaml"))
+    options = group_options("aggregation")
     for entry in entries:
         if isinstance(entry, str):
             if entry not in options:  # before the roles are checked against the list: name the real mistake

@@ -1,14 +1,20 @@
-"""Every ``mfed train`` command the README shows passes the checks a run makes before it reads data."""
+"""Every ``mfed train`` command the README shows passes the checks a run makes before it reads data.
+
+The example project's package (examples/mfed-example) is importable here as if installed.
+"""
 
 import shlex
 from pathlib import Path
 
 import pytest
 
+from mfed.cli import parser
 from mfed.config import load_run_config
+from mfed.config_dir import PATH_VAR, add_user_dirs
 from mfed.plan import plan
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
 COMMANDS = [
     line.split("#")[0].strip()
     for line in README.read_text().splitlines()
@@ -21,6 +27,9 @@ def test_the_readme_shows_train_commands():
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_readme_train_command_is_accepted_as_written(command):
-    args = [a for a in shlex.split(command)[2:] if a != "--print-config"]
-    plan(load_run_config(args))  # raises, naming the key, where the README went stale
+def test_a_readme_train_command_is_accepted_as_written(command, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "mfed-example"))
+    monkeypatch.setenv(PATH_VAR, "")  # restored after the test, whatever add_user_dirs sets
+    args = parser().parse_args(shlex.split(command)[1:])
+    add_user_dirs(args.config_dir)
+    plan(load_run_config(args.overrides))  # raises, naming the key, where the README went stale

@@ -6,9 +6,9 @@ from PIL import Image
 from mfed.cli import main
 from mfed.loggers.report import (
     LEGEND_INSIDE,
-    finish_panel,
     client_ids,
     client_lines,
+    finish_panel,
     norm_kinds,
     plot_curves,
     summary_lines,
