@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,6 +26,7 @@ from typing import Any
 from mfed.federation.backends import Plan
 from mfed.federation.gather import gather
 from mfed.federation.host import ClientHost
+from mfed.federation.ray_join import join_cluster
 from mfed.federation.setup import ClientSetup
 from mfed.interrupts import reclaim, uninterruptible
 from mfed.types import (
@@ -49,45 +49,6 @@ def actor_count(n_clients: int, clients_per_actor: int | str, total_cpus: float)
     if clients_per_actor == "auto":
         return max(1, min(n_clients, math.floor(total_cpus + 1e-9)))
     return math.ceil(n_clients / int(clients_per_actor))
-
-
-def _root_cause(err: BaseException) -> str:
-    """The last line of the innermost exception behind ``err``: Ray wraps why a join failed, traceback and all."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    lines = str(err).strip().splitlines()
-    last = lines[-1].strip() if lines else type(err).__name__
-    return last if len(last) <= 300 else last[:297] + "..."
-
-
-PROBE_TIMEOUT_S = 3.0  # a TCP connect to a live GCS on any network answers well within this
-
-
-def _host_port(address: str) -> tuple[str, int] | None:
-    """``(host, port)`` of a ``host:port`` or ``ray://host:port`` address; ``None`` for any other form.
-
-    ``auto`` (Ray reads the local cluster's address file), ``local`` and unknown schemes are left to Ray.
-    """
-    rest = address[len("ray://") :] if address.startswith("ray://") else address
-    host, sep, port = rest.rpartition(":")
-    if not sep or "://" in rest or not host or not port.isdigit():
-        return None
-    return host.strip("[]"), int(port)  # [::1]:6379 -> ::1
-
-
-def _unreachable(address: str) -> str | None:
-    """Why nothing answers a TCP connect to ``address`` in ``PROBE_TIMEOUT_S``; ``None`` if it does or is not probed.
-
-    ``ray.init`` has no time limit: at an address where nothing listens it retries for minutes.
-    """
-    where = _host_port(address)
-    if where is None:
-        return None
-    try:
-        socket.create_connection(where, timeout=PROBE_TIMEOUT_S).close()
-    except OSError as err:  # refused, timed out, unknown host, no route
-        return f"nothing answers a TCP connect within {PROBE_TIMEOUT_S:g} s: {err.strerror or err}"
-    return None
 
 
 class _RayHost(ClientHost):
@@ -175,23 +136,7 @@ class RayBackend:
             return
         address = self.address or os.environ.get("RAY_ADDRESS")
         if address:
-            import ray
-
-            key = "backend.address" if self.address else "RAY_ADDRESS"
-            why = _unreachable(address)
-            if why is not None:
-                raise ValueError(
-                    f"{key}={address}: cannot join the Ray cluster there ({why}); check the address "
-                    "(the head's GCS host:port, as `ray start --head` prints it) and that the head is running"
-                )
-            try:
-                ray.init(address=address, log_to_driver=True)
-            except ConnectionError as err:  # a token cluster joined without its token, or a GCS that failed
-                raise ValueError(
-                    f"{key}={address}: cannot join the Ray cluster there ({_root_cause(err)}); check the address, "
-                    "and for a cluster with token authentication export RAY_AUTH_MODE=token with its token "
-                    "(README: Ray clusters)"
-                ) from None
+            join_cluster(address, "backend.address" if self.address else "RAY_ADDRESS")
         else:
             from mfed.federation.local_ray import init_local_ray
 

@@ -1,7 +1,8 @@
 """A Ray head with a job server on 127.0.0.1, in this process; ends when stdin closes.
 
 Run as a subprocess by the job-submission test: prints ``DASHBOARD http://127.0.0.1:<port>``
-once the job server answers, then waits. ``ray.shutdown()`` ends every process it started, so
+once the job server answers, then waits. With the argument ``gcs``: no job server, and it prints
+``GCS <host:port>`` (for the tests that join a head). ``ray.shutdown()`` ends every process it started, so
 no ``ray stop`` (which would kill every Ray process on the machine) is needed.
 """
 
@@ -13,6 +14,12 @@ import ray
 
 
 def main() -> None:
+    if sys.argv[1:] == ["gcs"]:
+        ctx = ray.init(address="local", num_cpus=1, include_dashboard=False)
+        print(f"GCS {ctx.address_info['gcs_address']}", flush=True)
+        sys.stdin.read()
+        ray.shutdown()
+        return
     ctx = ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=0)
     url = f"http://{ctx.dashboard_url}"
     deadline = time.time() + 60

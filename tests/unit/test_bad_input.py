@@ -7,7 +7,7 @@ from hydra.errors import HydraException
 
 from mfed.cli import main
 from mfed.config import load_config
-from mfed.federation import ray_backend
+from mfed.federation import ray_join
 from mfed.run import build
 from tests.conftest import TINY
 
@@ -107,7 +107,8 @@ def test_a_cluster_that_cannot_be_joined_is_one_line_naming_where_and_why(capsys
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)  # (a session-wide test cluster may run)
     monkeypatch.setattr(ray, "init", refuse)
-    monkeypatch.setattr(ray_backend, "_unreachable", lambda address: None)  # the port answers; Ray refuses
+    monkeypatch.setattr(ray_join, "unreachable", lambda address: None)  # the port answers; Ray refuses
+    monkeypatch.setattr(ray_join, "token_refused", lambda address: None)  # ...only once ray.init runs
     where = ["backend.address=10.0.0.9:6379"] if given == "config" else []
     if given == "env":
         monkeypatch.setenv("RAY_ADDRESS", "10.0.0.9:6379")
@@ -158,7 +159,7 @@ def test_an_address_where_nothing_listens_is_one_line_without_calling_ray_init(
      ("auto", None), ("local", None), ("http://head:8265", None)],
 )  # fmt: skip
 def test_only_host_port_addresses_are_probed(address, expected):
-    assert ray_backend._host_port(address) == expected
+    assert ray_join.host_port(address) == expected
 
 
 @pytest.mark.parametrize(
