@@ -39,7 +39,7 @@ integration: setup
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check mfed ray_jobs tests benchmarks
+	$(BIN)/ruff check mfed ray_jobs tests benchmarks examples
 	$(BIN)/mypy mfed
 
 # Clients sharing one GPU (benchmarks/README.md); on a machine without CUDA it prints one line.
