@@ -76,7 +76,7 @@ def token_refused(address: str) -> str | None:
     if address.startswith("ray://") or host_port(address) is None:
         return None
     try:
-        from ray._raylet import GcsClient
+        from ray._raylet import GcsClient  # type: ignore[attr-defined]  # compiled: no stubs
         from ray.exceptions import AuthenticationError
     except ImportError:
         return None
