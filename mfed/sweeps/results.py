@@ -188,7 +188,7 @@ def markdown(results: Mapping[str, Any], images: bool = True, prefix: str = "") 
         f"Every run: `{' '.join(results['overrides']) or '(the defaults)'}`.",
         f"Test-set headline metric of each task (the mean over the task's clients), mean ± {level} Student-t "
         f"interval over seeds; Δm: the multi-task delta against {reference_name(results.get('reference'))} of the "
-        "same seed, per client, then averaged (positive: better).",
+        f"same seed, {delta_m_basis(results['runs'])} (positive: better).",
         *reference_lines(results.get("reference")),
     ]
     if any(s.startswith("centralised") for s in results["strategies"]):
@@ -218,6 +218,45 @@ def curve_file(results: Mapping[str, Any], setting: str, task: str) -> str:
     return f"curves_{task}.png" if len(results["settings"]) == 1 else f"curves_{setting}_{task}.png"
 
 
+def delta_m_basis(runs: Sequence[Mapping[str, Any]]) -> str:
+    """How the completed runs' Δm was taken: per client, or task by task where a run withholds its clients' figures.
+
+    A run under ``privacy=dp`` releases no per-client figures (its ``clients`` is empty), so its
+    Δm compares each task's test figure (:func:`mfed.sweeps.report.task_delta`).
+    """
+    scored = [r for r in runs if r["status"] == "completed" and r.get("delta_m") is not None]
+    by_task = [r for r in scored if "clients" in r and not r["clients"]]
+    if not by_task:
+        return "per client, then averaged"
+    how = "task by task (each task's test figure, the mean over its clients)"
+    which = " under DP" if all(r.get("epsilon") is not None for r in by_task) else ""
+    if len(by_task) == len(scored):
+        return f"{how}: the runs{which} withhold their clients' figures"
+    return f"per client, then averaged; {how} for the {len(by_task)} runs{which}, which withhold their clients' figures"
+
+
+def figures(results: Mapping[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+    """Every picture of the report by file name (``prefix`` + name), with the data it draws (:mod:`~mfed.sweeps.plots`).
+
+    Learning curves per task (and setting), delta_m, and under DP the privacy-utility trade-off or
+    delta_m by setting. The data needs no matplotlib: a published PNG is checked against it
+    (:func:`mfed.sweeps.plots.png_data`) without drawing it again.
+    """
+    from mfed.sweeps.plots import by_setting_data, curves_data, delta_m_data, privacy_data
+
+    out = {
+        f"{prefix}{curve_file(results, setting, task)}": curves_data(results, setting, task)
+        for setting in results["settings"]
+        for task in tasks_of(results)
+    }
+    out[f"{prefix}delta_m.png"] = delta_m_data(results)
+    if privacy_levels(results):
+        out[f"{prefix}tradeoff.png"] = privacy_data(results)
+    if private_by_setting(results):
+        out[f"{prefix}by_setting.png"] = by_setting_data(results)
+    return out
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -228,25 +267,20 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def write_results(results: Mapping[str, Any], out_dir: Path, stem: str = "results") -> None:
-    """``<stem>.json``, ``<stem>.md``, curves per task (and setting), delta_m (and privacy) PNGs in ``out_dir``.
+def write_results(results: Mapping[str, Any], out_dir: Path, stem: str = "results", pictures: bool = True) -> None:
+    """``<stem>.json``, ``<stem>.md`` and (``pictures``) the PNGs of :func:`figures` in ``out_dir``.
 
     The PNGs' names start with ``<stem>_`` unless the stem is ``results`` (a benchmark's own folder).
     """
-    from mfed.sweeps.plots import plot_by_setting, plot_curves, plot_delta_m, plot_privacy  # matplotlib: when drawing
-
     clean = _clean(results)
     prefix = "" if stem == "results" else f"{stem}_"
     write_json(clean, out_dir / f"{stem}.json", sort_keys=False)
     (out_dir / f"{stem}.md").write_text(markdown(clean, prefix=prefix))
-    for setting in clean["settings"]:
-        for task in tasks_of(clean):
-            plot_curves(clean, setting, task, out_dir / f"{prefix}{curve_file(clean, setting, task)}")
-    plot_delta_m(clean, out_dir / f"{prefix}delta_m.png")
-    if privacy_levels(clean):
-        plot_privacy(clean, out_dir / f"{prefix}tradeoff.png")
-    if private_by_setting(clean):
-        plot_by_setting(clean, out_dir / f"{prefix}by_setting.png")
+    if pictures:
+        from mfed.sweeps.plots import draw  # matplotlib: only when drawing
+
+        for name, data in figures(clean, prefix).items():
+            draw(data, out_dir / name)
 
 
 def read_results(path: str | Path) -> dict[str, Any]:
@@ -266,8 +300,8 @@ def recompute(results: Mapping[str, Any]) -> dict[str, Any]:
     return {**results, "compare": compare, **summary}
 
 
-def regenerate(path: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Recompute the statistics of the results file ``path`` and write it, its markdown and PNGs again.
+def regenerate(path: str | Path, out_dir: str | Path | None = None, pictures: bool = True) -> Path:
+    """Recompute the statistics of the results file ``path`` and write it, its markdown and (``pictures``) PNGs again.
 
     ``docs/results/paper.json`` gives ``paper.json``, ``paper.md`` and ``paper_*.png`` in ``out_dir``
     (default: beside it); a benchmark folder gives its ``results.*`` and PNGs. Returns the markdown's path.
@@ -276,5 +310,5 @@ def regenerate(path: str | Path, out_dir: str | Path | None = None) -> Path:
     stem = "results" if source.is_dir() else source.stem
     target = Path(out_dir) if out_dir is not None else source if source.is_dir() else source.parent
     target.mkdir(parents=True, exist_ok=True)
-    write_results(recompute(read_results(source)), target, stem)
+    write_results(recompute(read_results(source)), target, stem, pictures)
     return target / f"{stem}.md"
