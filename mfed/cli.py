@@ -248,11 +248,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mfed`` command."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = parser().parse_args(argv)
-    if getattr(args, "config_dir", None):
+    early = argparse.ArgumentParser(add_help=False)  # --config-dir first: --help lists the groups it adds
+    early.add_argument("--config-dir", action="append", default=[])
+    given = early.parse_known_args(argv)[0].config_dir
+    if given:
         from mfed.config_dir import add_user_dirs
 
-        add_user_dirs(args.config_dir)
+        add_user_dirs(given)
+    args = parser().parse_args(argv)
     return int(args.func(args))
 
 

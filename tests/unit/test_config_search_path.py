@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mfed.cli import config_groups
+from mfed.cli import config_groups, main
 from mfed.config import load_config
 from mfed.config_dir import ENV_VAR, PATH_VAR, add_user_dirs, group_options
 from mfed.schema import ConfigError
@@ -101,3 +101,12 @@ def test_the_example_task_scores_the_iou_of_the_near_region_ignoring_pixels_with
     logits = torch.logit(probs)
     expected = -(torch.log(torch.tensor([0.8, 0.4, 0.2]))).mean()  # BCE on the three pixels with depth
     assert task.loss(logits, depth).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_config_dir_on_the_command_line_adds_its_options_to_the_help(tmp_path, monkeypatch, capsys):
+    (tmp_path / "aggregation").mkdir()
+    (tmp_path / "aggregation" / "fedavg_mine.yaml").write_text("_target_: mfed.aggregation.fedavg.FedAvgPerTask\n")
+    monkeypatch.setenv(PATH_VAR, "")  # restored after the test, whatever --config-dir sets
+    with pytest.raises(SystemExit):
+        main(["train", "--config-dir", str(tmp_path), "--help"])
+    assert "fedavg_mine" in capsys.readouterr().out and os.environ[PATH_VAR] == str(tmp_path)
