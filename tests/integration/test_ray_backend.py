@@ -75,7 +75,7 @@ def test_offline_wandb_run_holds_per_task_curves_for_every_round(tiny_cfg, ray_c
     for row in logged.history:
         for key in ("val/semseg/mIoU", "val/depth/rmse", "train/semseg/loss", "train/depth/loss"):
             assert key in row, key
-    assert logged.group == "seg_depth" and logged.name == "mfed-seg_depth-s0"
+    assert logged.group == "shapes-seg_depth" and logged.name == "mfed-shapes-seg_depth-s0"
     assert logged.summary["final/val/depth/rmse"] == pytest.approx(logged.history[-1]["val/depth/rmse"])
     assert logged.summary["status"] == "completed"
 
