@@ -29,11 +29,13 @@ setup-data:
 run: setup setup-data
 	$(BIN)/mfed train $(ARGS)
 
+# Unit tests on every core (each file on one worker: pytest-xdist), then the Ray tests on one shared cluster.
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/unit -n auto --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 unit: setup
-	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/unit -n auto --dist loadfile $(PYTEST_ARGS)
 
 integration: setup
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
