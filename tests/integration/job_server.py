@@ -6,11 +6,33 @@ once the job server answers, then waits. With the argument ``gcs``: no job serve
 no ``ray stop`` (which would kill every Ray process on the machine) is needed.
 """
 
+import socket
 import sys
 import time
 import urllib.request
 
 import ray
+from ray._private import parameter
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ray.init has no option for the dashboard agent's HTTP port, which is what `ray job submit` talks
+# to: its fixed default (52365) is taken by any other Ray on the machine (a benchmark, a user's
+# cluster), and the head then answers "No available agent to submit job" for ever. A free port.
+_init_params = parameter.RayParams.__init__
+
+
+def _with_free_agent_port(self, *args, **kwargs):
+    kwargs.setdefault("dashboard_agent_listen_port", free_port())
+    _init_params(self, *args, **kwargs)
+
+
+parameter.RayParams.__init__ = _with_free_agent_port
 
 
 def main() -> None:
