@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,8 @@ def plot_curves(
         used += 1
     if cosines:
         ax = flat[used]
-        ax.set_prop_cycle(color=[plt.get_cmap("tab20")(i) for i in range(20)])  # 15 pairs of 6 kinds: no colour twice
+        if len(cosines) > 10:  # 15 pairs of 6 kinds: no colour twice
+            ax.set_prop_cycle(color=[plt.get_cmap("tab20")(i) for i in range(20)])
         for key in cosines:
             ax.plot(*series(history, key), label=key.removeprefix("diag/cos/"))
         ax.axhline(0, color="black", lw=0.6)
@@ -135,7 +137,7 @@ def plot_curves(
         used += 1
     for ax in flat[used:]:
         ax.set_axis_off()
-    fig.suptitle(title)
+    fig.suptitle(textwrap.fill(title, width=int(30 * cols)))  # a long setting wraps, not cut at the edges
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
