@@ -117,3 +117,23 @@ def test_resume_takes_the_runs_own_group_and_names_what_another_would_change(tmp
     # naming the group the run holds as it holds it changes nothing: the run goes on
     assert main(["train", f"resume={first}", "logger=none", "federation.rounds=2"]) == 0
     assert len(json.loads((first / "history.json").read_text())) == 2
+
+
+def test_a_run_whose_config_predates_choices_resumes_and_keeps_its_own_name(tmp_path):
+    # Prepare: a 1-round run whose config.yaml has no `choices` (as runs written before it was recorded)
+    from omegaconf import OmegaConf
+
+    from mfed.cli import main
+    from tests.conftest import TINY
+
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "federation.rounds=1", "name=old-name", f"out_dir={out}"]) == 0
+    saved = OmegaConf.load(out / "config.yaml")
+    del saved["choices"]
+    OmegaConf.save(saved, out / "config.yaml")
+    # Execute
+    code = main(["train", f"resume={out}", "federation.rounds=2"])
+    # Assert
+    summary = json.loads((out / "summary.json").read_text())
+    assert code == 0 and summary["status"] == "completed" and summary["rounds"] == 2
+    assert OmegaConf.load(out / "config.yaml").name == "old-name"
