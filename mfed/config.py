@@ -44,7 +44,7 @@ def _search_path() -> list[str]:
     users = user_dirs()
     if not users:
         return []
-    clash = shadowed()
+    clash = shadowed(users)
     if clash:
         mine, ours = clash[0]
         raise ConfigError(

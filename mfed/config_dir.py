@@ -85,12 +85,12 @@ def is_option(key: str, value: str) -> bool:
     return any((root / key.replace(".", "/") / f"{value}.yaml").is_file() for root in config_dirs())
 
 
-def shadowed() -> list[tuple[Path, Path]]:
-    """``(user's file, mfed's file)`` for each user YAML named as one of mfed's (which Hydra would pick instead)."""
+def shadowed(users: list[Path]) -> list[tuple[Path, Path]]:
+    """``(user's file, mfed's file)`` for each YAML under ``users`` named as one of mfed's (Hydra picks ours)."""
     own = config_dir()
     return [
         (file, own / file.relative_to(root))
-        for root in user_dirs()
+        for root in users
         for file in sorted(root.rglob("*.yaml"))
         if (own / file.relative_to(root)).is_file()
     ]

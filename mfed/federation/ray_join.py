@@ -22,25 +22,24 @@ def join_cluster(address: str, key: str) -> None:
     """``ray.init`` at ``address`` (given as ``key``: ``backend.address`` or ``RAY_ADDRESS``), else a one-line error."""
     import ray
 
-    why = unreachable(address) or token_refused(address)
+    cannot = f"{key}={address}: cannot join the Ray cluster there"
+    why = unreachable(address)
     if why is not None:
-        raise ValueError(f"{key}={address}: cannot join the Ray cluster there ({why}); {_advice(why)}")
+        raise ValueError(f"{cannot} ({why}); {NO_HEAD}")
+    why = token_refused(address)
+    if why is not None:
+        raise ValueError(f"{cannot} ({why}); {REFUSED}")
     try:
         ray.init(address=address, log_to_driver=True)
     except ConnectionError as err:  # a GCS that failed, or a refusal the handshake did not show
-        why = root_cause(err)
-        raise ValueError(f"{key}={address}: cannot join the Ray cluster there ({why}); {_advice(why)}") from None
+        raise ValueError(f"{cannot} ({root_cause(err)}); {REFUSED}") from None
 
 
-def _advice(why: str) -> str:
-    if why.startswith("nothing answers"):
-        return (
-            "check the address (the head's GCS host:port, as `ray start --head` prints it) and that the head is running"
-        )
-    return (
-        "check the address, and for a cluster with token authentication export RAY_AUTH_MODE=token with its token "
-        "(RAY_AUTH_TOKEN, or the file ~/.ray/auth_token; README: Ray clusters)"
-    )
+NO_HEAD = "check the address (the head's GCS host:port, as `ray start --head` prints it) and that the head is running"
+REFUSED = (
+    "check the address, and for a cluster with token authentication export RAY_AUTH_MODE=token with its token "
+    "(RAY_AUTH_TOKEN, or the file ~/.ray/auth_token; README: Ray clusters)"
+)
 
 
 def host_port(address: str) -> tuple[str, int] | None:

@@ -44,7 +44,7 @@ def _seeds(results: Mapping[str, Any]) -> str:
 
 
 def curves_data(results: Mapping[str, Any], setting: str, task: str) -> dict[str, Any]:
-    """What :func:`plot_curves` draws: per strategy with values, its mean per round and its interval band."""
+    """What :func:`draw_curves` draws: per strategy with values, its mean per round and its interval band."""
     info = tasks_of(results)[task]
     key = f"val/{task}/{info['headline']}"
     series = []
@@ -73,7 +73,7 @@ def curves_data(results: Mapping[str, Any], setting: str, task: str) -> dict[str
 
 
 def delta_m_data(results: Mapping[str, Any]) -> dict[str, Any]:
-    """What :func:`plot_delta_m` draws: per setting, each strategy's delta_m and its interval's half-width."""
+    """What :func:`draw_delta_m` draws: per setting, each strategy's delta_m and its interval's half-width."""
     panels = []
     for setting in results["settings"]:
         table = results["settings"][setting]["strategies"]
@@ -98,7 +98,7 @@ def _across(results: Mapping[str, Any], settings: Sequence[str], strategy: str) 
 
 
 def privacy_data(results: Mapping[str, Any]) -> dict[str, Any]:
-    """What :func:`plot_privacy` draws: each compared strategy's delta_m at each privacy level, least private first."""
+    """The trade-off :func:`draw_across` draws: each compared strategy's delta_m per privacy level, no DP first."""
     levels = privacy_levels(results)
     x = list(range(len(levels)))
     series = []
@@ -116,7 +116,7 @@ def privacy_data(results: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def by_setting_data(results: Mapping[str, Any]) -> dict[str, Any]:
-    """What :func:`plot_by_setting` draws: each compared strategy's delta_m in each setting, in their order."""
+    """What :func:`draw_across` draws by setting: each compared strategy's delta_m in each setting, in their order."""
     settings = list(results["settings"])
     series = []
     for i, strategy in enumerate(compared(results)):
@@ -232,23 +232,3 @@ DRAW = {"curves": draw_curves, "delta_m": draw_delta_m, "tradeoff": draw_across,
 def draw(data: Mapping[str, Any], path: Path) -> None:
     """Draw a picture's data (any ``*_data`` of this module) to the PNG ``path``."""
     DRAW[data["kind"]](data, path)
-
-
-def plot_curves(results: Mapping[str, Any], setting: str, task: str, path: Path) -> None:
-    """Validation headline per round: each strategy's mean over seeds, its interval as a band."""
-    draw_curves(curves_data(results, setting, task), path)
-
-
-def plot_delta_m(results: Mapping[str, Any], path: Path) -> None:
-    """One panel per setting: each strategy's delta_m with its interval, the value printed on the bar."""
-    draw_delta_m(delta_m_data(results), path)
-
-
-def plot_privacy(results: Mapping[str, Any], path: Path) -> None:
-    """Delta_m of each strategy against the epsilon its setting reached (the privacy-utility trade-off)."""
-    draw_across(privacy_data(results), path)
-
-
-def plot_by_setting(results: Mapping[str, Any], path: Path) -> None:
-    """Delta_m of each strategy across the settings, in their order (e.g. clients per round under DP)."""
-    draw_across(by_setting_data(results), path)

@@ -259,7 +259,7 @@ def entry(eps, dm):
 
 
 def test_a_privacy_benchmark_orders_its_settings_by_epsilon_and_plots_the_trade_off(tmp_path):
-    from mfed.sweeps.plots import plot_privacy
+    from mfed.sweeps.plots import draw, privacy_data
     from mfed.sweeps.results import privacy_levels
 
     results = {
@@ -272,7 +272,7 @@ def test_a_privacy_benchmark_orders_its_settings_by_epsilon_and_plots_the_trade_
         },
     }  # fmt: skip
     assert [s for s, _ in privacy_levels(results)] == ["none", "dp_eps8", "dp_eps2"]
-    plot_privacy(results, tmp_path / "privacy.png")
+    draw(privacy_data(results), tmp_path / "privacy.png")
     assert (tmp_path / "privacy.png").stat().st_size > 1000
     results["settings"] = {"none": results["settings"]["none"]}
     assert privacy_levels(results) == []  # no DP: no trade-off to draw
@@ -280,7 +280,7 @@ def test_a_privacy_benchmark_orders_its_settings_by_epsilon_and_plots_the_trade_
 
 def test_dp_strategies_across_another_setting_are_drawn_by_setting_not_as_a_trade_off(tmp_path):
     from mfed.sweeps.entries import privacy_levels, private_by_setting
-    from mfed.sweeps.plots import plot_by_setting
+    from mfed.sweeps.plots import by_setting_data, draw
 
     results = {
         "benchmark": "privacy_scale", "strategies": ["mfed", "mfed_eps8"], "reference": "mfed", "seeds": [0, 1, 2],
@@ -289,7 +289,7 @@ def test_dp_strategies_across_another_setting_are_drawn_by_setting_not_as_a_trad
                      for f, e, d in (("0.01", 7.99, -40.0), ("0.1", 7.98, -20.0), ("1.0", 7.97, -5.0))},
     }  # fmt: skip
     assert privacy_levels(results) == [] and private_by_setting(results)  # every setting reaches epsilon 8
-    plot_by_setting(results, tmp_path / "by_setting.png")
+    draw(by_setting_data(results), tmp_path / "by_setting.png")
     assert (tmp_path / "by_setting.png").stat().st_size > 1000
 
 
