@@ -123,7 +123,10 @@ def build_fold(cfg: DictConfig) -> Pipeline:
     before any data is read or client started (:mod:`mfed.aggregation.contract`).
     """
     server_optimizer = instantiate(cfg.server_optimizer) if cfg.get("server_optimizer") is not None else None
-    return Pipeline(instantiate(cfg.aggregation), instantiate(cfg.defences), instantiate(cfg.privacy), server_optimizer)
+    secure = instantiate(cfg.secure_aggregation) if cfg.get("secure_aggregation") is not None else None
+    return Pipeline(
+        instantiate(cfg.aggregation), instantiate(cfg.defences), instantiate(cfg.privacy), server_optimizer, secure
+    )
 
 
 def client_groups(fed: DictConfig, tasks: Mapping[str, Task]) -> list[tuple[tuple[str, ...], int]]:

@@ -29,8 +29,9 @@ from mfed.aggregation.contract import Declaration, check
 from mfed.aggregation.defences import Defences
 from mfed.aggregation.functional import update_weight
 from mfed.aggregation.privacy import DifferentialPrivacy, PrivateCombine
-from mfed.aggregation.stages import Bound, Combine, RoundContext, ServerStep, Stage
-from mfed.types import ClientUpdate, ServerState, client_scope, server_scope
+from mfed.aggregation.stages import Bound, Combine, RoundContext, ServerStep, Stage, settings_of
+from mfed.secure.rounds import SecureAggregation
+from mfed.types import ClientUpdate, ServerState, State, client_scope, server_scope
 
 
 class Pipeline:
@@ -41,6 +42,8 @@ class Pipeline:
         defences: Clipping (bound) and a robust rule (combine); ``None``: none.
         privacy: Client-level DP around the combine; ``None``: off.
         server_optimizer: A server step after the strategy's own; ``None``: none.
+        secure: Secure aggregation (:mod:`mfed.secure.rounds`): the clients' updates reach the
+            fold as each scope's mean only (:meth:`Fold.add_mean`); ``None``: off.
 
     Raises:
         ValueError: The stages cannot hold together (one line naming both config keys).
@@ -53,15 +56,16 @@ class Pipeline:
         defences: Defences | None = None,
         privacy: DifferentialPrivacy | None = None,
         server_optimizer: ServerStep | None = None,
+        secure: SecureAggregation | None = None,
     ) -> None:
-        self.strategy, self.defences, self.privacy = strategy, defences or Defences(), privacy
+        self.strategy, self.defences, self.privacy, self.secure = strategy, defences or Defences(), privacy, secure
         self.bounds: list[Bound] = self.defences.bounds()
         robust = self.defences.combine()
         inner: Combine = strategy.combine() or robust or Mean()
         self.combine: Combine = privacy.around(inner) if privacy is not None else inner
         self.steps: list[ServerStep] = [*strategy.server_steps(), *([server_optimizer] if server_optimizer else [])]
         unused = [robust] if robust is not None and robust is not inner else []
-        check(self.declarations(extra=unused))
+        check(self.declarations(extra=[*unused, *([secure] if secure is not None else [])]))
 
     def stages(self) -> Iterator[Stage]:
         """Every stage after the route, in fold order (a private combine and the combine it wraps)."""
@@ -71,17 +75,19 @@ class Pipeline:
         yield self.combine
         yield from self.steps
 
-    def declarations(self, extra: Sequence[Stage] = ()) -> list[Declaration]:
+    def declarations(self, extra: Sequence[Stage | SecureAggregation] = ()) -> list[Declaration]:
         """The strategy's declaration, then every stage's (``extra``: configured stages the fold leaves out)."""
         return [self.strategy.declaration(), *(s.declaration() for s in [*self.stages(), *extra])]
 
     def describe(self) -> str:
         """The stages in fold order, by class, e.g. ``MFed -> Clip -> Mean -> Adam`` (the console's first line)."""
-        return " -> ".join(type(s).__name__ for s in [self.strategy, *self.bounds, self.combine, *self.steps])
+        secure = [self.secure] if self.secure is not None else []
+        return " -> ".join(type(s).__name__ for s in [self.strategy, *self.bounds, *secure, self.combine, *self.steps])
 
     def settings(self) -> dict[str, Any]:
         """Every stage's hyperparameters, derived from their attributes (what a resume must match)."""
-        return {"strategy": self.strategy.settings(), "stages": [s.settings() for s in self.stages()]}
+        out = {"strategy": self.strategy.settings(), "stages": [s.settings() for s in self.stages()]}
+        return {**out, "secure": settings_of(self.secure)} if self.secure is not None else out
 
     def round(self, state: ServerState, round_idx: int = 0, rng: torch.Generator | None = None) -> Fold:
         """A new round from ``state``: fold in the accepted updates one by one, then take its result."""
@@ -126,6 +132,12 @@ class Fold:
         if update.private:
             self.private[client_scope(update.client_id)] = dict(update.private)
         self.count += 1
+
+    def add_mean(self, scope: str, mean: State, weight: float) -> None:
+        """Fold in a scope's mean over clients of total ``weight``, made without the fold (secure aggregation's)."""
+        self.ctx.folded.add(scope)
+        self.combiner.add(ClientUpdate(f"mean of {scope}", ("-",), 0, {}), weight, [(scope, mean)])
+        self.parts += 1
 
     def result(self) -> tuple[ServerState, dict[str, float]]:
         """The next server state (scopes that folded replaced, the others kept) and the round's metrics."""

@@ -12,7 +12,11 @@ from typing import Protocol, TypeVar
 
 from mfed.federation.client import Client
 from mfed.federation.setup import ClientSetup
+from mfed.secure.session import Instructions, Sessions
 from mfed.types import ClientEvaluation, ClientFailure, ClientSpec, ClientUpdate, LocalStep, ServerState
+
+Secure = Mapping[str, Instructions]
+"""Each client's secure aggregation instructions this round, by id (``None``: updates travel in the clear)."""
 
 Plan = Mapping[str, Sequence[LocalStep]]
 """Each client's local steps this round, by id (from the strategy's ``configure_round``)."""
@@ -59,15 +63,27 @@ class Backend(Protocol):
         ...
 
     def fit(
-        self, client_ids: Sequence[str], state: ServerState, round_idx: int, plan: Plan
+        self, client_ids: Sequence[str], state: ServerState, round_idx: int, plan: Plan, secure: Secure | None = None
     ) -> Iterator[ClientUpdate | ClientFailure]:
         """Train the given clients from ``state``, each running the local steps ``plan`` gives it.
+
+        With ``secure``, each client keeps its update in a secure session where it trained
+        (:class:`~mfed.secure.session.Sessions`) and sends it without its tensors; the driver
+        then runs the protocol's steps with :meth:`secure`.
 
         Yields each client's result as it comes, in any order (one per client: an update or a
         failure), and ``restarted`` notes along the way. The driver folds each result in as it
         arrives, so a backend never needs to hold them all. A result carries the id of the client
         it was asked of: one whose message names another client comes as that client's
         ``rejected`` failure (:func:`attributed`), never under the id it claims.
+        """
+        ...
+
+    def secure(self, step: str, payloads: Mapping[str, Mapping[str, object]]) -> dict[str, dict[str, object]]:
+        """Each client's answer to a secure aggregation step, from its session; a client that did not answer is absent.
+
+        A client answers where it trained (its session is there): one whose host is gone, or
+        that raises, is a dropout (logged), never retried elsewhere.
         """
         ...
 
@@ -101,6 +117,7 @@ class SerialBackend:
                 "backend's process cannot be stopped mid-fit; set it to null"
             )
         self.clients: dict[str, Client] = {}
+        self.sessions = Sessions()
 
     def check(self, n_clients: int) -> None:
         """Any number of clients fits in this process."""
@@ -110,10 +127,18 @@ class SerialBackend:
         self.clients = {s.client_id: Client(*setup.client_args(s)) for s in specs}
 
     def fit(
-        self, client_ids: Sequence[str], state: ServerState, round_idx: int, plan: Plan
+        self, client_ids: Sequence[str], state: ServerState, round_idx: int, plan: Plan, secure: Secure | None = None
     ) -> Iterator[ClientUpdate | ClientFailure]:
         """Train clients one by one; each result is attributed to the client called."""
-        return (attributed(c, self.clients[c].fit(state, round_idx, plan[c])) for c in client_ids)
+        for c in client_ids:
+            update = attributed(c, self.clients[c].fit(state, round_idx, plan[c]))
+            if secure is not None and isinstance(update, ClientUpdate):
+                update = self.sessions.open(update, state, secure[c])
+            yield update
+
+    def secure(self, step: str, payloads: Mapping[str, Mapping[str, object]]) -> dict[str, dict[str, object]]:
+        """Each client's answer from its session here (a client that raises ends the run, as in :meth:`fit`)."""
+        return {c: self.sessions.step(c, step, payload) for c, payload in payloads.items()}
 
     def evaluate(
         self, client_ids: Sequence[str], state: ServerState, split: str = "val"

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from mfed.aggregation.base import Plan, Strategy
-from mfed.aggregation.fold import Pipeline
+from mfed.aggregation.fold import Fold, Pipeline
 from mfed.aggregation.functional import check_same_model
 from mfed.federation.advice import clip_stalls
 from mfed.federation.backends import Backend, ClientSetup
@@ -25,6 +25,8 @@ from mfed.federation.summary import EvalTally, TestTally, TrainTally, UpdateTall
 from mfed.federation.validation import ExpectedLayouts, Fault, Screen, nonfinite_scopes
 from mfed.interrupts import StopRequested
 from mfed.models.multitask import MultiTaskModel
+from mfed.secure.protocol import Aborted
+from mfed.secure.rounds import SecureRound
 from mfed.tasks.base import Task
 from mfed.types import ClientFailure, ClientSpec, ServerState, client_scope, personal_scope
 
@@ -336,20 +338,31 @@ class Driver:
             updates = UpdateTally(self.state)
             fold = self.fold.round(self.state, round_idx, round_generator(self.seed, round_idx, "aggregate"))
             faults: list[Fault] = []
-            outcomes = self.backend.fit(sampled, self.state, round_idx, plan)
+            secure = self._secure_round(round_idx, [by_id[c] for c in sampled], plan)
+            if secure is None:
+                outcomes = self.backend.fit(sampled, self.state, round_idx, plan)
+            else:
+                outcomes = self.backend.fit(sampled, self.state, round_idx, plan, secure=secure.instructions())
+            trained = []
             for outcome in self._collect(outcomes, sampled, round_idx, faults):
-                fault = screen(outcome)
+                fault = screen(outcome) if secure is None else None  # a secure update's tensors stay on its client
                 if fault is None:
-                    updates.add(outcome)
+                    if secure is None:
+                        updates.add(outcome)
                     fold.add(outcome)
                     tally.add(outcome)
+                    trained.append(outcome.client_id)
                 else:
                     faults.append(fault)
                     log.warning("round %d: %s rejected: %s", round_idx, fault.client_id, fault.reason)
             if fold.count >= needed:
-                if not self.private:  # checkpointed: a resumed run screens the same (under DP: never kept)
+                secured = self._run_secure(secure, fold, trained, round_idx, last=attempt == self.max_retries)
+                if secured is None:
+                    continue
+                if not self.private and secure is None:  # checkpointed: a resumed run screens the same
                     self.meta["norm_medians"] = screen.medians()
                 state, metrics = fold.result()
+                metrics.update(secured)
                 if round_idx == 1:  # a bound below every update shows at once
                     self.warn(1, "defences.clip_norm", self._clip_stalls(metrics, fold.parts, screen))
                 return state, {**tally.row(), **updates.row(), **{f"agg/{k}": v for k, v in metrics.items()}}, faults
@@ -359,6 +372,35 @@ class Driver:
                 raise RoundFailed(round_idx, short + _listed(faults, self.history[-1] if self.history else None))
             log.warning("round %d: %s; retrying the round (%d of %d)", round_idx, short, attempt + 1, self.max_retries)
         raise AssertionError("unreachable")
+
+    def _secure_round(self, round_idx: int, specs: Sequence[ClientSpec], plan: Plan) -> SecureRound | None:
+        """The round's secure aggregation (its graphs drawn from (run seed, round)); ``None`` when it is off."""
+        if self.fold.secure is None:
+            return None
+        seed = int(torch.randint(2**62, (1,), generator=round_generator(self.seed, round_idx, "secure")))
+        return SecureRound(self.fold.secure, self.strategy, self.state, specs, plan, round_idx, seed)
+
+    def _run_secure(
+        self, secure: SecureRound | None, fold: Fold, trained: Sequence[str], round_idx: int, last: bool
+    ) -> dict[str, float] | None:
+        """Fold in each scope's securely aggregated mean; its metrics. ``None``: aborted, retry the round.
+
+        Raises:
+            RoundFailed: Aborted on the last attempt (the state of the round before is kept).
+
+        """
+        if secure is None:
+            return {}
+        try:
+            means, metrics = secure.run(self.backend.secure, trained)
+        except Aborted as err:
+            if last:
+                raise RoundFailed(round_idx, f"secure aggregation aborted: {err}") from None
+            log.warning("round %d: secure aggregation aborted (%s); retrying the round", round_idx, err)
+            return None
+        for scope, (mean, weight) in means.items():
+            fold.add_mean(scope, mean, weight)
+        return metrics
 
     def _clip_stalls(self, metrics: Mapping[str, float], parts: int, screen: Screen) -> str | None:
         """Why ``defences.clip_norm`` stalls learning, when the round clipped all of its ``parts``; else ``None``."""

@@ -35,7 +35,7 @@ IN_FLIGHT_PER_HOST = 2
 WINDOW_PER_HOST = 8  # the reorder window: this many places per live host (at least 16)
 
 
-def _short(err: BaseException) -> str:
+def short_error(err: BaseException) -> str:
     """The error's type and the first sentence of its last line (Ray's messages run long)."""
     lines = str(err).strip().splitlines()
     sentence = lines[-1].strip().split(". ")[0].rstrip(".") if lines else ""
@@ -151,16 +151,16 @@ def gather(
                 with uninterruptible():
                     result = ray.get(ref)
             except RayTaskError as err:  # the client's own code raised: deterministic, not retried
-                yield from final(client, ClientFailure(client, "failed", f"raised {_short(err.cause or err)}"))
+                yield from final(client, ClientFailure(client, "failed", f"raised {short_error(err.cause or err)}"))
             except RayActorError as err:  # the actor's process is gone
                 lost(client, ref)
                 if retries[client] < max_retries:
                     retries[client] += 1
-                    reason = f"its actor died ({_short(err)}); retry {retries[client]} of {max_retries}"
+                    reason = f"its actor died ({short_error(err)}); retry {retries[client]} of {max_retries}"
                     yield ClientFailure(client, "restarted", reason)  # a note: passed on at once
                     waiting = sorted([client, *waiting], key=position.__getitem__)
                 else:
-                    reason = f"its actor died {retries[client] + 1} times (last: {_short(err)})"
+                    reason = f"its actor died {retries[client] + 1} times (last: {short_error(err)})"
                     yield from final(client, ClientFailure(client, "failed", reason))
             else:
                 yield from final(client, attributed(client, result))  # whatever id the message claims

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from torch.utils.data import Dataset
 
 from mfed.federation.client import Client
 from mfed.federation.setup import ClientSetup
+from mfed.secure.session import Instructions, Sessions
 from mfed.types import ClientEvaluation, ClientFailure, ClientSpec, ClientUpdate, LocalStep, ServerState, State
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class ClientHost:
         self.specs = {s.client_id: s for s in specs}
         self.setup, self.dataset, self.test_dataset, self.cache = setup, dataset, test_dataset, cache
         self._clients: OrderedDict[str, Client] = OrderedDict()
+        self.sessions = Sessions()  # secure aggregation: each client's update, keys and seeds stay here
         for client_id in list(build_now)[:cache]:
             self.client(client_id)
 
@@ -73,12 +75,28 @@ class ClientHost:
         return client
 
     def fit(
-        self, client_id: str, work: tuple[int, Sequence[LocalStep]], scopes: Sequence[str], *tensors: State
+        self,
+        client_id: str,
+        work: tuple[int, Sequence[LocalStep], Instructions | None],
+        scopes: Sequence[str],
+        *tensors: State,
     ) -> ClientUpdate | ClientFailure:
-        """Train ``client_id`` for ``work`` (round, local steps) from the state given as ``scopes`` and ``tensors``."""
+        """Train ``client_id`` for ``work`` (round, local steps, secure instructions) from ``scopes``' ``tensors``.
+
+        With secure instructions the update stays here, in the client's session, and goes back without its tensors.
+        """
         state: ServerState = dict(zip(scopes, tensors, strict=True))
-        round_idx, steps = work
-        return self._run(client_id, lambda client: client.fit(state, round_idx, steps))
+        round_idx, steps, secure = work
+
+        def fit(client: Client) -> ClientUpdate:
+            update = client.fit(state, round_idx, steps)
+            return update if secure is None else self.sessions.open(update, state, secure)
+
+        return self._run(client_id, fit)
+
+    def secure(self, client_id: str, step: str, payload: Mapping[str, object]) -> dict[str, object]:
+        """``client_id``'s answer to a secure aggregation step (raises where it cannot: the driver counts a dropout)."""
+        return self.sessions.step(client_id, step, payload)
 
     def evaluate(
         self, client_id: str, split: str, scopes: Sequence[str], *tensors: State

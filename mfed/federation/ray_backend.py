@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from mfed.federation.backends import Plan
-from mfed.federation.gather import gather
+from mfed.federation.backends import Plan, Secure
+from mfed.federation.gather import gather, short_error
 from mfed.federation.host import ClientHost
 from mfed.federation.ray_join import join_cluster
 from mfed.federation.setup import ClientSetup
@@ -125,6 +125,7 @@ class RayBackend:
         self.host_of: dict[str, str] = {}  # client -> host
         self.tasks_of: dict[str, tuple[str, ...]] = {}
         self._ran_on: dict[Any, tuple[str, Any]] = {}  # this call's ObjectRefs -> (host, actor)
+        self._placed: dict[str, tuple[str, Any]] = {}  # client -> (host, actor) of its last call: its secure session
         self._make_actor: Callable[[str], Any] | None = None
         self._starting: dict[str, tuple[Any, float]] = {}  # replaced hosts not yet running: (node_id ref, deadline)
         self._started_ray = False
@@ -320,7 +321,7 @@ class RayBackend:
             # Top-level ObjectRefs: Ray fetches them before the call. (Passing them in a list for the
             # host to fetch and cache cost about 3 s more per round of the default run: measured.)
             ref = getattr(actor, method).remote(client, args[client], names, *(refs[n] for n in names))
-            self._ran_on[ref] = (host, actor)
+            self._ran_on[ref] = self._placed[client] = (host, actor)
             return ref
 
         yield from gather(
@@ -329,11 +330,35 @@ class RayBackend:
         )  # fmt: skip
 
     def fit(
-        self, client_ids: Sequence[str], state: ServerState, round_idx: int, plan: Plan
+        self, client_ids: Sequence[str], state: ServerState, round_idx: int, plan: Plan, secure: Secure | None = None
     ) -> Iterator[ClientUpdate | ClientFailure]:
         """Train the sampled clients, each with its local steps, on their actors (concurrently across actors)."""
-        work = {c: (round_idx, tuple(plan[c])) for c in client_ids}
+        work = {c: (round_idx, tuple(plan[c]), secure[c] if secure is not None else None) for c in client_ids}
         return self._call(client_ids, state, "fit", f"round {round_idx} fit", work)
+
+    def secure(self, step: str, payloads: Mapping[str, Mapping[str, object]]) -> dict[str, dict[str, object]]:
+        """Each client's answer from the actor it trained on; one whose actor is gone, late or raising drops out."""
+        import ray
+
+        calls: dict[Any, str] = {}
+        for client, payload in payloads.items():
+            host, actor = self._placed.get(client, ("", None))
+            if actor is None or self.actors.get(host) is not actor:
+                log.warning("secure aggregation %s: %s dropped out (its actor was replaced)", step, client)
+                continue
+            calls[actor.secure.remote(client, step, payload)] = client  # type: ignore[union-attr]
+        with uninterruptible():
+            done, late = ray.wait(list(calls), num_returns=len(calls), timeout=self.round_timeout_s)
+        replies = {}
+        for ref in done:
+            try:
+                replies[calls[ref]] = ray.get(ref)
+            except Exception as err:  # a dead actor or a raising client: a dropout of this round's protocol
+                log.warning("secure aggregation %s: %s dropped out (%s)", step, calls[ref], short_error(err))
+        for ref in late:
+            ray.cancel(ref)
+            log.warning("secure aggregation %s: %s dropped out (late)", step, calls[ref])
+        return replies
 
     def evaluate(
         self, client_ids: Sequence[str], state: ServerState, split: str = "val"

@@ -24,7 +24,7 @@ PLAIN: dict[str, Spec] = {
     "choices": "any",
     "mix_name": "str?", "tasks": "targets", "aggregation": "target", "backend": "target", "optimizer": "target",
     "logger": "target?", "model": {"encoder": "target", "decoder": "target"}, "weighting": "target",
-    "defences": "target", "privacy": "target", "server_optimizer": "target",
+    "defences": "target", "privacy": "target", "server_optimizer": "target", "secure_aggregation": "target",
     "data": {
         "pool": "target", "test": "target?", "partition": "target", "channels": "int", "num_classes": "int",
         "num_parts": "int", "num_labels": "int", "depth_offset": "float", "val_fraction": "float",

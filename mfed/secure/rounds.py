@@ -1,0 +1,249 @@
+"""Secure aggregation as the driver runs it: the config group, and one round's server side over every scope.
+
+``secure_aggregation=secagg_plus`` (:class:`SecureAggregation`) makes the server learn each
+scope's weighted mean and nothing else. A round (:class:`SecureRound`):
+
+1. **Before training** the driver routes each sampled client's update *layout* (its keys, no
+   values) with the strategy's own route, so every strategy's scopes work unchanged (M-Fed's
+   encoder and decoders, per-task FedAvg's encoder once per task, cross-task FedAvg's soups,
+   ``mfed_ca``'s task means). Each client gets its :class:`~mfed.secure.session.Instructions`
+   with its training call: per scope, the layout, its weight over the scope's largest, and the
+   encoding (bits, ``clip_range``, the scope's sampled clients as the most summands).
+2. **Each client** trains and encodes its routed change from the state it started from
+   (:mod:`mfed.secure.session`), keeping it; the driver receives its metadata only.
+3. **Per scope**, the clients that trained run SecAgg+ (:mod:`mfed.secure.protocol`): the four
+   steps go out as one call per client per step, carrying all its scopes. A client that stops
+   answering is a dropout of every scope it is in.
+4. The driver decodes each scope's sum of the survivors' scaled changes, undoes the scaling
+   (the largest weight over the survivors' total weight, both public) and adds the survivors'
+   weighted mean starting point: the weighted mean the plain fold computes, within the
+   quantisation bound (:func:`error_bound`).
+
+A scope with one client in a round (its sum would be its update) or too many dropouts ends the
+round with :class:`~mfed.secure.protocol.Aborted`: the driver retries or fails it, never folds a
+wrong or revealing sum.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from mfed.aggregation.base import Strategy
+from mfed.aggregation.contract import UPDATES, Declaration, bounded
+from mfed.aggregation.functional import select, update_weight
+from mfed.models.multitask import part_prefixes
+from mfed.secure.masks import MAX_BITS
+from mfed.secure.protocol import ServerScope, wire_bytes
+from mfed.secure.quantise import decode, scale
+from mfed.secure.session import STEPS, Instructions, Route, reference_of
+from mfed.types import ClientSpec, ClientUpdate, LocalStep, ServerState, State
+
+Exchange = Callable[[str, Mapping[str, Mapping[str, Any]]], Mapping[str, Mapping[str, Any]]]
+"""``exchange(step, payloads)``: each client's reply to its payload (per scope); one that did not answer is absent."""
+
+
+@dataclass
+class SecureAggregation:
+    """SecAgg+ per aggregation scope (config group ``secure_aggregation``).
+
+    Args:
+        neighbours: Neighbours per client in each scope: ``auto`` (:func:`mfed.secure.graph.default_degree`),
+            ``all`` (SecAgg: every other client of the scope) or an even number.
+        threshold: Shares that recover a client's secret: ``auto`` (a majority of its holders) or a number.
+        bits: The ring's bit width ``b`` (each masked value travels in ``ceil(b / 8)`` bytes).
+        clip_range: The bound on each coordinate of a client's weighted change; a change beyond it
+            is clipped (the share clipped is logged as ``agg/secure_clipped``).
+
+    """
+
+    neighbours: int | str = "auto"
+    threshold: int | str = "auto"
+    bits: int = 48
+    clip_range: float = 64.0
+
+    def __post_init__(self) -> None:
+        if self.neighbours not in ("auto", "all") and not (isinstance(self.neighbours, int) and self.neighbours >= 1):
+            raise ValueError(
+                f"secure_aggregation.neighbours must be auto, all or an even number >= 2, got {self.neighbours!r}"
+            )
+        if self.threshold != "auto" and not (isinstance(self.threshold, int) and self.threshold >= 2):
+            raise ValueError(f"secure_aggregation.threshold must be auto or an int >= 2, got {self.threshold!r}")
+        if not isinstance(self.bits, int) or not 8 <= self.bits <= MAX_BITS:
+            raise ValueError(f"secure_aggregation.bits must be an int in 8..{MAX_BITS}, got {self.bits!r}")
+        if not self.clip_range > 0:
+            raise ValueError(f"secure_aggregation.clip_range must be > 0, got {self.clip_range!r}")
+
+    def declaration(self) -> Declaration:
+        """Releases each scope's sum only: no stage may see an update on its own; DP is not combined with it yet."""
+        why = "releases only each scope's sum"
+        no_dp = "sums clipped changes without the joint bound DP's accountant assumes (not built yet)"
+        return Declaration(
+            "secure_aggregation=secagg_plus", voids={UPDATES: why, bounded("encoder"): no_dp, bounded("decoder"): no_dp}
+        )
+
+    def degree(self) -> int | None:
+        """The neighbours per client the protocol is given (``None``: its default; every other client for ``all``)."""
+        return 10**9 if self.neighbours == "all" else None if self.neighbours == "auto" else int(self.neighbours)
+
+    def error_bound(self, summands: int) -> float:
+        """The most a decoded sum of ``summands`` vectors is off per coordinate: ``summands / (2 s)``."""
+        return summands / (2 * scale(self.clip_range, self.bits, summands))
+
+
+def no_secure_aggregation() -> None:
+    """``secure_aggregation=none``: the server sees each update (configs/secure_aggregation/none.yaml)."""
+    return None
+
+
+class SecureRound:
+    """One round's server side: the clients' instructions, then the protocol per scope and the means.
+
+    Args:
+        settings: The config group's settings.
+        strategy: The route.
+        state: The state the round's clients are sent.
+        specs: The round's sampled clients, in sampling order.
+        plan: Each client's local steps (what it sends).
+        round_idx: The round.
+        seed: Seeds the neighbour graphs (public; the server's draw).
+
+    Raises:
+        ValueError: Clients of one scope route different layouts into it.
+
+    """
+
+    def __init__(
+        self,
+        settings: SecureAggregation,
+        strategy: Strategy,
+        state: ServerState,
+        specs: Sequence[ClientSpec],
+        plan: Mapping[str, Sequence[LocalStep]],
+        round_idx: int,
+        seed: int,
+    ) -> None:
+        self.settings, self.round, self.state = settings, round_idx, state
+        self.rng = random.Random(seed)
+        self.specs = {s.client_id: s for s in specs}
+        self.weights = {
+            s.client_id: update_weight(ClientUpdate(s.client_id, s.tasks, len(s.train_indices), {}), strategy.weighting)
+            for s in specs
+        }
+        self.routes: dict[str, dict[str, Route]] = {}  # client -> scope -> layout
+        self.layouts: dict[str, tuple[str, ...]] = {}  # scope -> its keys, in vector order
+        self.shapes: dict[str, dict[str, torch.Size]] = {}
+        self.references = {s.client_id: reference_of(state, s.client_id, s.tasks) for s in specs}
+        for spec in specs:
+            sends = sorted({p for step in plan[spec.client_id] for p in step.sends})
+            reference = self.references[spec.client_id]
+            layout = {k: v.new_empty(0) for k, v in select(reference, part_prefixes(sends, spec.tasks)).items()}
+            origin = {id(v): k for k, v in layout.items()}
+            routes = {}
+            for scope, part in strategy.route(ClientUpdate(spec.client_id, spec.tasks, 0, layout), state):
+                keys = tuple(sorted(part))
+                known = self.layouts.setdefault(scope, keys)
+                if keys != known:
+                    raise ValueError(f"secure aggregation: clients route different keys into scope {scope}")
+                routes[scope] = tuple((k, origin[id(part[k])]) for k in keys)
+                self.shapes.setdefault(scope, {k: reference[origin[id(part[k])]].shape for k in keys})
+            self.routes[spec.client_id] = routes
+        self.groups = {s: [c for c, r in self.routes.items() if s in r] for s in self.layouts}
+        self.largest = {s: max(self.weights[c] for c in g) for s, g in self.groups.items()}
+
+    def instructions(self) -> dict[str, Instructions]:
+        """What each client needs to encode its update (sent with its training call)."""
+        summands = {s: len(g) for s, g in self.groups.items()}
+        return {
+            c: Instructions(
+                self.round, routes, {s: self.weights[c] / self.largest[s] for s in routes},
+                {s: summands[s] for s in routes}, self.settings.bits, self.settings.clip_range,
+            )
+            for c, routes in self.routes.items()
+        }  # fmt: skip
+
+    def length(self, scope: str) -> int:
+        """A scope's vector length: its values and the clipped share."""
+        return sum(shape.numel() for shape in self.shapes[scope].values()) + 1
+
+    def run(
+        self, exchange: Exchange, trained: Sequence[str]
+    ) -> tuple[dict[str, tuple[State, float]], dict[str, float]]:
+        """The protocol over every scope with the clients that ``trained``: each scope's mean and weight, and metrics.
+
+        Raises:
+            Aborted: A scope with fewer than 2 clients, or too many dropouts.
+
+        """
+        s = self.settings
+        threshold = None if s.threshold == "auto" else int(s.threshold)
+        servers = {
+            scope: ServerScope(
+                self.round, scope, [c for c in group if c in trained], self.length(scope), s.bits,
+                s.degree(), threshold, self.rng,
+            )
+            for scope, group in self.groups.items()
+        }  # fmt: skip
+        sent = received = 0
+        replies: Mapping[str, Mapping[str, Any]] = {}
+        payloads: dict[str, dict[str, Any]] = {}
+        for step in STEPS:
+            per_scope: dict[str, Mapping[str, Any]]
+            if step == "advertise":
+                per_scope = {scope: server.assignments for scope, server in servers.items()}
+            elif step == "share":
+                per_scope = {scope: server.relay_keys(_of(replies, scope)) for scope, server in servers.items()}
+            elif step == "mask":
+                per_scope = {scope: server.relay_shares(_of(replies, scope)) for scope, server in servers.items()}
+            else:
+                per_scope = {scope: server.unmask_requests(_of(replies, scope)) for scope, server in servers.items()}
+            payloads = {}
+            for scope, by_client in per_scope.items():
+                for client, payload in by_client.items():
+                    payloads.setdefault(client, {})[scope] = payload
+            replies = exchange(step, payloads)
+            sent += sum(wire_bytes(p) for p in payloads.values())
+            received += sum(wire_bytes(r, s.bits) for r in replies.values())
+        means: dict[str, tuple[State, float]] = {}
+        clipped = 0.0
+        for scope, server in servers.items():
+            total = server.result(_of(replies, scope))
+            survivors = server.survivors
+            summed = decode(total, s.clip_range, s.bits, len(self.groups[scope]), len(survivors))
+            weight = sum(self.weights[c] for c in survivors)
+            means[scope] = (self._mean(scope, survivors, summed[:-1] * (self.largest[scope] / weight)), weight)
+            clipped = max(clipped, float(summed[-1]) / len(survivors))
+        clients = max(1, len(trained))
+        metrics = {
+            "secure_bytes_up": received / clients,
+            "secure_bytes_down": sent / clients,
+            "secure_dropped": float(len(trained) - len({c for sv in servers.values() for c in sv.survivors})),
+            "secure_clipped": clipped,
+        }
+        return means, metrics
+
+    def _mean(self, scope: str, survivors: Sequence[str], change: torch.Tensor) -> State:
+        """The survivors' weighted mean start for each of ``scope``'s keys, plus the decoded mean change."""
+        weight = sum(self.weights[c] for c in survivors)
+        out: State = {}
+        offset = 0
+        for key in self.layouts[scope]:
+            shape = self.shapes[scope][key]
+            size = shape.numel()
+            start = torch.zeros(shape, dtype=torch.float64)
+            for c in survivors:
+                value = self.references[c][dict(self.routes[c][scope])[key]]
+                start += value.double() * (self.weights[c] / weight)
+            mean = start + change[offset : offset + size].reshape(shape)
+            out[key] = mean.to(value.dtype) if value.is_floating_point() else torch.round(mean).to(value.dtype)
+            offset += size
+        return out
+
+
+def _of(replies: Mapping[str, Mapping[str, Any]], scope: str) -> dict[str, Any]:
+    """Each client's reply for ``scope``."""
+    return {c: r[scope] for c, r in replies.items() if scope in r}
