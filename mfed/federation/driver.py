@@ -365,7 +365,10 @@ class Driver:
                 metrics.update(secured)
                 if round_idx == 1:  # a bound below every update shows at once
                     self.warn(1, "defences.clip_norm", self._clip_stalls(metrics, fold.parts, screen))
-                return state, {**tally.row(), **updates.row(), **{f"agg/{k}": v for k, v in metrics.items()}}, faults
+                row = {**tally.row(), **updates.row(), **{f"agg/{k}": v for k, v in metrics.items()}}
+                for way in ("up", "down") if secure is not None else ():  # the protocol's messages are the upload
+                    row[f"comm/bytes_{way}"] += metrics[f"secure_bytes_{way}"]
+                return state, row, faults
             short = f"{fold.count} of {len(sampled)} updates accepted, fewer than federation.min_clients="
             short += str(self.min_clients) + (f" ({needed} clients)" if self.min_clients < 1 else "")
             if all(f.kind in ("rejected", "restarted") for f in faults) or attempt == self.max_retries:

@@ -217,10 +217,9 @@ class SecureRound:
             weight = sum(self.weights[c] for c in survivors)
             means[scope] = (self._mean(scope, survivors, summed[:-1] * (self.largest[scope] / weight)), weight)
             clipped = max(clipped, float(summed[-1]) / len(survivors))
-        clients = max(1, len(trained))
         metrics = {
-            "secure_bytes_up": received / clients,
-            "secure_bytes_down": sent / clients,
+            "secure_bytes_up": float(received),
+            "secure_bytes_down": float(sent),
             "secure_dropped": float(len(trained) - len({c for sv in servers.values() for c in sv.survivors})),
             "secure_clipped": clipped,
         }

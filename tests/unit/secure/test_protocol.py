@@ -1,4 +1,4 @@
-"""SecAgg+ for one scope (:mod:`mfed.secure.protocol`, :mod:`mfed.secure.graph`): sums, dropouts, what the server sees."""
+"""SecAgg+ for one scope (:mod:`mfed.secure.protocol`, :mod:`mfed.secure.graph`): sums, dropouts, what is seen."""
 
 from __future__ import annotations
 
