@@ -37,7 +37,7 @@ def tolerance(driver, row) -> float:
 @pytest.mark.parametrize(
     "overrides",
     [
-        ("task_mix=seg_depth",),  # M-Fed: the encoder over all, each decoder over its task
+        ("task_mix=seg_depth", "partition=quantity_skew"),  # M-Fed, clients of unequal weights
         ("aggregation=fedavg", "federation=mixed"),  # the encoder once per task held
         ("aggregation=fedavg_all",),  # decoders' shared parameters in soups
         ("task_mix=seg_depth", "aggregation=mfed_ca"),  # task means and a server step
@@ -58,6 +58,8 @@ def test_the_state_after_round_one_is_the_plain_folds_within_the_bound(tiny_cfg,
     scope = min(plain.state)
     moved = max(float((v.double() - initial[k].double()).abs().max()) for k, v in plain.state[scope].items())
     assert moved > 100 * tolerance(secure, row)  # the comparison is not trivially met
+    if "partition=quantity_skew" in overrides:  # so that weighting by examples differs from a plain mean
+        assert len({len(s.train_indices) for s in secure.specs}) > 1
     assert row["agg/secure_dropped"] == 0 and row["agg/secure_clipped"] == 0
     assert row["comm/bytes_up"] == row["agg/secure_bytes_up"] > 0
 
@@ -127,7 +129,12 @@ def test_dropouts_after_masking_are_recovered_exactly(tiny_cfg, dropped):
 
 
 def test_a_dropout_before_masking_leaves_the_sum_of_the_others(tiny_cfg):
-    overrides = ("task_mix=seg_depth", "federation.clients_per_task=3", "federation.rounds=1")
+    overrides = (
+        "task_mix=seg_depth",
+        "federation.clients_per_task=3",
+        "federation.rounds=1",
+        "partition=quantity_skew",
+    )
     record = None
 
     def wrap(backend):
