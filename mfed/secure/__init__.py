@@ -13,19 +13,20 @@ What is here (pure functions and small value types, each module one concept, no 
   that the sum of up to ``n_summands`` encodings does not wrap, and decoding of that sum, with
   a stated error bound; rounding to nearest or stochastic (unbiased).
 
-What is not here yet (the protocol work):
+The protocol and its place in a round:
 
-- The protocol's rounds per aggregation scope: advertise keys (two pairs per client: one to seal
-  shares, one for pairwise masks), share keys (Shamir shares of the mask private key and of a
-  fresh self-mask seed, sealed to each neighbour), masked input collection, unmasking.
-- SecAgg+'s sparse neighbour graph (each client pairs with ``k = O(log n)`` others, threshold
-  relative to ``k``), and the choice of ``t``.
-- Dropouts: reconstructing a dropped client's pairwise masks from its mask private key, and
-  survivors' self masks from their seeds; refusing to reveal both for one client.
-- Wiring into the fold: per-scope ``n_summands``, flattening a state dict into one vector, the
-  clipping bound shared with :mod:`mfed.aggregation.privacy`, weights (an example-weighted mean
-  needs the weight folded in before encoding), and how robust defences, which inspect individual
-  updates, give way.
+- :mod:`mfed.secure.graph`: SecAgg+'s neighbour graph (a circulant graph on a random permutation)
+  and the default degree and threshold.
+- :mod:`mfed.secure.protocol`: one scope's round, the client's side (:class:`ClientScope`) and the
+  server's (:class:`ServerScope`): advertise keys, share keys, masked input, unmasking; dropouts at
+  any step; a clean abort when a secret cannot be recovered or a scope would sum one client.
+- :mod:`mfed.secure.session`: a client's side of a secure round across its scopes (it encodes its
+  routed change and keeps it, its keys and seeds where it trained).
+- :mod:`mfed.secure.rounds`: the config group ``secure_aggregation`` and the driver's side of a
+  round over every scope, giving the fold each scope's weighted mean.
+
+Not here yet: differential privacy combined with secure aggregation (central noise after
+unmasking, or distributed noise before masking), refused for now.
 
 Threat model these pieces assume: an honest-but-curious (semi-honest) server and clients. The
 server follows the protocol and relays public keys and sealed shares faithfully but tries to learn

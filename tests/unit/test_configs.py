@@ -47,8 +47,8 @@ def test_every_config_option_instantiates(group, option, tmp_path: Path, fashion
     for target in targets:
         kwargs = {"out_dir": tmp_path} if group == "logger" else {}
         built = instantiate(target, **kwargs)
-        off = (group, option) in (("privacy", "none"), ("server_optimizer", "none"))
-        assert built is None if off else built is not None  # none: no DP, no server optimiser
+        off = option == "none" and group in ("privacy", "server_optimizer", "secure_aggregation")
+        assert built is None if off else built is not None  # none: no DP, no server optimiser, no secure aggregation
 
 
 def test_every_group_has_options():
@@ -67,6 +67,7 @@ def test_every_group_has_options():
         "weighting",
         "privacy",
         "server_optimizer",
+        "secure_aggregation",
     } <= set(GROUPS)
 
 

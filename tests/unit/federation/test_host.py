@@ -26,7 +26,7 @@ def test_a_host_with_a_cache_of_one_trains_each_client_as_its_own_client_would(t
     for round_idx in (1, 2):
         plan = driver.plan(round_idx, driver.client_ids)
         expected = list(driver.backend.fit(driver.client_ids, state, round_idx, plan))
-        got = [host.fit(c, (round_idx, plan[c]), *scoped(state)) for c in driver.client_ids]
+        got = [host.fit(c, (round_idx, plan[c], None), *scoped(state)) for c in driver.client_ids]
         # Assert: bit-identical updates
         for e, g in zip(expected, got, strict=True):
             assert isinstance(g, ClientUpdate) and g.client_id == e.client_id
@@ -44,7 +44,7 @@ def test_a_failing_client_is_reported_and_the_hosts_other_clients_go_on(tiny_cfg
     host = ClientHost(specs, setup.without_data(), setup.dataset, setup.test_dataset, cache=4)
     state = scoped(driver.strategy.init_state(driver.model))
     plan = driver.plan(1, driver.client_ids)
-    results = [host.fit(s.client_id, (1, plan[s.client_id]), *state) for s in specs]
+    results = [host.fit(s.client_id, (1, plan[s.client_id], None), *state) for s in specs]
     assert isinstance(results[1], ClientFailure) and results[1].client_id == specs[1].client_id
     assert results[1].kind == "failed" and results[1].reason.startswith("raised ")
     assert all(isinstance(r, ClientUpdate) for i, r in enumerate(results) if i != 1)
