@@ -86,6 +86,26 @@ class SecureAggregation:
             "secure_aggregation=secagg_plus", voids={UPDATES: why, bounded("encoder"): no_dp, bounded("decoder"): no_dp}
         )
 
+    def check_members(self, members: Mapping[str, Mapping[str, int]], fraction: float) -> None:
+        """Refuse a federation where a scope can never hold 2 clients in a round (its sum would be its update).
+
+        Args:
+            members: Per scope, its clients of each kind (:meth:`~mfed.aggregation.base.Strategy.members`).
+            fraction: The share of clients sampled each round.
+
+        Raises:
+            ValueError: Naming the scope, its expected clients per round and the fix.
+
+        """
+        for scope, kinds in sorted(members.items()):
+            expected = sum(kinds.values()) * fraction
+            if expected < 2:
+                raise ValueError(
+                    f"secure_aggregation=secagg_plus: scope {scope} has {sum(kinds.values())} client(s), about "
+                    f"{expected:g} a round, and a sum of one client is its update; give it at least 2 a round "
+                    "(federation.clients_per_task, federation.groups, federation.fraction) or secure_aggregation=none"
+                )
+
     def degree(self) -> int | None:
         """The neighbours per client the protocol is given (``None``: its default; every other client for ``all``)."""
         return 10**9 if self.neighbours == "all" else None if self.neighbours == "auto" else int(self.neighbours)

@@ -164,29 +164,6 @@ class Published:
         spent = [r["epsilon"] for r in self.runs(benchmark, setting=setting) if r["epsilon"] is not None]
         return max(spent) if spent else None
 
-    @cache  # noqa: B019
-    def startup(self, benchmark: str, strategy: str, setting: str) -> tuple[int, int, dict[str, float]]:
-        """What a run's start-up check finds (:func:`mfed.plan.plan`, from the run's config; it reads no data).
-
-        The clients a round, the federation's clients, and per protected scope whose noise outweighs
-        what the clipped updates can move over the run, by how much (the ``outweighs them X to 1`` of
-        its warning); a scope it does not warn about is absent.
-        """
-        from mfed.config import load_run_config
-        from mfed.plan import plan
-
-        run = self.runs(benchmark, strategy, setting)[0]
-        cfg = load_run_config(run["overrides"])
-        planned = plan(cfg)
-        privacy, strategy_ = planned.fold.privacy, planned.fold.strategy
-        assert privacy is not None, f"{benchmark} {strategy}: no DP"
-        lines = privacy.drowned(strategy_.view(strategy_.init_state(planned.model)), int(cfg.federation.rounds))
-        ratios = {
-            re.search(r"scope (\S+)'s mean", line).group(1): float(re.search(r"outweighs them (\S+) to 1", line).group(1))
-            for line in lines
-        }
-        return privacy.sampled, privacy.clients, ratios
-
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
@@ -756,16 +733,11 @@ def test_a_report_says_how_its_delta_m_was_taken(benchmark, published):
     assert not by_task or len(by_task) == len(scored) or f"for the {len(by_task)} runs under DP" in line
 
 
-def owner(picture: str) -> str | None:
-    """The benchmark a picture of ``docs/results`` is of: the longest linked name it starts with (``privacy_scale_``)."""
-    return max((b for b in REPORTS if picture.startswith(f"{b}_")), key=len, default=None)
-
-
 def linked_pictures(benchmark: str) -> list[str]:
     """The PNGs of a benchmark that its report or the README shows."""
     report = (DOCS / f"{benchmark}.md").read_text()
     names = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report)
-    names += [n for n in re.findall(r"docs/results/([^)\s]+\.png)", README) if owner(n) == benchmark]
+    names += [n for n in re.findall(r"docs/results/([^)\s]+\.png)", README) if n.startswith(f"{benchmark}_")]
     return list(dict.fromkeys(names))
 
 

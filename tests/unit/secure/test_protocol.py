@@ -31,6 +31,13 @@ def ids_of(n: int) -> list[str]:
     return [f"client{i:03d}" for i in range(n)]
 
 
+def through_sharing(server: ServerScope) -> tuple[dict[str, ClientScope], dict[str, dict[str, bytes]]]:
+    """Steps 1 and 2 with every member: the clients, and the sealed shares relayed to each."""
+    clients = {u: ClientScope(u, a) for u, a in server.assignments.items()}
+    keys = server.relay_keys({u: c.advertise() for u, c in clients.items()})
+    return clients, server.relay_shares({u: c.share_keys(keys[u]) for u, c in clients.items()})
+
+
 @pytest.mark.parametrize("n, degree", [(6, None), (10, None), (30, 8), (40, 6)])
 def test_graph_is_symmetric_regular_and_complete_when_small(n: int, degree: int | None) -> None:
     ids = ids_of(n)
@@ -114,9 +121,7 @@ def test_what_the_server_receives_is_uniform_and_uncorrelated_with_the_input() -
     x = {u: np.full(n, 7 * i, dtype=np.uint64) for i, u in enumerate(ids)}  # constant inputs
     x[ids[0]] = np.arange(n, dtype=np.uint64) % 2**bits  # and a ramp
     server = ServerScope(1, "global", ids, n, bits, rng=random.Random(0))
-    clients = {u: ClientScope(u, a) for u, a in server.assignments.items()}
-    keys = server.relay_keys({u: c.advertise() for u, c in clients.items()})
-    inbox = server.relay_shares({u: c.share_keys(keys[u]) for u, c in clients.items()})
+    clients, inbox = through_sharing(server)
     masked = {u: c.masked_input(inbox[u], x[u]) for u, c in clients.items()}
     for u, y in masked.items():
         counts = np.bincount((y >> (bits - 5)).astype(np.int64), minlength=32)  # 32 bins over the ring
@@ -133,9 +138,7 @@ def test_what_the_server_receives_is_uniform_and_uncorrelated_with_the_input() -
 def test_the_server_never_learns_both_secrets_of_one_client() -> None:
     ids = ids_of(6)
     server = ServerScope(1, "global", ids, 8, B, rng=random.Random(0))
-    clients = {u: ClientScope(u, a) for u, a in server.assignments.items()}
-    keys = server.relay_keys({u: c.advertise() for u, c in clients.items()})
-    inbox = server.relay_shares({u: c.share_keys(keys[u]) for u, c in clients.items()})
+    clients, inbox = through_sharing(server)
     masked = {u: c.masked_input(inbox[u], np.zeros(8, np.uint64)) for u, c in clients.items() if u != ids[0]}
     requests = server.unmask_requests(masked)
     answers = {u: clients[u].unmask(*requests[u]) for u in requests}
@@ -144,9 +147,7 @@ def test_the_server_never_learns_both_secrets_of_one_client() -> None:
     assert asked_keys == {ids[0]} and not asked_seeds & asked_keys
     # a server that asks for both is refused, and a client answers once
     fresh = ServerScope(1, "global", ids, 8, B, rng=random.Random(0))
-    cs = {u: ClientScope(u, a) for u, a in fresh.assignments.items()}
-    k = fresh.relay_keys({u: c.advertise() for u, c in cs.items()})
-    box = fresh.relay_shares({u: c.share_keys(k[u]) for u, c in cs.items()})
+    cs, box = through_sharing(fresh)
     for u, c in cs.items():
         c.masked_input(box[u], np.zeros(8, np.uint64))
     with pytest.raises(ValueError, match="both as survived and dropped: refused"):
@@ -158,9 +159,7 @@ def test_the_server_never_learns_both_secrets_of_one_client() -> None:
 def test_a_tampered_share_is_refused() -> None:
     ids = ids_of(4)
     server = ServerScope(1, "global", ids, 4, B, rng=random.Random(0))
-    clients = {u: ClientScope(u, a) for u, a in server.assignments.items()}
-    keys = server.relay_keys({u: c.advertise() for u, c in clients.items()})
-    inbox = server.relay_shares({u: c.share_keys(keys[u]) for u, c in clients.items()})
+    clients, inbox = through_sharing(server)
     sender = next(iter(inbox[ids[0]]))
     box = bytearray(inbox[ids[0]][sender])
     box[-1] ^= 1
@@ -179,9 +178,7 @@ def test_masks_are_bound_to_the_scope_and_round() -> None:
     outs = []
     for scope, round_idx in [("global", 1), ("task:depth", 1), ("global", 2)]:
         server = ServerScope(round_idx, scope, ids, 64, B, threshold=2, rng=random.Random(0))
-        clients = {u: ClientScope(u, a) for u, a in server.assignments.items()}
-        keys = server.relay_keys({u: c.advertise() for u, c in clients.items()})
-        inbox = server.relay_shares({u: c.share_keys(keys[u]) for u, c in clients.items()})
+        clients, inbox = through_sharing(server)
         outs.append({u: c.masked_input(inbox[u], zeros[u]) for u, c in clients.items()})
     assert all(not np.array_equal(outs[0][u], outs[i][u]) for u in ids for i in (1, 2))
 

@@ -188,6 +188,11 @@ def test_stages_that_need_individual_updates_are_refused_naming_both_keys(tiny_c
         build(tiny_cfg("task_mix=seg_depth", override, SECURE))
 
 
+def test_a_scope_of_one_client_is_refused_before_anything_starts(tiny_cfg):
+    with pytest.raises(ValueError, match=r"scope task:depth has 1 client\(s\), about 1 a round.*clients_per_task"):
+        build(tiny_cfg("task_mix=seg_depth", "federation.clients_per_task=1", SECURE))
+
+
 def test_settings_are_checked_naming_the_field():
     from mfed.secure.rounds import SecureAggregation
 
