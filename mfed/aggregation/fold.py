@@ -30,8 +30,8 @@ from mfed.aggregation.defences import Defences
 from mfed.aggregation.functional import update_weight
 from mfed.aggregation.privacy import DifferentialPrivacy, PrivateCombine
 from mfed.aggregation.stages import Bound, Combine, RoundContext, ServerStep, Stage, settings_of
-from mfed.secure.rounds import SecureAggregation
-from mfed.types import ClientUpdate, ServerState, State, client_scope, server_scope
+from mfed.secure.rounds import SecureAggregation, Secured
+from mfed.types import ClientUpdate, ServerState, client_scope, server_scope
 
 
 class Pipeline:
@@ -43,7 +43,7 @@ class Pipeline:
         privacy: Client-level DP around the combine; ``None``: off.
         server_optimizer: A server step after the strategy's own; ``None``: none.
         secure: Secure aggregation (:mod:`mfed.secure.rounds`): the clients' updates reach the
-            fold as each scope's mean only (:meth:`Fold.add_mean`); ``None``: off.
+            fold as each scope's mean only (:meth:`Fold.add_secured`); ``None``: off.
 
     Raises:
         ValueError: The stages cannot hold together (one line naming both config keys).
@@ -133,11 +133,15 @@ class Fold:
             self.private[client_scope(update.client_id)] = dict(update.private)
         self.count += 1
 
-    def add_mean(self, scope: str, mean: State, weight: float) -> None:
-        """Fold in a scope's mean over clients of total ``weight``, made without the fold (secure aggregation's)."""
-        self.ctx.folded.add(scope)
-        self.combiner.add(ClientUpdate(f"mean of {scope}", ("-",), 0, {}), weight, [(scope, mean)])
-        self.parts += 1
+    def add_secured(self, secured: Secured) -> None:
+        """Fold in what secure aggregation released: each scope's mean, and under DP the clipped changes' sums."""
+        for scope, (mean, weight) in secured.means.items():
+            self.ctx.folded.add(scope)
+            if mean:
+                self.combiner.add(ClientUpdate(f"mean of {scope}", ("-",), 0, {}), weight, [(scope, mean)])
+                self.parts += 1
+        if secured.sums:
+            self.combiner.add_sums(secured.sums, secured.within)
 
     def result(self) -> tuple[ServerState, dict[str, float]]:
         """The next server state (scopes that folded replaced, the others kept) and the round's metrics."""

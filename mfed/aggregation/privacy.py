@@ -356,14 +356,25 @@ class _PrivateRound(Combiner):
         client_says = self.privacy.clipping == "client"  # the server sees only clipped updates: the client tells
         self.within += float(bool(update.within_bound) if client_says else norm <= self.clip)
 
+    def add_sums(self, sums: ServerState, within: float) -> None:
+        """Fold in per-scope sums of changes the clients clipped jointly themselves, and how many were within the bound.
+
+        Secure aggregation's: the server sees neither an update nor its norm, only these sums.
+        """
+        for scope, tensors in sums.items():
+            into = self.sums.setdefault(scope, {})
+            for key, total in tensors.items():
+                into[key] = into[key] + total if key in into else total.to(torch.float64)
+        self.within += within
+
     def result(self) -> ServerState:
         """Each protected scope's noised mean update applied to the sent state, over the inner combine's result."""
         out = self.inner.result()
         noise = noise_generator(self.seed, self.ctx.round)
-        for scope, sums in self.sums.items():
+        for scope, sums in sorted(self.sums.items()):  # drawn in a fixed order, however the sums were folded in
             denominator, std = self.privacy.expected[scope], self.privacy.noise_std(scope, self.clip)
             noised: State = {}
-            for key, total in sums.items():
+            for key, total in sorted(sums.items()):
                 sent = self.ctx.state[scope][key]
                 drawn = torch.from_numpy(noise.standard_normal(tuple(total.shape))) * std
                 noised[key] = (sent.to(torch.float64) + total / denominator + drawn).to(sent.dtype)

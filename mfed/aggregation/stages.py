@@ -112,6 +112,10 @@ class Combiner(ABC):
     def result(self) -> ServerState:
         """Each folded scope's aggregate (scopes not folded are left out)."""
 
+    def add_sums(self, sums: ServerState, within: float) -> None:
+        """Fold in sums of clipped changes made outside the fold (secure aggregation under DP): DP's combine only."""
+        raise TypeError(f"{type(self).__name__} takes updates, not sums of clipped changes")
+
 
 class Combine(Stage):
     """Makes each scope's aggregate from the round's bounded parts."""

@@ -381,7 +381,7 @@ class Driver:
         if self.fold.secure is None:
             return None
         seed = int(torch.randint(2**62, (1,), generator=round_generator(self.seed, round_idx, "secure")))
-        return SecureRound(self.fold.secure, self.strategy, self.state, specs, plan, round_idx, seed)
+        return SecureRound(self.fold.secure, self.strategy, self.state, specs, plan, round_idx, seed, self.fold.privacy)
 
     def _run_secure(
         self, secure: SecureRound | None, fold: Fold, trained: Sequence[str], round_idx: int, last: bool
@@ -395,15 +395,14 @@ class Driver:
         if secure is None:
             return {}
         try:
-            means, metrics = secure.run(self.backend.secure, trained)
+            secured = secure.run(self.backend.secure, trained)
         except Aborted as err:
             if last:
                 raise RoundFailed(round_idx, f"secure aggregation aborted: {err}") from None
             log.warning("round %d: secure aggregation aborted (%s); retrying the round", round_idx, err)
             return None
-        for scope, (mean, weight) in means.items():
-            fold.add_mean(scope, mean, weight)
-        return metrics
+        fold.add_secured(secured)
+        return secured.metrics
 
     def _clip_stalls(self, metrics: Mapping[str, float], parts: int, screen: Screen) -> str | None:
         """Why ``defences.clip_norm`` stalls learning, when the round clipped all of its ``parts``; else ``None``."""

@@ -28,14 +28,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from mfed.aggregation.base import Strategy
-from mfed.aggregation.contract import UPDATES, Declaration, bounded
+from mfed.aggregation.contract import UPDATES, Declaration
 from mfed.aggregation.functional import select, update_weight
+from mfed.aggregation.privacy import PART_PREFIXES, DifferentialPrivacy
 from mfed.models.multitask import part_prefixes
 from mfed.secure.masks import MAX_BITS
 from mfed.secure.protocol import ServerScope, wire_bytes
@@ -79,12 +80,8 @@ class SecureAggregation:
             raise ValueError(f"secure_aggregation.clip_range must be > 0, got {self.clip_range!r}")
 
     def declaration(self) -> Declaration:
-        """Releases each scope's sum only: no stage may see an update on its own; DP is not combined with it yet."""
-        why = "releases only each scope's sum"
-        no_dp = "sums clipped changes without the joint bound DP's accountant assumes (not built yet)"
-        return Declaration(
-            "secure_aggregation=secagg_plus", voids={UPDATES: why, bounded("encoder"): no_dp, bounded("decoder"): no_dp}
-        )
+        """Releases each scope's sum only: no stage may see an update on its own (DP clips on the client)."""
+        return Declaration("secure_aggregation=secagg_plus", voids={UPDATES: "releases only each scope's sum"})
 
     def check_members(self, members: Mapping[str, Mapping[str, int]], fraction: float) -> None:
         """Refuse a federation where a scope can never hold 2 clients in a round (its sum would be its update).
@@ -131,6 +128,8 @@ class SecureRound:
         plan: Each client's local steps (what it sends).
         round_idx: The round.
         seed: Seeds the neighbour graphs (public; the server's draw).
+        privacy: Client-level DP (its protected parts are clipped jointly on the client and summed
+            unweighted, for the private combine to noise); ``None``: off.
 
     Raises:
         ValueError: Clients of one scope route different layouts into it.
@@ -146,8 +145,11 @@ class SecureRound:
         plan: Mapping[str, Sequence[LocalStep]],
         round_idx: int,
         seed: int,
+        privacy: DifferentialPrivacy | None = None,
     ) -> None:
         self.settings, self.round, self.state = settings, round_idx, state
+        self.protected = tuple(PART_PREFIXES[p] for p in privacy.parts) if privacy is not None else ()
+        self.clip = privacy.current_clip(state) if privacy is not None else None
         self.rng = random.Random(seed)
         self.specs = {s.client_id: s for s in specs}
         self.weights = {
@@ -182,18 +184,17 @@ class SecureRound:
             c: Instructions(
                 self.round, routes, {s: self.weights[c] / self.largest[s] for s in routes},
                 {s: summands[s] for s in routes}, self.settings.bits, self.settings.clip_range,
+                self.protected, self.clip,
             )
             for c, routes in self.routes.items()
         }  # fmt: skip
 
     def length(self, scope: str) -> int:
-        """A scope's vector length: its values and the clipped share."""
-        return sum(shape.numel() for shape in self.shapes[scope].values()) + 1
+        """A scope's vector length: its values, the clipped share and the within-the-bound bit."""
+        return sum(shape.numel() for shape in self.shapes[scope].values()) + 2
 
-    def run(
-        self, exchange: Exchange, trained: Sequence[str]
-    ) -> tuple[dict[str, tuple[State, float]], dict[str, float]]:
-        """The protocol over every scope with the clients that ``trained``: each scope's mean and weight, and metrics.
+    def run(self, exchange: Exchange, trained: Sequence[str]) -> Secured:
+        """The protocol over every scope with the clients that ``trained``: what the fold takes in.
 
         Raises:
             Aborted: A scope with fewer than 2 clients, or too many dropouts.
@@ -228,39 +229,69 @@ class SecureRound:
             replies = exchange(step, payloads)
             sent += sum(wire_bytes(p) for p in payloads.values())
             received += sum(wire_bytes(r, s.bits) for r in replies.values())
-        means: dict[str, tuple[State, float]] = {}
-        clipped = 0.0
+        out = Secured()
         for scope, server in servers.items():
             total = server.result(_of(replies, scope))
             survivors = server.survivors
             summed = decode(total, s.clip_range, s.bits, len(self.groups[scope]), len(survivors))
+            mean, sums = self._split(scope, survivors, summed[:-2])
             weight = sum(self.weights[c] for c in survivors)
-            means[scope] = (self._mean(scope, survivors, summed[:-1] * (self.largest[scope] / weight)), weight)
-            clipped = max(clipped, float(summed[-1]) / len(survivors))
-        metrics = {
+            out.means[scope] = (mean, weight)
+            if sums:
+                out.sums[scope] = sums
+            out.within += float(summed[-1])
+            out.metrics["secure_clipped"] = max(
+                out.metrics.get("secure_clipped", 0.0), float(summed[-2]) / len(survivors)
+            )
+        out.metrics.update({
             "secure_bytes_up": float(received),
             "secure_bytes_down": float(sent),
             "secure_dropped": float(len(trained) - len({c for sv in servers.values() for c in sv.survivors})),
-            "secure_clipped": clipped,
-        }
-        return means, metrics
+        })  # fmt: skip
+        return out
 
-    def _mean(self, scope: str, survivors: Sequence[str], change: torch.Tensor) -> State:
-        """The survivors' weighted mean start for each of ``scope``'s keys, plus the decoded mean change."""
+    def _split(self, scope: str, survivors: Sequence[str], decoded: torch.Tensor) -> tuple[State, State]:
+        """``scope``'s weighted mean of its unprotected keys, and the sums of its protected (DP) keys' clipped changes.
+
+        A mean: the survivors' weighted mean start plus the decoded sum times the largest weight
+        over the survivors' total. A sum: as decoded (the private combine divides and noises it).
+        """
         weight = sum(self.weights[c] for c in survivors)
-        out: State = {}
+        factor = self.largest[scope] / weight
+        mean: State = {}
+        sums: State = {}
         offset = 0
         for key in self.layouts[scope]:
             shape = self.shapes[scope][key]
-            size = shape.numel()
-            start = torch.zeros(shape, dtype=torch.float64)
-            for c in survivors:
-                value = self.references[c][dict(self.routes[c][scope])[key]]
-                start += value.double() * (self.weights[c] / weight)
-            mean = start + change[offset : offset + size].reshape(shape)
-            out[key] = mean.to(value.dtype) if value.is_floating_point() else torch.round(mean).to(value.dtype)
-            offset += size
-        return out
+            part = decoded[offset : offset + shape.numel()].reshape(shape)
+            offset += shape.numel()
+            starts = [self.references[c][dict(self.routes[c][scope])[key]] for c in survivors]
+            if self.clip is not None and starts[0].is_floating_point() and key.startswith(self.protected):
+                sums[key] = part
+                continue
+            start = sum(v.double() * (self.weights[c] / weight) for c, v in zip(survivors, starts, strict=True))
+            value = start + part * factor
+            dtype = starts[0].dtype
+            mean[key] = value.to(dtype) if dtype.is_floating_point else torch.round(value).to(dtype)
+        return mean, sums
+
+
+@dataclass
+class Secured:
+    """What a secure round gives the fold.
+
+    Attributes:
+        means: Per scope, the weighted mean of its unprotected keys and the survivors' total weight.
+        sums: Per scope, the sums of its protected keys' jointly clipped changes (under DP).
+        within: How many survivors' protected change was within the clip (the count adaptive clipping noises).
+        metrics: ``secure_bytes_up``, ``secure_bytes_down`` (all clients), ``secure_dropped``, ``secure_clipped``.
+
+    """
+
+    means: dict[str, tuple[State, float]] = field(default_factory=dict)
+    sums: dict[str, State] = field(default_factory=dict)
+    within: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def _of(replies: Mapping[str, Mapping[str, Any]], scope: str) -> dict[str, Any]:

@@ -42,6 +42,8 @@ class Instructions:
         summands: Per scope, the most vectors the sum may hold (the scope's sampled clients).
         bits: The ring's bit width.
         clip_range: The bound on each encoded coordinate.
+        protected: Under differential privacy, the key prefixes it protects (floating tensors only).
+        clip: Under differential privacy, the bound ``C`` on the protected change over every route, jointly.
 
     """
 
@@ -51,6 +53,12 @@ class Instructions:
     summands: Mapping[str, int]
     bits: int
     clip_range: float
+    protected: tuple[str, ...] = ()
+    clip: float | None = None
+
+    def is_protected(self, key: str, value: torch.Tensor) -> bool:
+        """Whether ``key`` is summed unweighted and clipped (differential privacy's), not weighted by examples."""
+        return self.clip is not None and value.is_floating_point() and key.startswith(self.protected)
 
 
 def reference_of(state: ServerState, client_id: str, tasks: tuple[str, ...]) -> State:
@@ -58,16 +66,39 @@ def reference_of(state: ServerState, client_id: str, tasks: tuple[str, ...]) -> 
     return merge_scopes(state, shared_scopes_of(client_id, tasks))
 
 
-def encode_scope(update: State, reference: State, route: Route, scale: float, clip_range: float) -> torch.Tensor:
-    """A scope's vector before quantising: the scaled, clipped change of the routed tensors, then the clipped share."""
-    missing = [k for _, k in route if k not in update or k not in reference]
+def changes(update: State, reference: State, instructions: Instructions) -> tuple[dict[str, torch.Tensor], bool | None]:
+    """Each scope's vector before quantising, and whether the protected change was within ``clip`` (``None``: no DP).
+
+    A scope's vector: its routed tensors' change from ``reference`` in layout order, the protected ones
+    (under DP) scaled by ``min(1, C / norm)`` with the norm over every route jointly (so one client
+    moves the released sums by at most ``C``, however many scopes a tensor routes into), the others
+    times the client's weight over the scope's largest; each coordinate clipped to ``clip_range``;
+    then the share of coordinates that clipping moved, and the within-the-bound bit (in the first
+    scope only, so the bits sum to a count of clients).
+    """
+    i = instructions
+    missing = sorted({k for route in i.routes.values() for _, k in route if k not in update or k not in reference})
     if missing:
         raise ValueError(f"the update or the state it started from lacks {missing[:3]}, which its route needs")
-    change = torch.cat([(update[k].double() - reference[k].double()).reshape(-1) for _, k in route]) * scale
-    if not torch.isfinite(change).all():
+    delta = {
+        k: (update[k].double() - reference[k].double()).reshape(-1) for route in i.routes.values() for _, k in route
+    }
+    if not all(torch.isfinite(d).all() for d in delta.values()):
         raise ValueError("the update has non-finite values; it is not sent")
-    clipped = (change.abs() > clip_range).double().mean() if change.numel() else torch.zeros((), dtype=torch.float64)
-    return torch.cat([change.clamp(-clip_range, clip_range), clipped.reshape(1)])
+    private = [(s, k) for s, route in i.routes.items() for _, k in route if i.is_protected(k, update[k])]
+    norm = float(sum(delta[k].square().sum() for _, k in private)) ** 0.5
+    shrink = min(1.0, i.clip / norm) if i.clip is not None and norm > 0 else 1.0
+    out = {}
+    for n, (scope, route) in enumerate(sorted(i.routes.items())):
+        pieces = [delta[k] * (shrink if i.is_protected(k, update[k]) else i.scale[scope]) for _, k in route]
+        change = torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.float64)
+        moved = (
+            (change.abs() > i.clip_range).double().mean() if change.numel() else torch.zeros((), dtype=torch.float64)
+        )
+        within = float(n == 0 and i.clip is not None and norm <= i.clip)
+        extra = torch.tensor([float(moved), within], dtype=torch.float64)
+        out[scope] = torch.cat([change.clamp(-i.clip_range, i.clip_range), extra])
+    return out, (norm <= i.clip if i.clip is not None else None)
 
 
 class Session:
@@ -85,15 +116,9 @@ class Session:
 
     def __init__(self, update: ClientUpdate, state: ServerState, instructions: Instructions) -> None:
         self.id, self.instructions = update.client_id, instructions
-        reference = reference_of(state, update.client_id, update.tasks)
         i = instructions
-        self._vectors = {
-            scope: encode(
-                encode_scope(update.state, reference, route, i.scale[scope], i.clip_range),
-                i.clip_range, i.bits, i.summands[scope],
-            )
-            for scope, route in i.routes.items()
-        }  # fmt: skip
+        vectors, _ = changes(update.state, reference_of(state, update.client_id, update.tasks), i)
+        self._vectors = {s: encode(v, i.clip_range, i.bits, i.summands[s]) for s, v in vectors.items()}
         self._scopes: dict[str, ClientScope] = {}
         self.done = False
 
@@ -121,7 +146,7 @@ class Sessions:
     def open(self, update: ClientUpdate, state: ServerState, instructions: Instructions) -> ClientUpdate:
         """Keep ``update`` in a new session; what the driver gets: the update without its tensors."""
         self._open[update.client_id] = Session(update, state, instructions)
-        return replace(update, state={})
+        return replace(update, state={}, within_bound=None)  # the bit travels masked, inside the sum
 
     def step(self, client_id: str, name: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Client ``client_id``'s answer to step ``name``; its session is closed after the last step.

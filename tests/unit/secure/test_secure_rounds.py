@@ -64,6 +64,37 @@ def test_the_state_after_round_one_is_the_plain_folds_within_the_bound(tiny_cfg,
     assert row["comm/bytes_up"] == row["agg/secure_bytes_up"] > 0
 
 
+DP = ("privacy=dp", "privacy.clipping=client", "model.encoder.norm=group", "privacy.reproducible_noise=true")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("task_mix=seg_depth", "partition=quantity_skew", "privacy.noise_multiplier=0.5"),
+        ("task_mix=seg_depth", "privacy.noise_multiplier=0.5", "privacy.adaptive=true", "privacy.count_noise=1.0"),
+        ("aggregation=fedavg", "federation=mixed", "privacy.noise_multiplier=0.3", "privacy.parts=[encoder,decoder]"),
+    ],
+)
+def test_with_dp_the_state_is_the_plain_private_folds_within_the_bound(tiny_cfg, overrides):
+    """Central noise after unmasking: the clients clip jointly over every route, the sums are noised as in the clear.
+
+    The noise is made reproducible so that both runs draw the same; the clip bound and, when
+    adaptive, the next bound (from the count of clients within it, summed securely) agree too.
+    """
+    plain, _, plain_row = first_round(tiny_cfg(*DP, *overrides, "federation.rounds=1"))
+    secure, _, row = first_round(tiny_cfg(*DP, *overrides, "federation.rounds=1", SECURE))
+    assert set(secure.state) == set(plain.state)
+    worst = max(
+        float((secure.state[s][k].double() - v.double()).abs().max())
+        for s in plain.state
+        for k, v in plain.state[s].items()
+    )
+    assert worst <= tolerance(secure, row)
+    assert row["privacy/epsilon"] == plain_row["privacy/epsilon"]
+    if "privacy.adaptive=true" in overrides:
+        assert float(secure.state["server"]["privacy/clip_norm"]) != 1.0  # it moved: the count reached the server
+
+
 class Recording:
     """A backend that records what the driver receives, and drops clients at a step."""
 
