@@ -89,7 +89,8 @@ def plan(cfg: DictConfig) -> Plan:
     if fold.privacy is not None:  # denominators, the calibrated noise, the budget: refused before anything starts
         fold.privacy.bind(fold.strategy.members(roster), len(roster), fraction, int(fed.rounds), int(cfg.seed))
     if fold.secure is not None:  # a scope of one client would reveal its update as the sum: refused before it starts
-        fold.secure.check_members(fold.strategy.members(roster), fraction)
+        for line in fold.secure.check_members(fold.strategy.members(roster), fraction):
+            log.warning("%s", line)
     model_factory, model = build_model(cfg, tasks, fold)
     config = ClientConfig(
         local_epochs=int(fed.local_epochs), batch_size=int(fed.batch_size),

@@ -401,6 +401,8 @@ class Driver:
                 raise RoundFailed(round_idx, f"secure aggregation aborted: {err}") from None
             log.warning("round %d: secure aggregation aborted (%s); retrying the round", round_idx, err)
             return None
+        for scope in secured.skipped:
+            log.warning("round %d: secure aggregation: scope %s has one client left; kept as it was", round_idx, scope)
         fold.add_secured(secured)
         return secured.metrics
 

@@ -53,6 +53,10 @@ class Aborted(RuntimeError):
     """A scope's round cannot finish: too few clients are left to recover a secret it needs."""
 
 
+class Alone(Aborted):
+    """A scope has one client left: its sum would be that client's input, so it is not computed."""
+
+
 @dataclass(frozen=True)
 class Assignment:
     """What the server tells one member of a scope's group before step 1 (all public).
@@ -264,7 +268,7 @@ class ServerScope:
         rng: random.Random | None = None,
     ) -> None:
         if len(members) < 2:
-            raise Aborted(f"scope {scope}: {len(members)} client(s) this round; a sum of one is its update")
+            raise Alone(f"scope {scope}: {len(members)} client(s) this round; a sum of one is its update")
         self.round, self.scope, self.length, self.bits = round_idx, scope, length, check_bits(bits)
         self.graph = graph_neighbours(members, degree, rng or random.Random(0))
         k = len(next(iter(self.graph.values())))
@@ -314,7 +318,7 @@ class ServerScope:
         self.masked = {u: y for u, y in masked.items() if u in self.sent}
         self.survivors = sorted(self.masked)
         if len(self.survivors) < 2:
-            raise Aborted(
+            raise Alone(
                 f"scope {self.scope}: {len(self.survivors)} client(s) sent masked input; a sum of one is its update"
             )
         gone = self.sent - set(self.masked)

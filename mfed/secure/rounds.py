@@ -19,9 +19,10 @@ scope's weighted mean and nothing else. A round (:class:`SecureRound`):
    weighted mean starting point: the weighted mean the plain fold computes, within the
    quantisation bound (:func:`error_bound`).
 
-A scope with one client in a round (its sum would be its update) or too many dropouts ends the
-round with :class:`~mfed.secure.protocol.Aborted`: the driver retries or fails it, never folds a
-wrong or revealing sum.
+A scope with one client left in a round is not summed (its sum would be that client's update):
+it keeps its state, and the round goes on. Too many dropouts to recover a secret end the round
+with :class:`~mfed.secure.protocol.Aborted`: the driver retries or fails it, never folds a wrong
+or revealing sum.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from mfed.aggregation.functional import select, update_weight
 from mfed.aggregation.privacy import PART_PREFIXES, DifferentialPrivacy
 from mfed.models.multitask import part_prefixes
 from mfed.secure.masks import MAX_BITS
-from mfed.secure.protocol import ServerScope, wire_bytes
+from mfed.secure.protocol import Alone, ServerScope, wire_bytes
 from mfed.secure.quantise import decode, scale
 from mfed.secure.session import STEPS, Instructions, Route, reference_of
 from mfed.types import ClientSpec, ClientUpdate, LocalStep, ServerState, State
@@ -83,25 +84,35 @@ class SecureAggregation:
         """Releases each scope's sum only: no stage may see an update on its own (DP clips on the client)."""
         return Declaration("secure_aggregation=secagg_plus", voids={UPDATES: "releases only each scope's sum"})
 
-    def check_members(self, members: Mapping[str, Mapping[str, int]], fraction: float) -> None:
-        """Refuse a federation where a scope can never hold 2 clients in a round (its sum would be its update).
+    def check_members(self, members: Mapping[str, Mapping[str, int]], fraction: float) -> list[str]:
+        """Refuse a federation where a scope never holds 2 clients (its sum would be its update); warn where rarely.
 
         Args:
             members: Per scope, its clients of each kind (:meth:`~mfed.aggregation.base.Strategy.members`).
             fraction: The share of clients sampled each round.
 
+        Returns:
+            One line per scope that expects fewer than 2 clients a round (it is skipped in a round that samples one).
+
         Raises:
-            ValueError: Naming the scope, its expected clients per round and the fix.
+            ValueError: A scope with fewer than 2 clients in the federation, naming it and the fix.
 
         """
+        lines = []
         for scope, kinds in sorted(members.items()):
-            expected = sum(kinds.values()) * fraction
-            if expected < 2:
+            count = sum(kinds.values())
+            if count < 2:
                 raise ValueError(
-                    f"secure_aggregation=secagg_plus: scope {scope} has {sum(kinds.values())} client(s), about "
-                    f"{expected:g} a round, and a sum of one client is its update; give it at least 2 a round "
-                    "(federation.clients_per_task, federation.groups, federation.fraction) or secure_aggregation=none"
+                    f"secure_aggregation=secagg_plus: scope {scope} has {count} client, and a sum of one client is "
+                    "its update; give it at least 2 (federation.clients_per_task, federation.groups) or "
+                    "secure_aggregation=none"
                 )
+            if count * fraction < 2:
+                lines.append(
+                    f"secure aggregation: scope {scope} expects {count * fraction:g} clients a round; a round that "
+                    "samples one leaves it as it was (a sum of one is its update): raise federation.fraction"
+                )
+        return lines
 
     def degree(self) -> int | None:
         """The neighbours per client the protocol is given (``None``: its default; every other client for ``all``)."""
@@ -196,33 +207,44 @@ class SecureRound:
     def run(self, exchange: Exchange, trained: Sequence[str]) -> Secured:
         """The protocol over every scope with the clients that ``trained``: what the fold takes in.
 
+        A scope left with one client (sampled alone, or alone after dropouts before masking) is
+        not summed this round: it keeps the state it was sent (``secure_skipped``).
+
         Raises:
-            Aborted: A scope with fewer than 2 clients, or too many dropouts.
+            Aborted: Too many dropouts to recover a secret a sum needs.
 
         """
         s = self.settings
         threshold = None if s.threshold == "auto" else int(s.threshold)
-        servers = {
-            scope: ServerScope(
-                self.round, scope, [c for c in group if c in trained], self.length(scope), s.bits,
-                s.degree(), threshold, self.rng,
+        servers: dict[str, ServerScope] = {}
+        alone: list[str] = []  # scopes left with one client: not summed (the sum would be its update)
+        for scope, group in self.groups.items():
+            members = [c for c in group if c in trained]
+            if len(members) < 2:
+                alone.append(scope)
+                continue
+            servers[scope] = ServerScope(
+                self.round, scope, members, self.length(scope), s.bits, s.degree(), threshold, self.rng
             )
-            for scope, group in self.groups.items()
-        }  # fmt: skip
         sent = received = 0
         replies: Mapping[str, Mapping[str, Any]] = {}
-        payloads: dict[str, dict[str, Any]] = {}
         for step in STEPS:
-            per_scope: dict[str, Mapping[str, Any]]
-            if step == "advertise":
-                per_scope = {scope: server.assignments for scope, server in servers.items()}
-            elif step == "share":
-                per_scope = {scope: server.relay_keys(_of(replies, scope)) for scope, server in servers.items()}
-            elif step == "mask":
-                per_scope = {scope: server.relay_shares(_of(replies, scope)) for scope, server in servers.items()}
-            else:
-                per_scope = {scope: server.unmask_requests(_of(replies, scope)) for scope, server in servers.items()}
-            payloads = {}
+            per_scope: dict[str, Mapping[str, Any]] = {}
+            for scope, server in list(servers.items()):
+                answers = _of(replies, scope)
+                if step == "advertise":
+                    per_scope[scope] = server.assignments
+                elif step == "share":
+                    per_scope[scope] = server.relay_keys(answers)
+                elif step == "mask":
+                    per_scope[scope] = server.relay_shares(answers)
+                else:
+                    try:
+                        per_scope[scope] = server.unmask_requests(answers)
+                    except Alone:
+                        alone.append(scope)
+                        del servers[scope]
+            payloads: dict[str, dict[str, Any]] = {}
             for scope, by_client in per_scope.items():
                 for client, payload in by_client.items():
                     payloads.setdefault(client, {})[scope] = payload
@@ -243,7 +265,9 @@ class SecureRound:
             out.metrics["secure_clipped"] = max(
                 out.metrics.get("secure_clipped", 0.0), float(summed[-2]) / len(survivors)
             )
+        out.skipped = sorted(alone)
         out.metrics.update({
+            "secure_skipped": float(len(alone)),
             "secure_bytes_up": float(received),
             "secure_bytes_down": float(sent),
             "secure_dropped": float(len(trained) - len({c for sv in servers.values() for c in sv.survivors})),
@@ -284,13 +308,16 @@ class Secured:
         means: Per scope, the weighted mean of its unprotected keys and the survivors' total weight.
         sums: Per scope, the sums of its protected keys' jointly clipped changes (under DP).
         within: How many survivors' protected change was within the clip (the count adaptive clipping noises).
-        metrics: ``secure_bytes_up``, ``secure_bytes_down`` (all clients), ``secure_dropped``, ``secure_clipped``.
+        skipped: Scopes left with one client this round (not summed: kept as they were sent).
+        metrics: ``secure_bytes_up``, ``secure_bytes_down`` (all clients), ``secure_dropped``,
+            ``secure_clipped``, ``secure_skipped``.
 
     """
 
     means: dict[str, tuple[State, float]] = field(default_factory=dict)
     sums: dict[str, State] = field(default_factory=dict)
     within: float = 0.0
+    skipped: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
 
 

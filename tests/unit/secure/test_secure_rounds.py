@@ -192,15 +192,25 @@ def test_a_dropout_before_masking_leaves_the_sum_of_the_others(tiny_cfg):
 
 
 def test_too_many_dropouts_fail_the_round_and_keep_the_state(tiny_cfg):
-    """Default federation: each task scope has 2 clients, threshold 2; one more dropout than n - t aborts."""
-    cfg = tiny_cfg("task_mix=seg_depth", "federation.rounds=1", SECURE)
+    """6 clients: the encoder's threshold is 4 of 6; 3 clients gone before unmasking leave 3 shares of each seed."""
+    cfg = tiny_cfg("task_mix=seg_depth", "federation.clients_per_task=3", "federation.rounds=1", SECURE)
     driver = build(cfg)
     driver.state = start = driver.strategy.init_state(driver.model)
     driver.backend.start(driver.specs, driver.setup)
-    driver.backend = Recording(driver.backend, {"mask": ["semseg-0"]})
-    with pytest.raises(RoundFailed, match="secure aggregation aborted: scope task:semseg: 1 client"):
+    driver.backend = Recording(driver.backend, {"unmask": ["semseg-0", "semseg-1", "depth-0"]})
+    with pytest.raises(RoundFailed, match="secure aggregation aborted: scope .*too many clients dropped out"):
         driver.run_round(1)
     assert driver.state is start
+
+
+def test_a_scope_left_with_one_client_is_not_summed_and_keeps_its_state(tiny_cfg):
+    cfg = tiny_cfg("task_mix=seg_depth", "federation.rounds=1", SECURE)
+    driver, start, row = first_round(cfg, lambda b: Recording(b, {"mask": ["semseg-0"]}))
+    assert row["agg/secure_skipped"] == 1 and row["agg/secure_dropped"] == 1
+    for key, value in start["task:semseg"].items():
+        assert torch.equal(driver.state["task:semseg"][key], value), key
+    assert not torch.equal(driver.state["task:depth"][key := next(iter(start["task:depth"]))], start["task:depth"][key])
+    assert any(not torch.equal(driver.state["global"][k], v) for k, v in start["global"].items())
 
 
 @pytest.mark.parametrize(
@@ -220,7 +230,9 @@ def test_stages_that_need_individual_updates_are_refused_naming_both_keys(tiny_c
 
 
 def test_a_scope_of_one_client_is_refused_before_anything_starts(tiny_cfg):
-    with pytest.raises(ValueError, match=r"scope task:depth has 1 client\(s\), about 1 a round.*clients_per_task"):
+    with pytest.raises(
+        ValueError, match=r"scope task:depth has 1 client, and a sum of one client is its update.*clients_per_task"
+    ):
         build(tiny_cfg("task_mix=seg_depth", "federation.clients_per_task=1", SECURE))
 
 
@@ -233,3 +245,21 @@ def test_settings_are_checked_naming_the_field():
         SecureAggregation(neighbours="some")
     assert SecureAggregation().error_bound(6) == 6 / (2 * 2.0**38)  # K = (2^47 - 1) // 6 = 2.3e13; K / 64 >= 2^38
     assert torch.finfo(torch.float32).eps > SecureAggregation().error_bound(100)
+
+
+@pytest.mark.parametrize("extra", [(), (*DP, "privacy.noise_multiplier=0.5")])
+def test_a_resumed_secure_run_ends_bit_identically(tiny_cfg, tmp_path, extra):
+    """The graphs come from (run seed, round) and the decoded sums are exact: masks drawn afresh change nothing."""
+    from mfed.run import run
+
+    args = ("task_mix=seg_depth", "federation.clients_per_task=3", "federation.fraction=0.5", SECURE, *extra)
+    straight = build(tiny_cfg(*args, "federation.rounds=3", f"out_dir={tmp_path / 'straight'}"))
+    straight.run()
+    run(tiny_cfg(*args, "federation.rounds=2", f"out_dir={tmp_path / 'first'}"))
+    resumed = build(tiny_cfg(*args, "federation.rounds=3", f"resume={tmp_path / 'first'}", f"out_dir={tmp_path / 'b'}"))
+    resumed.run()
+    assert set(resumed.state) == set(straight.state)
+    for scope, tensors in straight.state.items():
+        for key, value in tensors.items():
+            torch.testing.assert_close(resumed.state[scope][key], value, rtol=0, atol=0)
+    assert resumed.history[-1] == {**straight.history[-1], "time/round_s": resumed.history[-1]["time/round_s"]}
