@@ -66,6 +66,8 @@ class Pipeline:
         self.steps: list[ServerStep] = [*strategy.server_steps(), *([server_optimizer] if server_optimizer else [])]
         unused = [robust] if robust is not None and robust is not inner else []
         check(self.declarations(extra=[*unused, *([secure] if secure is not None else [])]))
+        if secure is not None:
+            secure.check_privacy(privacy)
 
     def stages(self) -> Iterator[Stage]:
         """Every stage after the route, in fold order (a private combine and the combine it wraps)."""
@@ -141,7 +143,7 @@ class Fold:
                 self.combiner.add(ClientUpdate(f"mean of {scope}", ("-",), 0, {}), weight, [(scope, mean)])
                 self.parts += 1
         if secured.sums:
-            self.combiner.add_sums(secured.sums, secured.within)
+            self.combiner.add_sums(secured.sums, secured.within, secured.noised)
 
     def result(self) -> tuple[ServerState, dict[str, float]]:
         """The next server state (scopes that folded replaced, the others kept) and the round's metrics."""

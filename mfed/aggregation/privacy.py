@@ -331,6 +331,7 @@ class _PrivateRound(Combiner):
         self.clip = privacy.current_clip(ctx.state)
         self.seed = privacy.noise_seed(ctx.kept(NAMESPACE))
         self.sums: dict[str, dict[str, Tensor]] = {}
+        self.noised: set[str] = set()  # scopes whose sums came noised (secure aggregation's distributed noise)
         self.within = 0.0
 
     def add(self, update: ClientUpdate, weight: float, parts: Parts) -> None:
@@ -356,11 +357,14 @@ class _PrivateRound(Combiner):
         client_says = self.privacy.clipping == "client"  # the server sees only clipped updates: the client tells
         self.within += float(bool(update.within_bound) if client_says else norm <= self.clip)
 
-    def add_sums(self, sums: ServerState, within: float) -> None:
+    def add_sums(self, sums: ServerState, within: float, noised: bool = False) -> None:
         """Fold in per-scope sums of changes the clients clipped jointly themselves, and how many were within the bound.
 
-        Secure aggregation's: the server sees neither an update nor its norm, only these sums.
+        Secure aggregation's: the server sees neither an update nor its norm, only these sums;
+        ``noised``: the clients added the noise (distributed), so the result adds none to them.
         """
+        if noised:
+            self.noised.update(sums)
         for scope, tensors in sums.items():
             into = self.sums.setdefault(scope, {})
             for key, total in tensors.items():
@@ -377,6 +381,8 @@ class _PrivateRound(Combiner):
             for key, total in sorted(sums.items()):
                 sent = self.ctx.state[scope][key]
                 drawn = torch.from_numpy(noise.standard_normal(tuple(total.shape))) * std
+                if scope in self.noised:
+                    drawn = torch.zeros_like(drawn)
                 noised[key] = (sent.to(torch.float64) + total / denominator + drawn).to(sent.dtype)
             out[scope] = {**self.ctx.state.get(scope, {}), **out.get(scope, {}), **noised}
         self.ctx.metrics["dp_clip_norm"] = self.clip

@@ -112,7 +112,7 @@ class Combiner(ABC):
     def result(self) -> ServerState:
         """Each folded scope's aggregate (scopes not folded are left out)."""
 
-    def add_sums(self, sums: ServerState, within: float) -> None:
+    def add_sums(self, sums: ServerState, within: float, noised: bool = False) -> None:
         """Fold in sums of clipped changes made outside the fold (secure aggregation under DP): DP's combine only."""
         raise TypeError(f"{type(self).__name__} takes updates, not sums of clipped changes")
 

@@ -27,6 +27,7 @@ or revealing sum.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,8 +40,9 @@ from mfed.aggregation.contract import UPDATES, Declaration
 from mfed.aggregation.functional import select, update_weight
 from mfed.aggregation.privacy import PART_PREFIXES, DifferentialPrivacy
 from mfed.models.multitask import part_prefixes
+from mfed.secure.graph import default_degree, default_threshold
 from mfed.secure.masks import MAX_BITS
-from mfed.secure.protocol import Alone, ServerScope, wire_bytes
+from mfed.secure.protocol import Aborted, Alone, ServerScope, wire_bytes
 from mfed.secure.quantise import decode, scale
 from mfed.secure.session import STEPS, Instructions, Route, reference_of
 from mfed.types import ClientSpec, ClientUpdate, LocalStep, ServerState, State
@@ -60,6 +62,10 @@ class SecureAggregation:
         bits: The ring's bit width ``b`` (each masked value travels in ``ceil(b / 8)`` bytes).
         clip_range: The bound on each coordinate of a client's weighted change; a change beyond it
             is clipped (the share clipped is logged as ``agg/secure_clipped``).
+        dp_noise: With ``privacy=dp``: ``central`` (the driver noises the unmasked sums) or
+            ``distributed`` (each client adds its share of the noise before masking, enough that the
+            ``t`` inputs every unmasked sum holds at least carry the whole noise: the driver never
+            sees an un-noised sum, as long as ``t`` clients of each sum are honest).
 
     """
 
@@ -67,6 +73,7 @@ class SecureAggregation:
     threshold: int | str = "auto"
     bits: int = 48
     clip_range: float = 64.0
+    dp_noise: str = "central"
 
     def __post_init__(self) -> None:
         if self.neighbours not in ("auto", "all") and not (isinstance(self.neighbours, int) and self.neighbours >= 1):
@@ -79,6 +86,18 @@ class SecureAggregation:
             raise ValueError(f"secure_aggregation.bits must be an int in 8..{MAX_BITS}, got {self.bits!r}")
         if not self.clip_range > 0:
             raise ValueError(f"secure_aggregation.clip_range must be > 0, got {self.clip_range!r}")
+        if self.dp_noise not in ("central", "distributed"):
+            raise ValueError(f"secure_aggregation.dp_noise must be central or distributed, got {self.dp_noise!r}")
+
+    def check_privacy(self, privacy: DifferentialPrivacy | None) -> None:
+        """Refuse distributed noise without DP, or with adaptive clipping (whose count the driver would noise)."""
+        if self.dp_noise == "distributed" and privacy is None:
+            raise ValueError("secure_aggregation.dp_noise=distributed needs privacy=dp (the noise to distribute)")
+        if self.dp_noise == "distributed" and privacy is not None and privacy.adaptive:
+            raise ValueError(
+                "secure_aggregation.dp_noise=distributed cannot go with privacy.adaptive=true: the count of clients "
+                "within the bound would be released without its noise; set privacy.adaptive=false or dp_noise=central"
+            )
 
     def declaration(self) -> Declaration:
         """Releases each scope's sum only: no stage may see an update on its own (DP clips on the client)."""
@@ -161,6 +180,7 @@ class SecureRound:
         self.settings, self.round, self.state = settings, round_idx, state
         self.protected = tuple(PART_PREFIXES[p] for p in privacy.parts) if privacy is not None else ()
         self.clip = privacy.current_clip(state) if privacy is not None else None
+        self.privacy = privacy
         self.rng = random.Random(seed)
         self.specs = {s.client_id: s for s in specs}
         self.weights = {
@@ -188,14 +208,38 @@ class SecureRound:
         self.groups = {s: [c for c, r in self.routes.items() if s in r] for s in self.layouts}
         self.largest = {s: max(self.weights[c] for c in g) for s, g in self.groups.items()}
 
+    def threshold(self, scope: str) -> int | None:
+        """``scope``'s threshold: the setting; with distributed noise fixed from its sampled clients; ``None``: auto."""
+        if self.settings.threshold != "auto":
+            return int(self.settings.threshold)
+        if self.distributed:
+            n = len(self.groups[scope])
+            degree = self.settings.degree()
+            return default_threshold(min(n - 1, default_degree(n) if degree is None else degree))
+        return None
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the clients add the DP noise before masking."""
+        return self.privacy is not None and self.settings.dp_noise == "distributed"
+
+    def noise_std(self, scope: str) -> float:
+        """With distributed noise, a client's noise std on ``scope``: ``z C / sqrt(t)``; ``t`` inputs carry ``z C``."""
+        if not self.distributed or self.privacy is None or self.clip is None:
+            return 0.0
+        t = self.threshold(scope)
+        assert t is not None
+        return self.privacy.update_multiplier * self.clip / math.sqrt(t)
+
     def instructions(self) -> dict[str, Instructions]:
         """What each client needs to encode its update (sent with its training call)."""
         summands = {s: len(g) for s, g in self.groups.items()}
+        noise = {s: self.noise_std(s) for s in self.groups}
         return {
             c: Instructions(
                 self.round, routes, {s: self.weights[c] / self.largest[s] for s in routes},
                 {s: summands[s] for s in routes}, self.settings.bits, self.settings.clip_range,
-                self.protected, self.clip,
+                self.protected, self.clip, {s: noise[s] for s in routes},
             )
             for c, routes in self.routes.items()
         }  # fmt: skip
@@ -215,7 +259,6 @@ class SecureRound:
 
         """
         s = self.settings
-        threshold = None if s.threshold == "auto" else int(s.threshold)
         servers: dict[str, ServerScope] = {}
         alone: list[str] = []  # scopes left with one client: not summed (the sum would be its update)
         for scope, group in self.groups.items():
@@ -223,9 +266,13 @@ class SecureRound:
             if len(members) < 2:
                 alone.append(scope)
                 continue
-            servers[scope] = ServerScope(
-                self.round, scope, members, self.length(scope), s.bits, s.degree(), threshold, self.rng
-            )
+            threshold = self.threshold(scope)
+            try:
+                servers[scope] = ServerScope(
+                    self.round, scope, members, self.length(scope), s.bits, s.degree(), threshold, self.rng
+                )
+            except ValueError as err:  # fewer clients left than the distributed noise is accounted for
+                raise Aborted(f"scope {scope}: {len(members)} clients trained: {err}") from None
         sent = received = 0
         replies: Mapping[str, Mapping[str, Any]] = {}
         for step in STEPS:
@@ -251,7 +298,7 @@ class SecureRound:
             replies = exchange(step, payloads)
             sent += sum(wire_bytes(p) for p in payloads.values())
             received += sum(wire_bytes(r, s.bits) for r in replies.values())
-        out = Secured()
+        out = Secured(noised=self.distributed)
         for scope, server in servers.items():
             total = server.result(_of(replies, scope))
             survivors = server.survivors
@@ -307,6 +354,7 @@ class Secured:
     Attributes:
         means: Per scope, the weighted mean of its unprotected keys and the survivors' total weight.
         sums: Per scope, the sums of its protected keys' jointly clipped changes (under DP).
+        noised: Whether the sums already carry the DP noise (distributed noise).
         within: How many survivors' protected change was within the clip (the count adaptive clipping noises).
         skipped: Scopes left with one client this round (not summed: kept as they were sent).
         metrics: ``secure_bytes_up``, ``secure_bytes_down`` (all clients), ``secure_dropped``,
@@ -316,6 +364,7 @@ class Secured:
 
     means: dict[str, tuple[State, float]] = field(default_factory=dict)
     sums: dict[str, State] = field(default_factory=dict)
+    noised: bool = False
     within: float = 0.0
     skipped: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)

@@ -14,10 +14,12 @@ masked vectors. A session answers each step once and is dropped after the last.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from mfed.aggregation.functional import merge_scopes
@@ -44,6 +46,8 @@ class Instructions:
         clip_range: The bound on each encoded coordinate.
         protected: Under differential privacy, the key prefixes it protects (floating tensors only).
         clip: Under differential privacy, the bound ``C`` on the protected change over every route, jointly.
+        noise: Per scope, the std of the Gaussian noise the client adds to each protected coordinate
+            (distributed DP noise; 0: none), drawn from the operating system's secure source.
 
     """
 
@@ -55,6 +59,7 @@ class Instructions:
     clip_range: float
     protected: tuple[str, ...] = ()
     clip: float | None = None
+    noise: Mapping[str, float] = field(default_factory=dict)
 
     def is_protected(self, key: str, value: torch.Tensor) -> bool:
         """Whether ``key`` is summed unweighted and clipped (differential privacy's), not weighted by examples."""
@@ -89,8 +94,15 @@ def changes(update: State, reference: State, instructions: Instructions) -> tupl
     norm = float(sum(delta[k].square().sum() for _, k in private)) ** 0.5
     shrink = min(1.0, i.clip / norm) if i.clip is not None and norm > 0 else 1.0
     out = {}
+    secret = np.random.Generator(np.random.PCG64(secrets.randbits(128)))
     for n, (scope, route) in enumerate(sorted(i.routes.items())):
-        pieces = [delta[k] * (shrink if i.is_protected(k, update[k]) else i.scale[scope]) for _, k in route]
+        std = i.noise.get(scope, 0.0)
+        pieces = [
+            delta[k] * shrink + torch.from_numpy(secret.standard_normal(delta[k].numel())) * std
+            if i.is_protected(k, update[k])
+            else delta[k] * i.scale[scope]
+            for _, k in route
+        ]
         change = torch.cat(pieces) if pieces else torch.zeros(0, dtype=torch.float64)
         moved = (
             (change.abs() > i.clip_range).double().mean() if change.numel() else torch.zeros((), dtype=torch.float64)

@@ -263,3 +263,36 @@ def test_a_resumed_secure_run_ends_bit_identically(tiny_cfg, tmp_path, extra):
         for key, value in tensors.items():
             torch.testing.assert_close(resumed.state[scope][key], value, rtol=0, atol=0)
     assert resumed.history[-1] == {**straight.history[-1], "time/round_s": resumed.history[-1]["time/round_s"]}
+
+
+def test_distributed_noise_gives_the_sums_their_noise_before_masking(tiny_cfg):
+    """Each client adds z C / sqrt(t) to each protected coordinate; the driver adds none.
+
+    Against the central run with the same (reproducible) noise on the same clipped sums, the global
+    encoder differs by the two noises: std (z C / m) sqrt(1 + n / t), here m = n = 4 clients and
+    t = 3 (a majority of 4 holders); the decoders (not protected) agree within the bound.
+    """
+    args = (*DP, "task_mix=seg_depth", "privacy.noise_multiplier=1.0", "federation.rounds=1", SECURE)
+    central, _, row = first_round(tiny_cfg(*args))
+    spread, _, _ = first_round(tiny_cfg(*args, "secure_aggregation.dp_noise=distributed"))
+    diff = torch.cat(
+        [(spread.state["global"][k].double() - v.double()).reshape(-1) for k, v in central.state["global"].items()]
+    )
+    expected = 1.0 * 1.0 / 4 * (1 + 4 / 3) ** 0.5
+    assert diff.numel() > 2000
+    assert abs(float(diff.std()) / expected - 1) < 0.06
+    for scope in ("task:semseg", "task:depth"):
+        for key, value in central.state[scope].items():
+            assert float((spread.state[scope][key].double() - value.double()).abs().max()) <= tolerance(central, row)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ((), "dp_noise=distributed needs privacy=dp"),
+        ((*DP, "privacy.adaptive=true", "privacy.count_noise=1.0", "privacy.noise_multiplier=0.5"), "adaptive"),
+    ],
+)
+def test_distributed_noise_is_refused_where_it_cannot_hold(tiny_cfg, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        build(tiny_cfg("task_mix=seg_depth", *overrides, SECURE, "secure_aggregation.dp_noise=distributed"))
