@@ -25,8 +25,9 @@ The protocol and its place in a round:
 - :mod:`mfed.secure.rounds`: the config group ``secure_aggregation`` and the driver's side of a
   round over every scope, giving the fold each scope's weighted mean.
 
-Not here yet: differential privacy combined with secure aggregation (central noise after
-unmasking, or distributed noise before masking), refused for now.
+With ``privacy=dp`` the clients clip their protected change jointly over every scope before
+encoding it; the noise is added by the driver after unmasking (central) or by each client before
+masking (``dp_noise: distributed``).
 
 Threat model these pieces assume: an honest-but-curious (semi-honest) server and clients. The
 server follows the protocol and relays public keys and sealed shares faithfully but tries to learn

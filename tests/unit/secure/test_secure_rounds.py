@@ -296,3 +296,21 @@ def test_distributed_noise_gives_the_sums_their_noise_before_masking(tiny_cfg):
 def test_distributed_noise_is_refused_where_it_cannot_hold(tiny_cfg, overrides, message):
     with pytest.raises(ValueError, match=message):
         build(tiny_cfg("task_mix=seg_depth", *overrides, SECURE, "secure_aggregation.dp_noise=distributed"))
+
+
+def test_secrets_stay_with_the_clients_and_sessions_close(tiny_cfg):
+    """Ditto keeps each client's personal model in the driver's client:<id> scope: model tensors only."""
+    record = None
+
+    def wrap(backend):
+        nonlocal record
+        record = Recording(backend)
+        return record
+
+    driver, _, _ = first_round(tiny_cfg("task_mix=seg_depth", "aggregation=ditto", "federation.rounds=1", SECURE), wrap)
+    kept = {s: v for s, v in driver.state.items() if s.startswith("client:")}
+    assert len(kept) == 4
+    model = set(driver.model.state_dict())
+    assert all(set(v) <= model | {k for k in v if k.startswith("weighting.")} for v in kept.values())
+    assert record.inner.sessions._open == {}  # every session closed after unmasking: no key or seed lingers
+    assert all(u.within_bound is None for u in record.fitted)
