@@ -42,6 +42,9 @@ def tolerance(driver, row) -> float:
         ("aggregation=fedavg_all",),  # decoders' shared parameters in soups
         ("task_mix=seg_depth", "aggregation=mfed_ca"),  # task means and a server step
         ("task_mix=seg_depth", "server_optimizer=adam"),
+        ("task_mix=seg_depth", "aggregation=fedrep"),  # the encoder only; decoders stay with the clients
+        ("task_mix=seg_depth", "aggregation=ditto"),  # the global model; personal ones kept by the clients
+        ("federation=mixed",),  # M-Fed with clients holding several tasks
     ],
 )
 def test_the_state_after_round_one_is_the_plain_folds_within_the_bound(tiny_cfg, overrides):
