@@ -84,8 +84,8 @@ class SecureAggregation:
             raise ValueError(f"secure_aggregation.threshold must be auto or an int >= 2, got {self.threshold!r}")
         if not isinstance(self.bits, int) or not 8 <= self.bits <= MAX_BITS:
             raise ValueError(f"secure_aggregation.bits must be an int in 8..{MAX_BITS}, got {self.bits!r}")
-        if not self.clip_range > 0:
-            raise ValueError(f"secure_aggregation.clip_range must be > 0, got {self.clip_range!r}")
+        if not self.clip_range >= 1:  # the counters each vector carries (a share, a bit) lie in [0, 1]
+            raise ValueError(f"secure_aggregation.clip_range must be >= 1, got {self.clip_range!r}")
         if self.dp_noise not in ("central", "distributed"):
             raise ValueError(f"secure_aggregation.dp_noise must be central or distributed, got {self.dp_noise!r}")
 

@@ -244,6 +244,8 @@ def test_settings_are_checked_naming_the_field():
 
     with pytest.raises(ValueError, match="secure_aggregation.bits must be an int in 8..62, got 64"):
         SecureAggregation(bits=64)
+    with pytest.raises(ValueError, match="secure_aggregation.clip_range must be >= 1, got 0.5"):
+        SecureAggregation(clip_range=0.5)
     with pytest.raises(ValueError, match="secure_aggregation.neighbours must be auto, all or an even number"):
         SecureAggregation(neighbours="some")
     assert SecureAggregation().error_bound(6) == 6 / (2 * 2.0**38)  # K = (2^47 - 1) // 6 = 2.3e13; K / 64 >= 2^38
