@@ -28,6 +28,13 @@ def first_round(cfg, wrap=None):
     return driver, start, row
 
 
+def worst(state, reference) -> float:
+    """The largest difference of any value of ``state`` from ``reference``'s, over every scope of ``reference``."""
+    return max(
+        float((state[s][k].double() - v.double()).abs().max()) for s in reference for k, v in reference[s].items()
+    )
+
+
 def tolerance(driver, row) -> float:
     """The decoded mean's bound: the ring sum's error (count / 2s) times the largest weight over the total; float32."""
     weights = [len(s.train_indices) for s in driver.specs]
@@ -51,12 +58,7 @@ def test_the_state_after_round_one_is_the_plain_folds_within_the_bound(tiny_cfg,
     plain, _, _ = first_round(tiny_cfg(*overrides, "federation.rounds=1"))
     secure, _, row = first_round(tiny_cfg(*overrides, "federation.rounds=1", SECURE))
     assert set(secure.state) == set(plain.state)
-    worst = max(
-        float((secure.state[s][k].double() - v.double()).abs().max())
-        for s in plain.state
-        for k, v in plain.state[s].items()
-    )
-    assert worst <= tolerance(secure, row)
+    assert worst(secure.state, plain.state) <= tolerance(secure, row)
     initial = build(tiny_cfg(*overrides)).model.state_dict()
     scope = min(plain.state)
     moved = max(float((v.double() - initial[k].double()).abs().max()) for k, v in plain.state[scope].items())
@@ -87,12 +89,7 @@ def test_with_dp_the_state_is_the_plain_private_folds_within_the_bound(tiny_cfg,
     plain, _, plain_row = first_round(tiny_cfg(*DP, *overrides, "federation.rounds=1"))
     secure, _, row = first_round(tiny_cfg(*DP, *overrides, "federation.rounds=1", SECURE))
     assert set(secure.state) == set(plain.state)
-    worst = max(
-        float((secure.state[s][k].double() - v.double()).abs().max())
-        for s in plain.state
-        for k, v in plain.state[s].items()
-    )
-    assert worst <= tolerance(secure, row)
+    assert worst(secure.state, plain.state) <= tolerance(secure, row)
     assert row["privacy/epsilon"] == plain_row["privacy/epsilon"]
     if "privacy.adaptive=true" in overrides:
         assert float(secure.state["server"]["privacy/clip_norm"]) != 1.0  # it moved: the count reached the server
@@ -120,15 +117,7 @@ class Recording:
 
 
 def test_the_driver_receives_no_update_and_only_masked_values(tiny_cfg):
-    record = None
-
-    def wrap(backend):
-        nonlocal record
-        record = Recording(backend)
-        return record
-
-    plain, _, _ = first_round(tiny_cfg("task_mix=seg_depth", "federation.rounds=1"))
-    first_round(tiny_cfg("task_mix=seg_depth", "federation.rounds=1", SECURE), wrap)
+    record = first_round(tiny_cfg("task_mix=seg_depth", "federation.rounds=1", SECURE), Recording)[0].backend
     assert all(isinstance(u, ClientUpdate) and u.state == {} for u in record.fitted)
     kinds = {step: {type(v) for r in replies.values() for v in r.values()} for step, replies in record.received}
     assert kinds["advertise"] == {PublicKeys} and kinds["unmask"] == {Unmasking}
@@ -154,12 +143,7 @@ def test_dropouts_after_masking_are_recovered_exactly(tiny_cfg, dropped):
     plain, _, _ = first_round(tiny_cfg(*overrides))
     gone = ["semseg-0", "depth-2"][:dropped]
     secure, _, row = first_round(tiny_cfg(*overrides, SECURE), lambda b: Recording(b, {"unmask": gone}))
-    worst = max(
-        float((secure.state[s][k].double() - v.double()).abs().max())
-        for s in plain.state
-        for k, v in plain.state[s].items()
-    )
-    assert worst <= tolerance(secure, row)
+    assert worst(secure.state, plain.state) <= tolerance(secure, row)
 
 
 def test_a_dropout_before_masking_leaves_the_sum_of_the_others(tiny_cfg):
@@ -169,14 +153,8 @@ def test_a_dropout_before_masking_leaves_the_sum_of_the_others(tiny_cfg):
         "federation.rounds=1",
         "partition=quantity_skew",
     )
-    record = None
-
-    def wrap(backend):
-        nonlocal record
-        record = Recording(backend, {"share": ["semseg-1"]})
-        return record
-
-    secure, start, row = first_round(tiny_cfg(*overrides, SECURE), wrap)
+    secure, start, row = first_round(tiny_cfg(*overrides, SECURE), lambda b: Recording(b, {"share": ["semseg-1"]}))
+    record = secure.backend
     assert row["agg/secure_dropped"] == 1
     survivors = [u for u in record.fitted if u.client_id != "semseg-1"]
     plain = build(tiny_cfg(*overrides))
@@ -188,10 +166,7 @@ def test_a_dropout_before_masking_leaves_the_sum_of_the_others(tiny_cfg):
     ]
     assert [u.client_id for u in updates] == [u.client_id for u in survivors]
     expected = aggregate(plain.fold, start, updates)
-    worst = max(
-        float((secure.state[s][k].double() - v.double()).abs().max()) for s in expected for k, v in expected[s].items()
-    )
-    assert worst <= tolerance(secure, row)
+    assert worst(secure.state, expected) <= tolerance(secure, row)
 
 
 def test_too_many_dropouts_fail_the_round_and_keep_the_state(tiny_cfg):
@@ -305,14 +280,10 @@ def test_distributed_noise_is_refused_where_it_cannot_hold(tiny_cfg, overrides, 
 
 def test_secrets_stay_with_the_clients_and_sessions_close(tiny_cfg):
     """Ditto keeps each client's personal model in the driver's client:<id> scope: model tensors only."""
-    record = None
-
-    def wrap(backend):
-        nonlocal record
-        record = Recording(backend)
-        return record
-
-    driver, _, _ = first_round(tiny_cfg("task_mix=seg_depth", "aggregation=ditto", "federation.rounds=1", SECURE), wrap)
+    driver, _, _ = first_round(
+        tiny_cfg("task_mix=seg_depth", "aggregation=ditto", "federation.rounds=1", SECURE), Recording
+    )
+    record = driver.backend
     kept = {s: v for s, v in driver.state.items() if s.startswith("client:")}
     assert len(kept) == 4
     model = set(driver.model.state_dict())
