@@ -44,7 +44,7 @@ from mfed.secure.graph import default_degree, default_threshold
 from mfed.secure.masks import MAX_BITS
 from mfed.secure.protocol import Aborted, Alone, ServerScope, wire_bytes
 from mfed.secure.quantise import decode, scale
-from mfed.secure.session import STEPS, Instructions, Route, reference_of
+from mfed.secure.session import STEPS, Instructions, Route, is_protected, reference_of
 from mfed.types import ClientSpec, ClientUpdate, LocalStep, ServerState, State
 
 Exchange = Callable[[str, Mapping[str, Mapping[str, Any]]], Mapping[str, Mapping[str, Any]]]
@@ -177,12 +177,11 @@ class SecureRound:
         seed: int,
         privacy: DifferentialPrivacy | None = None,
     ) -> None:
-        self.settings, self.round, self.state = settings, round_idx, state
+        self.settings, self.round = settings, round_idx
         self.protected = tuple(PART_PREFIXES[p] for p in privacy.parts) if privacy is not None else ()
         self.clip = privacy.current_clip(state) if privacy is not None else None
         self.privacy = privacy
         self.rng = random.Random(seed)
-        self.specs = {s.client_id: s for s in specs}
         self.weights = {
             s.client_id: update_weight(ClientUpdate(s.client_id, s.tasks, len(s.train_indices), {}), strategy.weighting)
             for s in specs
@@ -332,12 +331,13 @@ class SecureRound:
         mean: State = {}
         sums: State = {}
         offset = 0
+        sources = {c: dict(self.routes[c][scope]) for c in survivors}  # the scope's key -> the client's key
         for key in self.layouts[scope]:
             shape = self.shapes[scope][key]
             part = decoded[offset : offset + shape.numel()].reshape(shape)
             offset += shape.numel()
-            starts = [self.references[c][dict(self.routes[c][scope])[key]] for c in survivors]
-            if self.clip is not None and starts[0].is_floating_point() and key.startswith(self.protected):
+            starts = [self.references[c][sources[c][key]] for c in survivors]
+            if is_protected(key, starts[0], self.protected, self.clip):
                 sums[key] = part
                 continue
             start = sum(v.double() * (self.weights[c] / weight) for c, v in zip(survivors, starts, strict=True))

@@ -63,7 +63,12 @@ class Instructions:
 
     def is_protected(self, key: str, value: torch.Tensor) -> bool:
         """Whether ``key`` is summed unweighted and clipped (differential privacy's), not weighted by examples."""
-        return self.clip is not None and value.is_floating_point() and key.startswith(self.protected)
+        return is_protected(key, value, self.protected, self.clip)
+
+
+def is_protected(key: str, value: torch.Tensor, prefixes: tuple[str, ...], clip: float | None) -> bool:
+    """Under DP (a ``clip``), whether ``key`` is a floating tensor of a protected part (``prefixes``)."""
+    return clip is not None and value.is_floating_point() and key.startswith(prefixes)
 
 
 def reference_of(state: ServerState, client_id: str, tasks: tuple[str, ...]) -> State:
@@ -71,8 +76,8 @@ def reference_of(state: ServerState, client_id: str, tasks: tuple[str, ...]) -> 
     return merge_scopes(state, shared_scopes_of(client_id, tasks))
 
 
-def changes(update: State, reference: State, instructions: Instructions) -> tuple[dict[str, torch.Tensor], bool | None]:
-    """Each scope's vector before quantising, and whether the protected change was within ``clip`` (``None``: no DP).
+def changes(update: State, reference: State, instructions: Instructions) -> dict[str, torch.Tensor]:
+    """Each scope's vector before quantising.
 
     A scope's vector: its routed tensors' change from ``reference`` in layout order, the protected ones
     (under DP) scaled by ``min(1, C / norm)`` with the norm over every route jointly (so one client
@@ -110,7 +115,7 @@ def changes(update: State, reference: State, instructions: Instructions) -> tupl
         within = float(n == 0 and i.clip is not None and norm <= i.clip)
         extra = torch.tensor([float(moved), within], dtype=torch.float64)
         out[scope] = torch.cat([change.clamp(-i.clip_range, i.clip_range), extra])
-    return out, (norm <= i.clip if i.clip is not None else None)
+    return out
 
 
 class Session:
@@ -129,7 +134,7 @@ class Session:
     def __init__(self, update: ClientUpdate, state: ServerState, instructions: Instructions) -> None:
         self.id, self.instructions = update.client_id, instructions
         i = instructions
-        vectors, _ = changes(update.state, reference_of(state, update.client_id, update.tasks), i)
+        vectors = changes(update.state, reference_of(state, update.client_id, update.tasks), i)
         self._vectors = {s: encode(v, i.clip_range, i.bits, i.summands[s]) for s, v in vectors.items()}
         self._scopes: dict[str, ClientScope] = {}
         self.done = False
