@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mfed.atomic import write_json
+from mfed.machine import machine
 
 if TYPE_CHECKING:
     from mfed.federation.driver import Driver, Row
@@ -49,7 +50,8 @@ def summary(driver: Driver) -> dict[str, Any]:
     ``warnings`` lists what the run's figures say about its settings (e.g. a ``defences.clip_norm``
     that clipped every update in round 1), each ``{"round", "setting", "message"}``
     (:mod:`mfed.federation.advice`); empty when there is nothing to say. Under ``privacy=dp``,
-    ``privacy`` states the guarantee reached and what it rests on.
+    ``privacy`` states the guarantee reached and what it rests on. ``machine`` says where the run
+    was made (:func:`mfed.machine.machine`).
     """
     privacy = driver.fold.privacy
     tasks = {
@@ -67,6 +69,7 @@ def summary(driver: Driver) -> dict[str, Any]:
         "faults": [asdict(f) for f in driver.faults],
         "warnings": list(driver.meta.get("warnings", [])),
         "final": final,
+        "machine": machine(driver.setup.config.torch_threads, driver.setup.config.accelerator),
         **({"privacy": privacy.statement(len(driver.history))} if privacy is not None and driver.history else {}),
     }
 

@@ -177,6 +177,7 @@ def collect_runs(
         }
         record["tasks"] = summary["tasks"]
         record["epsilon"] = final.get("privacy/epsilon")  # under privacy=dp: epsilon reached after the last round
+        record["machine"] = summary.get("machine")
         record["task_order"] = list(dict.fromkeys(t for tasks in client_tasks(summary).values() for t in tasks))
         records.append(record)
     by_labels = {(r["setting"], r["strategy"], r["seed"]): r for r in records}

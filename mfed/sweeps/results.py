@@ -14,6 +14,7 @@
                "task_order": [task, ...], "delta_m": float | null, "epsilon": float | null (privacy=dp),
                "curves": {"val/<task>/<metric>": [[round, value], ...]},
                "comm": {"bytes_up": ..., "bytes_up_encoder": ..., "bytes_down": ..., "private_bytes": ...},
+               "machine": {"cpu", "cores", "torch", ...} (where it ran: mfed.machine; absent in older runs),
                "out_dir": str (the run's folder, beside results.json)}, ...]}
 
 ``mfed results <file or folder>`` computes every statistic again from ``runs`` alone and writes the
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from mfed.atomic import write_json
+from mfed.machine import describe
 from mfed.sweeps.entries import (
     arrow,
     interval_of,
@@ -186,6 +188,7 @@ def markdown(results: Mapping[str, Any], images: bool = True, prefix: str = "") 
         f"Strategies {', '.join(results['strategies'])} on seeds {seeds}: seed s fixes the data, the partition "
         "and the initial model, so the runs of one seed differ only in the strategy.",
         f"Every run: `{' '.join(results['overrides']) or '(the defaults)'}`.",
+        machines_line(results["runs"]),
         f"Test-set headline metric of each task (the mean over the task's clients), mean ± {level} Student-t "
         f"interval over seeds; Δm: the multi-task delta against {reference_name(results.get('reference'))} of the "
         f"same seed, {delta_m_basis(results['runs'])} (positive: better).",
@@ -281,6 +284,16 @@ def write_results(results: Mapping[str, Any], out_dir: Path, stem: str = "result
 
         for name, data in figures(clean, prefix).items():
             draw(data, out_dir / name)
+
+
+def machines_line(runs: Sequence[Mapping[str, Any]]) -> str:
+    """Where the runs were made (:mod:`mfed.machine`): one machine, several, or not recorded."""
+    seen = list(dict.fromkeys(describe(r["machine"]) for r in runs if r.get("machine")))
+    if not seen:
+        return "Machine: not recorded (runs made before summary.json recorded it)."
+    if len(seen) == 1:
+        return f"Machine: {seen[0]}."
+    return f"Machines ({len(seen)}; runs on different machines are not bit-for-bit comparable): {'; '.join(seen)}."
 
 
 def read_results(path: str | Path) -> dict[str, Any]:

@@ -63,6 +63,7 @@ def test_run_writes_history_config_and_checkpoint(tiny_cfg):
     summary = json.loads((__import__("pathlib").Path(out) / "summary.json").read_text())
     assert summary["tasks"]["depth"] == {"headline": "rmse", "higher_is_better": {"rmse": False, "abs_rel": False}}
     assert summary["final"]["round"] == 2 and summary["clients"] == ["semseg-0", "semseg-1", "depth-0", "depth-1"]
+    assert summary["machine"]["torch"] == torch.__version__ and summary["machine"]["torch_threads"] == 1
     checkpoint = load_checkpoint(f"{out}/checkpoint.pt")
     assert checkpoint["round"] == 2 and set(checkpoint["state"]) == {"task:semseg", "task:depth"}
 

@@ -108,7 +108,8 @@ def fabricate(tmp_path, strategy, seed, old_format=False):
     ]  # fmt: skip
     folder = tmp_path / f"{strategy}-s{seed}"
     folder.mkdir()
-    summary = {"status": "completed", "tasks": TASKS, "clients": ["seg-0", "dep-0"], "final": final, "error": None}
+    summary = {"status": "completed", "tasks": TASKS, "clients": ["seg-0", "dep-0"], "final": final, "error": None,
+               "machine": {"cpu": "Test CPU", "cores": 2, "torch": "2.13.0", "torch_threads": 1}}  # fmt: skip
     if not old_format:
         summary["client_tasks"] = {"seg-0": ["seg"], "dep-0": ["dep"]}
     (folder / "summary.json").write_text(json.dumps(summary))
@@ -163,6 +164,7 @@ def test_results_files_say_what_ran_and_mark_directions(tmp_path):
     assert "| seg mIoU ↑ | dep rmse ↓ | Δm vs local % ↑ |" in text
     assert "| local (= solo) | 22.00 ± 4.97 |" in text  # 22 ± t(0.975, 2) * 2 / sqrt(3)
     assert "| **mfed** |" in text and "seeds 0, 1, 2" in text and "`data=shapes`" in text
+    assert "Machine: Test CPU (2 cores), torch 2.13.0; 1 thread per client." in text
     assert "<br>p 0.0" in text and ", Holm 0." in text and "<br>d_z " in text
     assert "| 0,1,2 (1 failed) |" in text and "broken: failed: RayTaskError: boom" in text
     assert "| 0.2 KB | 0.1 KB | 0.2 KB | 0.50x |" in text  # 200 B up + 200 B down against 2 x 400 B
