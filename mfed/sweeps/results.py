@@ -8,7 +8,8 @@
      "tasks": [{"name": str, "headline": str, "higher_is_better": bool}, ...], "confidence": 0.95,
      "settings": {setting: {"strategies": {strategy: {task: interval, "delta_m": interval,
                                                        "epsilon": float | null, ...}},
-                            "compare": str, "against": {strategy: {task: paired, "delta_m": paired}}}},
+                            "compare": str, "against": {strategy: {task: paired, "delta_m": paired}},
+                            "power": {"power": 0.8, "alpha": float, "tests": int}}},
      "runs": [{"strategy": str, "seed": int, "setting": str, "status": str, "overrides": [...],
                "test": {"<task>/<metric>": float}, "val": {...}, "clients": {"<id>/<task>/test_<metric>": float},
                "task_order": [task, ...], "delta_m": float | null, "epsilon": float | null (privacy=dp),
@@ -22,9 +23,14 @@ markdown and PNGs (:func:`regenerate`): ``docs/results/<benchmark>.json`` is tha
 
 An interval is ``{"mean", "low", "high", "n"}`` (Student t over seeds); a paired comparison adds
 ``"p"`` (paired t-test), ``"p_holm"`` (Holm's adjustment over the setting's comparison table) and
-``"d_z"`` (the effect size ``{"mean", "low", "high"}``). A strategy's entry counts its runs by final
-status (``"runs": {"completed": 3, "diverged": 1}``) and names, per task, the completed seeds whose
-headline is not finite (``"not_finite"``): none is silently left out.
+``"d_z"`` (the effect size ``{"mean", "low", "high"}``), ``"detectable"`` (``{"difference", "d_z"}``: the
+smallest absolute difference the test finds with 80 % power over its seeds, for the observed spread of
+the differences) and ``"seeds_needed"`` (the seeds with which it finds the observed d_z with 80 % power),
+both at the setting's ``"power"`` ``"alpha"``: 1 - confidence over Holm's m, the ``"tests"`` with a p-value
+(:mod:`mfed.sweeps.summary`); null where there is no p-value, or for seeds, no difference (or over 10^9).
+A strategy's entry counts its runs by final status (``"runs": {"completed": 3, "diverged": 1}``) and
+names, per task, the completed seeds whose headline is not finite (``"not_finite"``): none is silently
+left out.
 ``comm`` values are per trained client per round, averaged over rounds.
 ``clients`` keys name the client and the task (a client may hold several); runs written before
 clients could hold several tasks have ``"<id>/test_<metric>"`` there.
@@ -74,7 +80,13 @@ def _diff(entry: Mapping[str, Any], digits: int = 2) -> str:
     if effect.get("mean") is not None:
         low, high = ("-" if effect[k] is None else f"{effect[k]:.1f}" for k in ("low", "high"))
         text += f"<br>d_z {effect['mean']:.1f} [{low}, {high}]"
-    return text
+    found, seeds = entry.get("detectable"), entry.get("seeds_needed")
+    if found is None:  # results written before the power figures
+        return text
+    if not _given(found["difference"]):
+        return text + "<br>detectable -"
+    needed = "> 1000" if seeds is None or seeds > 1000 else str(seeds)
+    return text + f"<br>detectable {found['difference']:.{digits}f}; {needed} seeds"
 
 
 def _runs(entry: Mapping[str, Any]) -> str:
@@ -135,6 +147,7 @@ def setting_tables(results: Mapping[str, Any], setting: str) -> list[str]:
         for other, entry in section["against"].items():
             cells = [_diff(entry[t]) for t in tasks] + [_diff(entry["delta_m"])]
             lines.append(f"| {other} | {' | '.join(cells)} |")
+        lines += _power_lines(results, section)
     sizes = results["model_bytes"].get(setting)
     if sizes:
         decoders = ", ".join(f"{t} {_kb(n)}" for t, n in sizes["decoders"].items())
@@ -159,6 +172,30 @@ def setting_tables(results: Mapping[str, Any], setting: str) -> list[str]:
                 f"{_kb(comm['bytes_down'])} | {ratio:.2f}x | {_kb(comm['private_bytes'])} |"
             )
     return lines
+
+
+def _power_lines(results: Mapping[str, Any], section: Mapping[str, Any]) -> list[str]:
+    """The sentence under the comparison table that says what its power figures are."""
+    power = section.get("power") or {}
+    if not _given(power.get("alpha")):  # results written before the power figures, or no test with a p-value
+        return []
+    tests = [e for entry in section["against"].values() for k, e in entry.items() if k != "seeds"]
+    by_n = {e["n"]: e["detectable"]["d_z"] for e in tests if _given(e["detectable"]["d_z"])}
+    d_z = ", ".join(f"{d:.1f} with {n} seeds" for n, d in sorted(by_n.items(), reverse=True))
+    return [
+        "",
+        f"Power, at {power['alpha']:.2g} ({1 - results['confidence']:.2g} / {power['tests']} tests: the level "
+        "Holm's correction asks of the table's smallest p, so conservative for a claim after Holm): **detectable** "
+        f"is the smallest difference the paired t-test finds with {power['power']:.0%} power with these seeds and "
+        f"the observed spread of the differences (d_z {d_z}); **N seeds** is how many seeds it needs to find the "
+        "observed difference with that power (from its d_z, itself uncertain with few seeds; > 1000 where the "
+        "difference is about none); - where the test has no p-value.",
+    ]
+
+
+def _given(value: float | None) -> bool:
+    """A number to print: not null (JSON's NaN) nor NaN (results not yet written)."""
+    return value is not None and math.isfinite(value)
 
 
 def _family(section: Mapping[str, Any]) -> int:

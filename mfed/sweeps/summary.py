@@ -2,6 +2,11 @@
 
 Computed from the runs' records alone (:func:`mfed.sweeps.benchmark.collect_runs`), so a published
 ``results.json`` is recomputed by :func:`mfed.sweeps.results.recompute` from its ``runs``.
+
+Each paired comparison also says what the test could detect (:func:`mfed.sweeps.stats.power_analysis`)
+at 80 % power, at the level Holm's first step asks of a table of m tests: alpha / m (alpha = 1 -
+confidence). A difference the test finds there clears Holm's correction whatever the other tests
+give, so the power to claim it is at least 80 %: the figures are conservative.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from mfed.sweeps.stats import holm, mean_ci, paired
+from mfed.sweeps.stats import POWER, Power, holm, mean_ci, paired, power_analysis
 
 
 def _headlines(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -55,6 +60,7 @@ def summarise(records: Sequence[Mapping[str, Any]], compare: str | None, confide
             entry["epsilon"] = max(spent) if spent else None
             table[s] = entry
         comparisons: dict[str, Any] = {}
+        differences: dict[tuple[str, str], list[float]] = {}  # (other, task or delta_m): compare - other by seed
         if compare in done:
             for s in strategies:
                 if s == compare:
@@ -63,16 +69,23 @@ def summarise(records: Sequence[Mapping[str, Any]], compare: str | None, confide
                 entry = {"seeds": seeds}
                 for task, info in tasks.items():
                     key = f"{task}/{info['headline']}"
-                    pairs = [(done[compare][k]["test"].get(key), done[s][k]["test"].get(key)) for k in seeds]
+                    pairs = _kept([(done[compare][k]["test"].get(key), done[s][k]["test"].get(key)) for k in seeds])
                     entry[task] = _paired(pairs, confidence)
-                pairs = [(done[compare][k]["delta_m"], done[s][k]["delta_m"]) for k in seeds]
+                    differences[s, task] = [a - b for a, b in pairs]
+                pairs = _kept([(done[compare][k]["delta_m"], done[s][k]["delta_m"]) for k in seeds])
                 entry["delta_m"] = _paired(pairs, confidence)
+                differences[s, "delta_m"] = [a - b for a, b in pairs]
                 comparisons[s] = entry
         family = [(s, key) for s, entry in comparisons.items() for key in [*tasks, "delta_m"]]
         adjusted = holm([comparisons[s][key]["p"] for s, key in family])
         for (s, key), p in zip(family, adjusted, strict=True):
             comparisons[s][key]["p_holm"] = p
-        out[setting] = {"strategies": table, "compare": compare, "against": comparisons}
+        tests = sum(not math.isnan(p) for p in adjusted)  # Holm's m: the tests with a p-value
+        alpha = (1 - confidence) / tests if tests else math.nan
+        for s, key in family:
+            comparisons[s][key] |= _power(differences[s, key], alpha)
+        power = {"power": POWER, "alpha": alpha, "tests": tests}
+        out[setting] = {"strategies": table, "compare": compare, "against": comparisons, "power": power}
     return {"tasks": list(tasks.values()), "confidence": confidence, "settings": out}
 
 
@@ -84,10 +97,24 @@ def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def _paired(pairs: Sequence[tuple[float | None, float | None]], confidence: float) -> dict[str, Any]:
-    """The paired comparison over the seeds where both values are finite (a diverged run has none)."""
-    kept = [(a, b) for a, b in pairs if _finite(a) and _finite(b)]
-    result = paired([a for a, _ in kept], [b for _, b in kept], confidence)  # type: ignore[misc]
+def _kept(pairs: Sequence[tuple[float | None, float | None]]) -> list[tuple[float, float]]:
+    """The pairs whose two values are finite (a diverged run has none)."""
+    return [(a, b) for a, b in pairs if a is not None and b is not None and _finite(a) and _finite(b)]
+
+
+def _paired(kept: Sequence[tuple[float, float]], confidence: float) -> dict[str, Any]:
+    """The paired comparison over the seeds where both values are finite (:func:`_kept`)."""
+    result = paired([a for a, _ in kept], [b for _, b in kept], confidence)
     effect = asdict(result.effect)
     del effect["n"]
     return {**asdict(result.difference), "p": result.p_value, "d_z": effect}
+
+
+def _power(differences: Sequence[float], alpha: float) -> dict[str, Any]:
+    """``detectable`` (the smallest difference found with 80 % power at ``alpha``, and its d_z) and ``seeds_needed``.
+
+    ``seeds_needed``: the seeds with which the test finds the observed d_z with 80 % power at ``alpha``.
+    NaN and None where the test has no p-value (fewer than two seeds, no spread) or the table none.
+    """
+    found = power_analysis(differences, alpha) if math.isfinite(alpha) else Power(math.nan, math.nan, None)
+    return {"detectable": {"difference": found.difference, "d_z": found.d_z}, "seeds_needed": found.seeds}
