@@ -23,6 +23,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from mfed.aggregation.base import Strategy
 from mfed.aggregation.fold import Pipeline
 from mfed.aggregation.stages import is_statistic
+from mfed.data.domains import check_domains
 from mfed.federation.backends import Backend
 from mfed.federation.client import ClientConfig
 from mfed.federation.sampling import required
@@ -81,6 +82,10 @@ def plan(cfg: DictConfig) -> Plan:
     tasks = build_tasks(cfg)
     fold = build_fold(cfg)
     roster = build_roster(cfg, tasks)
+    held: dict[str, set[str]] = {}
+    for spec in roster:
+        held.setdefault(spec.domain, set()).update(spec.tasks)
+    check_domains(cfg, tasks, {d: sorted(t) for d, t in held.items()}, instantiate)
     fed = cfg.federation
     fraction = float(fed.fraction)
     required(float(fed.min_clients), max(1, round(fraction * len(roster))))  # a count no round can reach
@@ -132,12 +137,16 @@ def build_fold(cfg: DictConfig) -> Pipeline:
     )
 
 
-def client_groups(fed: DictConfig, tasks: Mapping[str, Task]) -> list[tuple[tuple[str, ...], int]]:
-    """The federation's kinds of client and their counts: ``federation.groups``, or ``clients_per_task`` of each task.
+def client_groups(fed: DictConfig, tasks: Mapping[str, Task]) -> list[tuple[tuple[str, ...], int, str]]:
+    """The federation's kinds of client, their counts and domains: ``federation.groups``, or ``clients_per_task``.
+
+    A group may name a ``data`` domain (a key of ``federation.domains``): its clients' examples
+    come from that data set instead of the run's own (``""``).
 
     Raises:
-        ValueError: Both or neither are set, a group is malformed or names an unknown task, two
-            groups hold the same tasks, or a task is held by no client (naming the key and the fix).
+        ValueError: Both or neither are set, a group is malformed or names an unknown task or
+            domain, two groups hold the same tasks in one domain, or a task is held by no client
+            (naming the key and the fix).
 
     """
     raw_groups, per_task = fed.get("groups"), fed.get("clients_per_task")
@@ -149,24 +158,38 @@ def client_groups(fed: DictConfig, tasks: Mapping[str, Task]) -> list[tuple[tupl
     if per_task is not None:
         if int(per_task) < 1:
             raise ValueError(f"federation.clients_per_task must be >= 1, got {per_task}")
-        return [((t,), int(per_task)) for t in tasks]
-    groups: list[tuple[tuple[str, ...], int]] = []
+        return [((t,), int(per_task), "") for t in tasks]
+    domains = list(fed.get("domains") or {})
+    groups: list[tuple[tuple[str, ...], int, str]] = []
     listed = OmegaConf.to_container(raw_groups) if isinstance(raw_groups, ListConfig) else [raw_groups]
     assert isinstance(listed, list)
     for i, group in enumerate(listed):
         key = f"federation.groups[{i}]"
-        if not isinstance(group, dict) or set(group) != {"tasks", "count"}:
-            raise ValueError(f"{key} must be {{tasks: [<task>, ...], count: <clients>}}, got {group}")
+        if not isinstance(group, dict) or not {"tasks", "count"} <= set(group) <= {"tasks", "count", "data"}:
+            raise ValueError(
+                f"{key} must be {{tasks: [<task>, ...], count: <clients>}} (and optionally data: <domain>), got {group}"
+            )
+        domain = group.get("data") or ""
+        if domain and domain not in domains:
+            raise ValueError(
+                f"{key}.data={domain}: not a domain of this run; federation.domains holds {domains or 'none'} "
+                f"(add one: +data@federation.domains.{domain}=<data config>)"
+            )
         names = [group["tasks"]] if isinstance(group["tasks"], str) else group["tasks"]
         unknown = [t for t in names or [] if t not in tasks]
         if not names or unknown or len(set(names)) != len(names):
             raise ValueError(f"{key}.tasks must list distinct tasks of {list(tasks)}, got {names}")
         if not isinstance(group["count"], int) or group["count"] < 1:
             raise ValueError(f"{key}.count must be an integer >= 1, got {group['count']}")
-        if any(set(names) == set(g) for g, _ in groups):
+        if any(set(names) == set(g) and domain == d for g, _, d in groups):
             raise ValueError(f"{key} holds the same tasks as an earlier group: merge their counts")
-        groups.append((tuple(names), group["count"]))
-    idle = [t for t in tasks if not any(t in g for g, _ in groups)]
+        groups.append((tuple(names), group["count"], domain))
+    unused = [d for d in domains if not any(d == g for _, _, g in groups)]
+    if unused:
+        raise ValueError(
+            f"federation.domains.{unused[0]} is held by no group: give a group data: {unused[0]}, or drop it"
+        )
+    idle = [t for t in tasks if not any(t in g for g, _, _ in groups)]
     if idle:
         raise ValueError(f"tasks {idle} are held by no client: add them to federation.groups or drop (~tasks.<name>)")
     return groups
@@ -179,10 +202,12 @@ def build_roster(cfg: DictConfig, tasks: Mapping[str, Task]) -> list[ClientSpec]
     order, so ``clients_per_task: N`` gives the ids and seeds of ``N`` clients per task.
     """
     seed = int(cfg.seed)
-    members = [(names, i) for names, count in client_groups(cfg.federation, tasks) for i in range(count)]
-    return [
-        ClientSpec(f"{kind_of(names)}-{i}", names, (), (), seed * 10_007 + k) for k, (names, i) in enumerate(members)
-    ]
+    groups = client_groups(cfg.federation, tasks)
+    members = [(names, i, domain) for names, count, domain in groups for i in range(count)]
+    roster = []
+    for k, (names, i, domain) in enumerate(members):
+        roster.append(ClientSpec(f"{kind_of(names, domain)}-{i}", names, (), (), seed * 10_007 + k, domain=domain))
+    return roster
 
 
 def kinds_per_scope(strategy: Strategy, specs: Sequence[ClientSpec], fraction: float) -> dict[str, dict[str, int]]:

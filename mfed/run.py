@@ -46,8 +46,13 @@ log = logging.getLogger(__name__)
 
 
 def build_specs(cfg: DictConfig, roster: Sequence[ClientSpec], pool: Any) -> list[ClientSpec]:
-    """Partition the pool over the ``roster``'s clients (:func:`mfed.plan.build_roster`); split each shard train/val."""
-    from mfed.data.partition import train_val_split
+    """Partition the pool over the ``roster``'s clients (:func:`mfed.plan.build_roster`); split each shard.
+
+    A shard gives its local test part first (``data.local_test_fraction``, FMTL-Bench's P-FL test
+    set), then the rest is split train/val (``data.val_fraction``). ``cfg.data`` is the data set
+    the roster's clients draw from (a domain's, :func:`mfed.data.domains.as_domain`).
+    """
+    from mfed.data.partition import local_test_split, train_val_split
 
     pool_size = len(pool)
     need = int(cfg.data.min_per_client)
@@ -61,8 +66,9 @@ def build_specs(cfg: DictConfig, roster: Sequence[ClientSpec], pool: Any) -> lis
     shards = partition(pool, num_clients=len(roster), seed=seed, min_per_client=need)
     specs = []
     for k, spec in enumerate(roster):
-        train, val = train_val_split(shards[k], float(cfg.data.val_fraction), seed=seed + k)
-        specs.append(replace(spec, train_indices=tuple(map(int, train)), val_indices=tuple(map(int, val))))
+        rest, local_test = local_test_split(shards[k], float(cfg.data.get("local_test_fraction", 0.0)), seed + k)
+        train, val = train_val_split(rest, float(cfg.data.val_fraction), seed=seed + k)
+        specs.append(with_indices(spec, train, val, local_test))
     return specs
 
 
@@ -154,6 +160,51 @@ def build_callbacks(cfg: DictConfig, strategy: Strategy) -> list[RunCallback]:
     return callbacks
 
 
+def build_data(cfg: DictConfig, roster: Sequence[ClientSpec]) -> tuple[list[ClientSpec], Any, Any]:
+    """The clients with their examples, the training pool and the global test set (``None`` without one).
+
+    A cross-domain federation (:mod:`mfed.data.domains`) partitions each domain over its own
+    clients and joins the pools and test sets, the run's own first; each client's test span is its
+    domain's part of the joined test set.
+    """
+    from mfed.data.domains import Joined, as_domain, domain_configs
+
+    pool = instantiate(cfg.data.pool)
+    test = instantiate(cfg.data.test) if cfg.data.get("test") is not None else None
+    domains = domain_configs(cfg)
+    if not domains:
+        return build_specs(cfg, roster, pool), pool, test
+    pools, tests, specs = [pool], [test], {}
+    for k, name in enumerate(["", *domains]):
+        members = [s for s in roster if s.domain == name]
+        data_cfg = as_domain(cfg, name) if name else cfg
+        if name:
+            pools.append(instantiate(data_cfg.data.pool))
+            tests.append(instantiate(data_cfg.data.test) if data_cfg.data.get("test") is not None else None)
+        specs.update({s.client_id: s for s in build_specs(data_cfg, members, pools[k])} if members else {})
+    if any(t is None for t in tests) and any(t is not None for t in tests):
+        raise ValueError("every domain needs a test split, or none: data.test and federation.domains.<name>.test")
+    joined, joined_test = Joined(pools), None if tests[0] is None else Joined(tests)
+    order = {name: k for k, name in enumerate(["", *domains])}
+    out = []
+    for spec in roster:
+        s, k = specs[spec.client_id], order[spec.domain]
+        parts = (
+            np.asarray(p, np.int64) + joined.offset(k) for p in (s.train_indices, s.val_indices, s.local_test_indices)
+        )
+        span = joined_test.span(k) if joined_test is not None else None
+        out.append(replace(with_indices(s, *parts), test_span=span))
+    return out, joined, joined_test
+
+
+def with_indices(spec: ClientSpec, train: Any, val: Any, local_test: Any) -> ClientSpec:
+    """``spec`` holding these parts of the training pool (as tuples of ints)."""
+    as_tuple = lambda part: tuple(map(int, part))  # noqa: E731
+    return replace(
+        spec, train_indices=as_tuple(train), val_indices=as_tuple(val), local_test_indices=as_tuple(local_test)
+    )
+
+
 def build(cfg: DictConfig) -> Driver:
     """Build every object of a run from ``cfg`` and check that they fit; start nothing.
 
@@ -163,9 +214,7 @@ def build(cfg: DictConfig) -> Driver:
     p = plan(cfg)
     fold, tasks, fed = p.fold, p.tasks, cfg.federation
     name_run(cfg, fold.strategy)
-    pool = instantiate(cfg.data.pool)
-    specs = build_specs(cfg, p.roster, pool)
-    test = instantiate(cfg.data.test) if cfg.data.get("test") is not None else None
+    specs, pool, test = build_data(cfg, p.roster)
     setup = ClientSetup(dict(tasks), pool, p.model_factory, p.optimizer, p.config, test, p.weighting)
     p.backend.check(len(specs))  # resources that cannot fit are refused before anything starts
     driver = Driver(

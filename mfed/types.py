@@ -59,9 +59,12 @@ def scopes_of(client_id: str, tasks: Sequence[str]) -> tuple[str, ...]:
     return (*shared_scopes_of(client_id, tasks), client_scope(client_id))
 
 
-def kind_of(tasks: Sequence[str]) -> str:
-    """The name of a task set (``semseg`` or ``semseg+depth+edges``): clients of one kind hold the same tasks."""
-    return "+".join(tasks)
+def kind_of(tasks: Sequence[str], domain: str = "") -> str:
+    """The name of a task set (``semseg`` or ``semseg+depth+edges``): clients of one kind hold the same tasks.
+
+    With a ``domain`` (a cross-domain federation's other data set): ``parts+normals@shapes``.
+    """
+    return "+".join(tasks) + (f"@{domain}" if domain else "")
 
 
 def _task_tuple(owner: object, tasks: str | Sequence[str], what: str) -> None:
@@ -83,6 +86,13 @@ class ClientSpec:
         train_indices: Indices into the training pool of the dataset.
         val_indices: Indices into the training pool held out for the client's validation.
         seed: Seed from which every random choice of the client derives.
+        local_test_indices: Indices into the training pool held out as the client's own test set
+            (``data.local_test_fraction``: FMTL-Bench's personalised, P-FL, evaluation); empty: none.
+        domain: The data set its examples come from: ``""`` for the run's own (``data``), else a
+            name of ``federation.domains`` (a cross-domain federation; indices then point into
+            the domains' pools joined in order, :class:`mfed.data.domains.Joined`).
+        test_span: ``(start, stop)``: the part of the (joined) global test set that is its
+            domain's; ``None``: all of it.
 
     """
 
@@ -91,16 +101,24 @@ class ClientSpec:
     train_indices: tuple[int, ...]
     val_indices: tuple[int, ...]
     seed: int
+    local_test_indices: tuple[int, ...] = ()
+    domain: str = ""
+    test_span: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         _task_tuple(self, self.tasks, f"client {self.client_id}'s tasks")
+        if self.domain and not self.domain.replace("_", "").isalnum():
+            raise ValueError(f"a domain's name must be letters, digits or _, got {self.domain!r}")
         if not self.client_id or "/" in self.client_id or ":" in self.client_id:
             raise ValueError(f"a client id must be non-empty, without '/' or ':', got {self.client_id!r}")
 
     @property
     def kind(self) -> str:
-        """The client's task set as one name (see :func:`kind_of`)."""
-        return kind_of(self.tasks)
+        """The client's task set as one name (see :func:`kind_of`), and its domain where not the run's own.
+
+        ``semseg+depth``; ``parts+normals@shapes`` for a client of the domain ``shapes``.
+        """
+        return kind_of(self.tasks, self.domain)
 
 
 PARTS = ("encoder", "decoder")

@@ -40,6 +40,7 @@ class FolderDataset(Dataset[dict[str, torch.Tensor]], ABC):
         tasks: Subset of :attr:`TASKS` to return next to ``image``.
         size: Optional ``(H, W)`` every sample is resized to, so batches stack.
         folders: Overrides of :attr:`DEFAULT_FOLDERS` (paths relative to ``root``).
+        length: Use the split's first ``length`` ids only (``None``: all); more than it holds is refused.
 
     """
 
@@ -55,6 +56,7 @@ class FolderDataset(Dataset[dict[str, torch.Tensor]], ABC):
         tasks: Iterable[str] | None = None,
         size: tuple[int, int] | None = None,
         folders: Mapping[str, str] | None = None,
+        length: int | None = None,
     ) -> None:
         self.root = check_root(self.NAME, root, self.ROOT_KEY)
         self.split = check_split(split)
@@ -62,6 +64,13 @@ class FolderDataset(Dataset[dict[str, torch.Tensor]], ABC):
         self.size = check_size(size)
         self.folders = merge_folders(dict(self.DEFAULT_FOLDERS), folders)
         self._ids = read_id_list(self.root / self.folders["splits"] / f"{split}.txt")
+        if length is not None:
+            if not 1 <= length <= len(self._ids):
+                raise ValueError(
+                    f"{self.NAME} {split} holds {len(self._ids)} images; length={length} asks for more (or < 1): "
+                    f"give at most {len(self._ids)} (data.pool.length / data.test.length) or null for all"
+                )
+            self._ids = self._ids[:length]
         self.prepare()
         self._paths = self.locate_all()
 

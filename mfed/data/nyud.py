@@ -113,6 +113,7 @@ class NYUDv2(FolderDataset):
         tasks: subset of :attr:`TASKS` to return next to ``"image"``.
         size: optional ``(H, W)`` every sample is resized to, so that batches stack.
         folders: overrides of :data:`DEFAULT_FOLDERS` (paths relative to ``root``).
+        length: use the split's first ``length`` images only (``None``: all).
 
     """
 

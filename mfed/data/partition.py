@@ -17,6 +17,8 @@ once. Configs pick a scheme through :mod:`mfed.data.sharding` (Hydra ``_target_`
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -150,6 +152,79 @@ def quantity_skew_partition(
     # A multinomial draw turns the real-valued shares into integer sizes that sum exactly to ``spare``.
     extra = rng.multinomial(spare, rng.dirichlet(np.full(num_clients, alpha)))
     return _sorted_parts(rng.permutation(num_samples), min_per_client + extra)
+
+
+def proportional_partition(
+    num_samples: int, weights: Sequence[float], seed: int, min_per_client: int = 1
+) -> list[np.ndarray]:
+    """Split ``range(num_samples)`` at random into parts in the ratio of ``weights``, as FMTL-Bench's unbalanced split.
+
+    FMTL-Bench's "unbalanced" scenarios (``noniid: True``) give client ``i`` of ``n`` the slice
+    ``(i+1) * one_shot`` of a permutation, ``one_shot = N // (n (n + 1) / 2)``, and drop the
+    remainder (NYUD-v2's 795 images over 4 clients: 79, 158, 237, 316; 5 unused). Here client ``i``
+    gets ``floor(weights[i] * N / sum(weights))`` examples (the same counts for integer weights
+    1..n: ``weights[i] * one_shot``), consecutive slices of one permutation; the rest is unused.
+
+    Args:
+        num_samples: Size of the pool.
+        weights: One positive weight per client, in client order.
+        seed: Seed of the permutation.
+        min_per_client: Smallest acceptable client.
+
+    Returns:
+        One sorted int64 index array per client.
+
+    Raises:
+        ValueError: A weight is not positive, or the smallest client would get fewer than ``min_per_client``.
+
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    _check_counts(num_samples, len(w), min_per_client)
+    if not (w > 0).all() or not np.isfinite(w).all():
+        raise ValueError(f"data.partition.weights must be positive numbers, one per client, got {list(weights)}")
+    if np.allclose(w, np.round(w)):  # FMTL-Bench's integer rule, exactly
+        sizes = np.round(w).astype(np.int64) * (num_samples // int(np.round(w).sum()))
+    else:
+        sizes = np.floor(w * num_samples / w.sum() + 1e-9).astype(np.int64)
+    if sizes.min() < max(min_per_client, 1):
+        raise ValueError(
+            f"a pool of {num_samples} in the ratio {list(weights)} gives the smallest client {sizes.min()} examples, "
+            f"fewer than data.min_per_client={min_per_client}: raise the pool size (data.pool.length)"
+        )
+    perm = np.random.default_rng(seed).permutation(num_samples)
+    return _sorted_parts(perm[: sizes.sum()], sizes)
+
+
+def local_test_split(indices: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split one client's indices into sorted (rest, local test) at random, as FMTL-Bench does.
+
+    FMTL-Bench permutes a client's indices and keeps the first ``int(0.9 n)`` for training and
+    the rest as its personal test set (199 -> 179 + 20, 79 -> 71 + 8): the local test part here is
+    ``n - floor((1 - fraction) n)`` examples, at least one when ``fraction > 0``.
+
+    Args:
+        indices: The client's sample indices.
+        fraction: Share held out, in ``[0, 1)`` (0: none; FMTL-Bench: 0.1).
+        seed: Seed (the draw is independent of the train/val split's).
+
+    Returns:
+        ``(rest, local_test)``: disjoint int64 arrays whose union is ``indices``, sorted (with
+        ``fraction=0``: ``indices`` as given, and nothing).
+
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"data.local_test_fraction must lie in [0, 1), got {fraction}: use 0.1 as FMTL-Bench, or 0")
+    indices = np.asarray(indices, dtype=np.int64)
+    if fraction == 0:  # as given: the train/val split then draws exactly as without this step
+        return indices, np.zeros(0, np.int64)
+    n_test = max(1, len(indices) - math.floor((1.0 - fraction) * len(indices) + 1e-9))
+    if n_test >= len(indices):
+        raise ValueError(
+            f"a client of {len(indices)} examples keeps none for training after data.local_test_fraction={fraction}: "
+            "give clients more data or lower the fraction"
+        )
+    perm = np.random.default_rng([seed, 7]).permutation(indices)
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
 def train_val_split(

@@ -153,6 +153,7 @@ class PascalContextMT(FolderDataset):
         folders: overrides of :data:`DEFAULT_FOLDERS` (paths relative to ``root``).
         normals_valid_classes: Context ``LabelMap`` ids on which normals are valid; default:
             read from ``<class_json>/{context,nyu}_classes.json`` when present, else all pixels.
+        length: use the split's first ``length`` images only (``None``: all).
 
     """
 
@@ -169,9 +170,10 @@ class PascalContextMT(FolderDataset):
         size: tuple[int, int] | None = None,
         folders: Mapping[str, str] | None = None,
         normals_valid_classes: Iterable[int] | None = None,
+        length: int | None = None,
     ) -> None:
         self._given_normal_classes = normals_valid_classes
-        super().__init__(root, split, tasks, size, folders)
+        super().__init__(root, split, tasks, size, folders, length)
 
     def prepare(self) -> None:
         """Decide which Context classes carry valid normals (the label maps are then needed)."""

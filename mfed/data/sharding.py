@@ -11,7 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from mfed.data.partition import dirichlet_partition, iid_partition, quantity_skew_partition
+from mfed.data.partition import (
+    dirichlet_partition,
+    iid_partition,
+    proportional_partition,
+    quantity_skew_partition,
+)
 
 
 class IID:
@@ -65,3 +70,26 @@ class QuantitySkew:
     def __call__(self, dataset: Any, num_clients: int, seed: int, min_per_client: int) -> list[np.ndarray]:
         """Split with skewed sizes."""
         return quantity_skew_partition(len(dataset), num_clients, self.alpha, seed, min_per_client=min_per_client)
+
+
+class Proportional:
+    """IID content, client sizes in a fixed ratio: FMTL-Bench's unbalanced split (1 : 2 : ... : n by default).
+
+    Args:
+        weights: One positive weight per client in client order (``federation.groups`` order);
+            ``None``: ``1, 2, ..., n`` (FMTL-Bench's ``noniid: True``), so the last client holds the most.
+
+    """
+
+    def __init__(self, weights: list[float] | None = None) -> None:
+        self.weights = None if weights is None else [float(w) for w in weights]
+
+    def __call__(self, dataset: Any, num_clients: int, seed: int, min_per_client: int) -> list[np.ndarray]:
+        """Split ``len(dataset)`` indices in the ratio of the weights."""
+        weights = self.weights if self.weights is not None else [float(i + 1) for i in range(num_clients)]
+        if len(weights) != num_clients:
+            raise ValueError(
+                f"data.partition.weights gives {len(weights)} weights for {num_clients} clients: give one per client, "
+                "in federation.groups order (or null for 1, 2, ..., n)"
+            )
+        return proportional_partition(len(dataset), weights, seed, min_per_client=min_per_client)

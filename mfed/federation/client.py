@@ -125,15 +125,16 @@ class Client:
         self._initial_weighting = weighting_state(self.system.weighting)
         self.train_data = shard(dataset, spec.train_indices, self.keys)
         self.val_data = shard(dataset, spec.val_indices, self.keys)
+        self.local_test_data = shard(dataset, spec.local_test_indices, self.keys) if spec.local_test_indices else None
         self._test_source = test_dataset
         self._test_data: Dataset | None = None
 
     @property
     def test_data(self) -> Dataset | None:
-        """The global test set, built on first use (only the clients that score it build it)."""
+        """The global test set (its domain's part), built on first use (only the clients that score it build it)."""
         if self._test_data is None and self._test_source is not None:
-            n = len(self._test_source)  # type: ignore[arg-type]
-            self._test_data = shard(self._test_source, tuple(range(n)), self.keys)
+            start, stop = self.spec.test_span or (0, len(self._test_source))  # type: ignore[arg-type]
+            self._test_data = shard(self._test_source, tuple(range(start, stop)), self.keys)
         return self._test_data
 
     @property
@@ -240,10 +241,17 @@ class Client:
         return {k: v.detach().cpu().clone() for k, v in chosen.items()}
 
     def evaluate(self, server_state: ServerState, split: str = "val") -> ClientEvaluation:
-        """Score the model this client would train next round on ``split`` (``val`` or ``test``), every task."""
-        data = self.val_data if split == "val" else self.test_data if split == "test" else None
+        """Score the model this client would train next round on ``split``, every task.
+
+        ``split``: ``val``, ``test`` (the global test set: G-FL) or ``local_test`` (its own held-out
+        part of its data: P-FL, ``data.local_test_fraction``).
+        """
+        splits = {"val": self.val_data, "test": self.test_data, "local_test": self.local_test_data}
+        data = splits.get(split)
         if data is None:
-            raise ValueError(f"client {self.client_id} has no {split!r} data (splits: val, and test when configured)")
+            raise ValueError(
+                f"client {self.client_id} has no {split!r} data (splits: val; test and local_test when configured)"
+            )
         shared, own = self._scopes(server_state)
         self._start(shared, own, "own")  # the model it would use: its own part where it keeps one
         loader = DataLoader(data, batch_size=self.config.batch_size)

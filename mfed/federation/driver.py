@@ -302,6 +302,8 @@ class Driver:
             row.update(self._evaluate(round_idx, "val", EvalTally(self.tasks), faults))
         if round_idx == self.rounds and self.setup.test_dataset is not None:
             row.update(self._evaluate(round_idx, "test", TestTally(), faults))
+        if round_idx == self.rounds and any(s.local_test_indices for s in self.specs):
+            row.update(self._evaluate(round_idx, "local_test", TestTally("local_test"), faults))
         privacy = self.fold.privacy
         if privacy is not None:
             row["privacy/epsilon"] = privacy.epsilon(round_idx)
@@ -478,6 +480,8 @@ class Driver:
         """Score ``split`` and return its row entries; failures join ``faults`` (reasons prefixed with the split)."""
         if split == "test":
             scorers = self.test_scorers()
+        elif split == "local_test":  # each client's own data: no two score the same
+            scorers = {s.client_id: [s.client_id] for s in self.specs if s.local_test_indices}
         else:
             scored = sample_clients(self.client_ids, self.eval_fraction, self.seed, round_idx, EVALUATION)
             scorers = {c: [c] for c in scored}

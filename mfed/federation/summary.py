@@ -136,16 +136,20 @@ class EvalTally:
 
 
 class TestTally:
-    """Global test set: each scoring client's metrics and, per task, their mean over those clients.
+    """A test split: each scoring client's metrics and, per task, their mean over those clients.
 
-    Every client holding a task scores the whole test set (the FedHCA2 / FMTL-Bench protocol), so
-    the task's figure is the mean of those clients' figures. Where clients of one kind hold one
-    model, one of them scores it for all (:meth:`mfed.federation.driver.Driver.test_scorers`).
+    ``test`` is the global test set (G-FL): every client holding a task scores the whole of it
+    (the FedHCA2 / FMTL-Bench protocol), so the task's figure is the mean of those clients'
+    figures. Where clients of one kind hold one model, one of them scores it for all
+    (:meth:`mfed.federation.driver.Driver.test_scorers`). ``local_test`` is each client's own
+    held-out part of its data (P-FL): each client scores its own, and the task's figure is again
+    the mean over the task's clients (FMTL-Bench's personalised evaluation).
     """
 
     __test__ = False  # not a pytest class
 
-    def __init__(self) -> None:
+    def __init__(self, split: str = "test") -> None:
+        self.split = split
         self.sums: dict[str, dict[str, float]] = {}
         self.counts: dict[str, int] = {}
         self.clients: dict[str, float] = {}
@@ -157,11 +161,15 @@ class TestTally:
             for metric in sums:
                 sums[metric] += e.metrics[task][metric]
             self.counts[task] = self.counts.get(task, 0) + 1
-            self.clients.update({f"client/{e.client_id}/{task}/test_{m}": v for m, v in e.metrics[task].items()})
+            prefix = f"client/{e.client_id}/{task}/{self.split}_"
+            self.clients.update({f"{prefix}{m}": v for m, v in e.metrics[task].items()})
 
     def row(self) -> dict[str, float]:
-        """The round's test entries."""
-        row = {f"test/{t}/{m}": total / self.counts[t] for t, sums in self.sums.items() for m, total in sums.items()}
+        """The split's entries: ``<split>/<task>/<metric>`` and ``client/<id>/<task>/<split>_<metric>``."""
+        sums = self.sums.items()
+        row = {
+            f"{self.split}/{t}/{m}": total / self.counts[t] for t, by_metric in sums for m, total in by_metric.items()
+        }
         return {**row, **self.clients}
 
 

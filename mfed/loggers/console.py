@@ -21,9 +21,15 @@ if TYPE_CHECKING:
 
 
 def results_table(tasks: Mapping[str, Task], history: Sequence[Mapping[str, float]]) -> Table:
-    """Per task and metric: value at the first evaluation, at the last, and the change."""
+    """Per task and metric: value at the first evaluation, at the last, the change, and the test figures.
+
+    ``test`` is the global test set (G-FL); ``local test`` (where clients hold one:
+    ``data.local_test_fraction``) each client's own held-out data (P-FL); both the mean over the
+    task's clients.
+    """
+    local = any(k.startswith("local_test/") for k in (history[-1] if history else {}))
     table = Table(title="Per-task metrics (val: merged over the task's clients; test: mean over them)")
-    for column in ("task", "metric", "val first", "val final", "change", "test"):
+    for column in ("task", "metric", "val first", "val final", "change", "test", *(("local test",) if local else ())):
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     for task in tasks.values():
         for metric, higher in task.higher_is_better.items():
@@ -34,10 +40,10 @@ def results_table(tasks: Mapping[str, Task], history: Sequence[Mapping[str, floa
             better = (b > a) == higher and b != a
             arrow = "↑" if higher else "↓"
             change = f"[{'green' if better else 'red'}]{b - a:+.3f}[/]"
-            test = history[-1].get(f"test/{task.name}/{metric}")
+            tests = [history[-1].get(f"{split}/{task.name}/{metric}") for split in ("test", "local_test")[: 1 + local]]
             table.add_row(
                 task.name, f"{metric} {arrow}", f"{a:.3f} (r{rounds[0]:.0f})",
-                f"{b:.3f} (r{rounds[-1]:.0f})", change, "-" if test is None else f"{test:.3f}",
+                f"{b:.3f} (r{rounds[-1]:.0f})", change, *("-" if t is None else f"{t:.3f}" for t in tests),
             )  # fmt: skip
     return table
 

@@ -156,22 +156,23 @@ def summary_lines(history: Rows, directions: Mapping[str, Mapping[str, bool]] | 
                     f"| {task} | {metric}{arrow(directions, task, metric)} | {values[0]:.3f} (r{rounds[0]:.0f}) "
                     f"| {values[-1]:.3f} (r{rounds[-1]:.0f}) | {values[-1] - values[0]:+.3f} |"
                 )
-    test = {k: v for k, v in history[-1].items() if k.startswith("test/") and v is not None}
-    if test:
-        lines += ["", "| test set (after the last round) | value |", "|---|---:|"]
-        lines += [f"| {k}{arrow(directions, *k.split('/')[1:3])} | {v:.3f} |" for k, v in sorted(test.items())]
+    for split, title in (("test", "test set"), ("local_test", "clients' own test data (P-FL)")):
+        test = {k: v for k, v in history[-1].items() if k.startswith(f"{split}/") and v is not None}
+        if test:
+            lines += ["", f"| {title} (after the last round) | value |", "|---|---:|"]
+            lines += [f"| {k}{arrow(directions, *k.split('/')[1:3])} | {v:.3f} |" for k, v in sorted(test.items())]
     return lines + client_lines(history, directions)
 
 
 def client_lines(history: Rows, directions: Mapping[str, Mapping[str, bool]]) -> list[str]:
-    """Markdown: per task, each of its clients' final metrics on it, test metrics and update norm (last logged values).
+    """Markdown: per task, each client's final metrics on it, test (and local test) metrics, update norm (last values).
 
     A client holding several tasks has a row in each of its tasks' tables; its update norm (one per
     client, ``client/<id>/update_norm``) repeats in each.
     """
     lines = []
     for task, metrics in task_metrics(history).items():
-        columns = [*metrics, *(f"test_{m}" for m in metrics), "update_norm"]
+        columns = [*metrics, *(f"{s}_{m}" for s in ("test", "local_test") for m in metrics), "update_norm"]
         keys = {c: c if c == "update_norm" else f"{task}/{c}" for c in columns}
         last = {
             cid: {c: series(history, f"client/{cid}/{keys[c]}")[1][-1:] for c in columns}
@@ -180,7 +181,7 @@ def client_lines(history: Rows, directions: Mapping[str, Mapping[str, bool]]) ->
         columns = [c for c in columns if any(v[c] for v in last.values())]
         if not last or not columns:
             continue
-        heads = [f"{c}{arrow(directions, task, c.removeprefix('test_'))}" for c in columns]
+        heads = [f"{c}{arrow(directions, task, c.removeprefix('local_').removeprefix('test_'))}" for c in columns]
         lines += ["", f"| {task} client | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(columns)]
         for cid, values in last.items():
             lines.append(f"| {cid} | " + " | ".join(f"{v[0]:.3f}" if (v := values[c]) else "-" for c in columns) + " |")

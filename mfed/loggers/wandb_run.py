@@ -121,7 +121,8 @@ class WandbCallback:
     def on_end(self, driver: Driver) -> None:
         """Write how the run ended and its final metrics to the summary, and close the run.
 
-        ``final/test/...`` holds the global test set's figures, ``final/val/...`` the last
+        ``final/test/...`` holds the global test set's figures (G-FL), ``final/local_test/...`` the
+        clients' own held-out data's (P-FL, where configured), ``final/val/...`` the last
         validation, ``final/privacy/epsilon`` the budget spent under DP and ``privacy`` the guarantee
         in words (what it rests on); ``status`` says whether the run completed, ``faults`` what was
         rejected, and ``warnings`` what the run says of its settings.
@@ -130,7 +131,9 @@ class WandbCallback:
             return
         final: dict[str, Any] = {"status": driver.status, "error": driver.error, "faults": len(driver.faults)}
         for row in driver.history:
-            final.update({f"final/{k}": v for k, v in row.items() if k.startswith(("val/", "test/", "privacy/"))})
+            final.update(
+                {f"final/{k}": v for k, v in row.items() if k.startswith(("val/", "test/", "local_test/", "privacy/"))}
+            )
         if driver.faults:
             final["fault/reasons"] = [f"round {f.round} {f.client_id}: {f.reason}" for f in driver.faults[-100:]]
         if driver.fold.privacy is not None and driver.history:

@@ -58,7 +58,8 @@ def check_config(cfg: DictConfig) -> None:
     try:
         data: Any = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as err:
-        raise ConfigError(f"the config cannot be resolved: {first_line(err)}") from None
+        where = f" at {err.full_key}" if getattr(err, "full_key", None) else ""
+        raise ConfigError(f"the config cannot be resolved{where}: {first_line(err)}") from None
     assert isinstance(data, dict)
     check_keys(OmegaConf.to_container(cfg, resolve=False), data)  # type: ignore[arg-type]
     check_values(data, plain_examples())  # in range: federation.fraction=2, seed=-1

@@ -28,12 +28,13 @@ PLAIN: dict[str, Spec] = {
     "data": {
         "pool": "target", "test": "target?", "partition": "target", "channels": "int", "num_classes": "int",
         "num_parts": "int", "num_labels": "int", "depth_offset": "float", "val_fraction": "float",
-        "min_per_client": "int",
+        "local_test_fraction": "float", "min_per_client": "int",
     },
     "federation": {
         "rounds": "int", "clients_per_task": "int?", "groups": "any", "min_clients": "float", "fraction": "float",
         "local_epochs": "int", "batch_size": "int", "eval_every": "int", "eval_fraction": "float",
         "torch_threads": "int", "accelerator": "str", "max_retries": "int", "round_timeout_s": "float?",
+        "domains": "any",
     },
     "sweep": {"name": "str", "grid": "any", "reference": "str?", "max_concurrent": "int"},
     "benchmark": {

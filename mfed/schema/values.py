@@ -60,6 +60,8 @@ RULES: dict[str, Rule] = {
                                    "where clients train; auto: a GPU when the client has one"),
     "data.val_fraction": Rule(lambda v: 0 <= float(v) < 1, "lie in [0, 1)",
                               "each client's share held out for validation; 0: none"),
+    "data.local_test_fraction": Rule(lambda v: 0 <= float(v) < 1, "lie in [0, 1)",
+                                     "each client's share held out as its own test set (P-FL); 0: none"),
     "data.min_per_client": at_least(0, "the fewest examples a client holds"),
 }
 # fmt: on

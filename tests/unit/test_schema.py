@@ -137,7 +137,7 @@ def test_storage_is_checked_when_out_dir_is_not_given(monkeypatch):
 
 
 def test_an_unresolvable_config_is_one_line(tmp_path):
-    with pytest.raises(ConfigError, match="the config cannot be resolved: .*data.pool") as err:
+    with pytest.raises(ConfigError, match="the config cannot be resolved at data.test.items: .*pool") as err:
         check_config(load_config([f"out_dir={tmp_path}", "data.pool=3"]))
     assert "\n" not in str(err.value)
 
@@ -189,7 +189,8 @@ def test_hydra_errors_become_one_line():
         "aggregation=foo: there is no configs/aggregation/foo.yaml; choose one of centralised, centralised_epochs, "
     )
     expected += (
-        "ditto, fedavg, fedavg_all, fedhca2, fedprox, fedrep, local, mfed, mfed_ca, mfed_frozen_encoder, mfed_mu0, "
+        "ditto, fedamp, fedavg, fedavg_all, feddea, fedhca2, fedprox, fedrep, local, matfl, mfed, mfed_ca, "
+        "mfed_frozen_encoder, mfed_mu0, "
     )
     expected += "mfed_private_decoders"
     assert error_line(missing.value) == expected

@@ -131,3 +131,12 @@ def test_empty_depth_file_fails_at_construction_naming_it(nyud):
     assert "depth for 'img_6002': depth/img_6002.npy is empty (0 bytes)" in message
     assert "data.pool.root (or $MFED_NYUD_ROOT)" in message and "data.pool.folders.depth" in message
     NYUDv2(nyud.root, split="train", tasks=["depth"])  # the other split is complete
+
+
+def test_a_length_takes_the_first_images_and_refuses_more_than_the_split_holds(nyud):
+    full = NYUDv2(nyud.root, split="train", tasks=["depth"])
+    first = NYUDv2(nyud.root, split="train", tasks=["depth"], length=2)
+    assert first.ids == full.ids[:2] and len(first) == 2
+    assert torch.equal(first[1]["depth"], full[1]["depth"])
+    with pytest.raises(ValueError, match=rf"holds {len(full)} images; length={len(full) + 1} asks for more"):
+        NYUDv2(nyud.root, split="train", length=len(full) + 1)

@@ -118,3 +118,21 @@ def test_train_val_split_sizes_and_disjointness():
 def test_errors_name_the_argument_and_the_fix(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_proportional_split_is_fmtl_benchs_unbalanced_split():
+    from mfed.data.partition import proportional_partition
+    from mfed.data.sharding import Proportional
+
+    # FMTL-Bench (utils.py, noniid): one_shot = N // (n (n + 1) / 2); client i gets (i + 1) * one_shot; the rest unused
+    parts = Proportional()(list(range(795)), num_clients=4, seed=0, min_per_client=1)
+    assert [len(p) for p in parts] == [79, 158, 237, 316]
+    flat = np.concatenate(parts)
+    assert len(set(flat.tolist())) == 790 and all(np.all(np.diff(p) > 0) for p in parts)
+    assert [len(p) for p in proportional_partition(100, [0.5, 1.5], seed=1)] == [25, 75]
+    with pytest.raises(ValueError, match="gives 3 weights for 4 clients"):
+        Proportional([1, 2, 3])(list(range(40)), num_clients=4, seed=0, min_per_client=1)
+    with pytest.raises(ValueError, match="must be positive numbers"):
+        proportional_partition(40, [1, 0], seed=0)
+    with pytest.raises(ValueError, match="gives the smallest client 3 examples, fewer than data.min_per_client=4"):
+        proportional_partition(30, [1, 2, 3, 4], seed=0, min_per_client=4)
