@@ -166,10 +166,12 @@ def collect_runs(
         history = json.loads((folder / "history.json").read_text())
         final = summary["final"]
         record["status"] = "completed"
-        for split in ("val", "test"):
+        for split in ("val", "test", "local_test"):
             record[split] = {k[len(split) + 1 :]: v for k, v in final.items() if k.startswith(f"{split}/")}
         record["clients"] = {
-            k[len("client/") :]: v for k, v in final.items() if k.startswith("client/") and "/test_" in k
+            k[len("client/") :]: v
+            for k, v in final.items()
+            if k.startswith("client/") and ("/test_" in k or "/local_test_" in k)
         }
         record["curves"] = _curves(history)
         record["comm"] = {
@@ -185,8 +187,20 @@ def collect_runs(
         against = reference_of(reference, r["strategy"])
         ref = by_labels.get((r["setting"], against, r["seed"])) if against else None
         ours, theirs = summaries.get(r["trial"]), summaries.get(ref["trial"]) if ref else None
-        r["delta_m"] = client_delta(ours, theirs) if ours is not None and theirs is not None else None
+        if ours is None or theirs is None:
+            r["delta_m"] = None
+            continue
+        r["delta_m"] = client_delta(ours, theirs)
+        if r.get("local_test"):  # FMTL-Bench's view: per task, on the global test set (ΔG) and clients' own (ΔP)
+            r["delta_p"] = client_delta(ours, theirs, "local_test")
+            r["delta_tasks"] = {
+                split: {t: client_delta(ours, theirs, split, t) for t in r["task_order"]} for split in SPLITS
+            }
     return records
+
+
+SPLITS = ("test", "local_test")
+"""FMTL-Bench's two evaluations: the global test set (G-FL, ΔG) and each client's own test data (P-FL, ΔP)."""
 
 
 def model_bytes(overrides: Sequence[str]) -> dict[str, Any]:

@@ -39,24 +39,30 @@ def client_tasks(summary: Mapping[str, Any]) -> dict[str, list[str]]:
     return {cid: [cid.rsplit("-", 1)[0]] for cid in summary["clients"]}
 
 
-def client_test_key(summary: Mapping[str, Any], cid: str, task: str, metric: str) -> str:
-    """The final-row key of client ``cid``'s test ``metric`` on ``task`` in ``summary``'s format.
+def client_test_key(summary: Mapping[str, Any], cid: str, task: str, metric: str, split: str = "test") -> str:
+    """The final-row key of client ``cid``'s ``split`` ``metric`` on ``task`` in ``summary``'s format.
 
-    ``client/<id>/<task>/test_<metric>``; in older summaries (no ``client_tasks``) ``client/<id>/test_<metric>``.
+    ``client/<id>/<task>/<split>_<metric>``; in older summaries (no ``client_tasks``) ``client/<id>/test_<metric>``.
     """
-    return f"client/{cid}/{task}/test_{metric}" if "client_tasks" in summary else f"client/{cid}/test_{metric}"
+    return f"client/{cid}/{task}/{split}_{metric}" if "client_tasks" in summary else f"client/{cid}/test_{metric}"
 
 
-def client_delta(summary: Mapping[str, Any], reference: Mapping[str, Any]) -> float | None:
+def client_delta(
+    summary: Mapping[str, Any], reference: Mapping[str, Any], split: str = "test", task: str | None = None
+) -> float | None:
     """Delta_m of a run against ``reference`` (its Local run), client by client, then averaged over clients.
 
     A client's delta is the mean over its tasks of the signed relative difference on each task's
     headline test metric against the same client in ``reference`` (Δm_k = (1/T_k) Σ_t
-    (−1)^{l_t} (M_t − M_ref,t) / M_ref,t × 100, l_t = 1 where lower is better).
+    (−1)^{l_t} (M_t − M_ref,t) / M_ref,t × 100, l_t = 1 where lower is better). FedHCA2's and
+    FMTL-Bench's Δ: on the global test set (``split="test"``) it is FMTL-Bench's ΔG, on each
+    client's own held-out data (``split="local_test"``) its ΔP.
 
     Args:
         summary: The run's summary.json.
         reference: The reference run's summary.json (same clients, same tasks per client).
+        split: ``test`` (the global test set) or ``local_test`` (each client's own test data).
+        task: Only this task (the mean over the clients holding it); ``None``: every task.
 
     A run that withholds its per-client figures (``privacy=dp``) is compared task by task instead,
     on each task's test figure (the mean over its clients).
@@ -67,28 +73,33 @@ def client_delta(summary: Mapping[str, Any], reference: Mapping[str, Any]) -> fl
 
     """
     if not any(k.startswith("client/") for k in summary["final"]):
-        return task_delta(summary, reference)
+        return task_delta(summary, reference, split, task)
     deltas = []
-    for cid, tasks in client_tasks(summary).items():
+    for cid, held in client_tasks(summary).items():
         scores, refs, lower = {}, {}, {}
-        for task in tasks:
-            info = summary["tasks"][task]
+        for task_name in held if task is None else [t for t in held if t == task]:
+            info = summary["tasks"][task_name]
             headline = info["headline"]
-            value = summary["final"].get(client_test_key(summary, cid, task, headline))
-            ref = reference["final"].get(client_test_key(reference, cid, task, headline))
+            value = summary["final"].get(client_test_key(summary, cid, task_name, headline, split))
+            ref = reference["final"].get(client_test_key(reference, cid, task_name, headline, split))
             if value is None or ref is None or ref == 0:
                 return None
-            scores[task], refs[task], lower[task] = value, ref, not info["higher_is_better"][headline]
+            scores[task_name], refs[task_name] = value, ref
+            lower[task_name] = not info["higher_is_better"][headline]
         if scores:
             deltas.append(delta_m(scores, refs, lower))
     return sum(deltas) / len(deltas) if deltas else None
 
 
-def task_delta(summary: Mapping[str, Any], reference: Mapping[str, Any]) -> float | None:
-    """Delta_m over tasks from each task's headline test figure (``test/<task>/<headline>``); None if one is missing."""
+def task_delta(
+    summary: Mapping[str, Any], reference: Mapping[str, Any], split: str = "test", only: str | None = None
+) -> float | None:
+    """Delta_m over tasks from each task's headline figure (``<split>/<task>/<headline>``); None if one is missing."""
     scores, refs, lower = {}, {}, {}
     for task, info in summary["tasks"].items():
-        key = f"test/{task}/{info['headline']}"
+        if only is not None and task != only:
+            continue
+        key = f"{split}/{task}/{info['headline']}"
         value, ref = summary["final"].get(key), reference["final"].get(key)
         if value is None or ref is None or ref == 0:
             return None

@@ -18,6 +18,13 @@
                "machine": {"cpu", "cores", "torch", ...} (where it ran: mfed.machine; absent in older runs),
                "out_dir": str (the run's folder, beside results.json)}, ...]}
 
+Where clients hold their own test data (``data.local_test_fraction``, FMTL-Bench's P-FL), a run also has
+``"local_test": {"<task>/<metric>": float}``, its clients' ``"<id>/<task>/local_test_<metric>"``,
+``"delta_p"`` (Δ on those, as delta_m, FMTL-Bench's ΔP; delta_m is its ΔG) and ``"delta_tasks":
+{"test" | "local_test": {task: float | null}}`` (ΔG and ΔP over the clients holding each task); a
+strategy's entry then has ``"delta_p"``, ``"delta_tasks"`` and ``"local_test"`` ({task: interval}) and
+the comparisons ``"delta_p"``.
+
 ``mfed results <file or folder>`` computes every statistic again from ``runs`` alone and writes the
 markdown and PNGs (:func:`regenerate`): ``docs/results/<benchmark>.json`` is that raw data.
 
@@ -131,6 +138,9 @@ def setting_tables(results: Mapping[str, Any], setting: str) -> list[str]:
         name = f"**{strategy}**" if strategy == section["compare"] else strategy
         name += f" (= {results['aliases'][strategy]})" if strategy in results.get("aliases", {}) else ""
         lines.append(f"| {name} | {' | '.join(cells)} | {seeds} |")
+    personal = any("delta_p" in e for e in section["strategies"].values())
+    if personal:
+        lines += fmtl_table(section, list(tasks), reference)
     compare = section["compare"]
     if section["against"]:
         lines += [
@@ -141,11 +151,11 @@ def setting_tables(results: Mapping[str, Any], setting: str) -> list[str]:
             "the effect size d_z (mean difference / its standard deviation) with its interval. "
             "↑/↓: the sign that is better for " + compare + ".",
             "",
-            f"| other | {' | '.join(head)} | Δm ↑ |",
-            "|---|" + "---:|" * (len(tasks) + 1),
+            f"| other | {' | '.join(head)} | Δm ↑ |{' ΔP ↑ |' if personal else ''}",
+            "|---|" + "---:|" * (len(tasks) + 1 + personal),
         ]
         for other, entry in section["against"].items():
-            cells = [_diff(entry[t]) for t in tasks] + [_diff(entry["delta_m"])]
+            cells = [_diff(entry[t]) for t in tasks] + [_diff(entry[k]) for k in ("delta_m", "delta_p")[: 1 + personal]]
             lines.append(f"| {other} | {' | '.join(cells)} |")
         lines += _power_lines(results, section)
     sizes = results["model_bytes"].get(setting)
@@ -172,6 +182,29 @@ def setting_tables(results: Mapping[str, Any], setting: str) -> list[str]:
                 f"{_kb(comm['bytes_down'])} | {ratio:.2f}x | {_kb(comm['private_bytes'])} |"
             )
     return lines
+
+
+def fmtl_table(section: Mapping[str, Any], tasks: Sequence[str], reference: str) -> list[str]:
+    """FMTL-Bench's view of a setting: ΔG and ΔP against the reference, per task and overall."""
+    g, p = (" | ".join(f"{prefix} {t}" for t in tasks) for prefix in ("ΔG", "ΔP"))
+    lines = [
+        "",
+        f"**FMTL-Bench's view**: Δ against {reference} of the same seed, per client then over clients, % "
+        "(positive: better); **ΔG** on the global test set (G-FL: the Δm above), **ΔP** on each client's own "
+        "held-out data (P-FL, `data.local_test_fraction`); per task: over the clients holding it.",
+        "",
+        f"| strategy | {g} | **ΔG** | {p} | **ΔP** |",
+        "|---|" + "---:|" * (2 * len(tasks) + 2),
+    ]
+    for strategy, entry in section["strategies"].items():
+        by_split = entry.get("delta_tasks") or {}
+        cells = [_ci(by_split.get("test", {}).get(t, _NONE)) for t in tasks] + [_ci(entry["delta_m"])]
+        cells += [_ci(by_split.get("local_test", {}).get(t, _NONE)) for t in tasks] + [_ci(entry.get("delta_p", _NONE))]
+        lines.append(f"| {strategy} | {' | '.join(cells)} |")
+    return lines
+
+
+_NONE = {"mean": math.nan, "low": math.nan, "high": math.nan, "n": 0}
 
 
 def _power_lines(results: Mapping[str, Any], section: Mapping[str, Any]) -> list[str]:

@@ -41,6 +41,7 @@ def summarise(records: Sequence[Mapping[str, Any]], compare: str | None, confide
             s: {r["seed"]: r for r in mine if r["strategy"] == s and r["status"] == "completed"} for s in strategies
         }
         table: dict[str, Any] = {}
+        personal = any("delta_p" in r for r in mine)
         for s in strategies:
             ended = [r["status"] for r in mine if r["strategy"] == s]
             entry: dict[str, Any] = {
@@ -56,6 +57,8 @@ def summarise(records: Sequence[Mapping[str, Any]], compare: str | None, confide
                 values = [r["test"].get(f"{task}/{info['headline']}") for r in done[s].values()]
                 entry[task] = _interval([v for v in values if _finite(v)], confidence)
             entry["delta_m"] = _interval([r["delta_m"] for r in done[s].values() if _finite(r["delta_m"])], confidence)
+            if personal:  # FMTL-Bench's view: ΔP overall, ΔG and ΔP per task, each client's own test data per task
+                entry.update(_personal(list(done[s].values()), tasks, confidence))
             spent = [r["epsilon"] for r in done[s].values() if r.get("epsilon") is not None]
             entry["epsilon"] = max(spent) if spent else None
             table[s] = entry
@@ -72,11 +75,13 @@ def summarise(records: Sequence[Mapping[str, Any]], compare: str | None, confide
                     pairs = _kept([(done[compare][k]["test"].get(key), done[s][k]["test"].get(key)) for k in seeds])
                     entry[task] = _paired(pairs, confidence)
                     differences[s, task] = [a - b for a, b in pairs]
-                pairs = _kept([(done[compare][k]["delta_m"], done[s][k]["delta_m"]) for k in seeds])
-                entry["delta_m"] = _paired(pairs, confidence)
-                differences[s, "delta_m"] = [a - b for a, b in pairs]
+                for key in ("delta_m", "delta_p") if personal else ("delta_m",):
+                    pairs = _kept([(done[compare][k].get(key), done[s][k].get(key)) for k in seeds])
+                    entry[key] = _paired(pairs, confidence)
+                    differences[s, key] = [a - b for a, b in pairs]
                 comparisons[s] = entry
-        family = [(s, key) for s, entry in comparisons.items() for key in [*tasks, "delta_m"]]
+        overall = ("delta_m", "delta_p") if personal else ("delta_m",)
+        family = [(s, key) for s, entry in comparisons.items() for key in [*tasks, *overall]]
         adjusted = holm([comparisons[s][key]["p"] for s, key in family])
         for (s, key), p in zip(family, adjusted, strict=True):
             comparisons[s][key]["p_holm"] = p
@@ -87,6 +92,22 @@ def summarise(records: Sequence[Mapping[str, Any]], compare: str | None, confide
         power = {"power": POWER, "alpha": alpha, "tests": tests}
         out[setting] = {"strategies": table, "compare": compare, "against": comparisons, "power": power}
     return {"tasks": list(tasks.values()), "confidence": confidence, "settings": out}
+
+
+def _personal(runs: Sequence[Mapping[str, Any]], tasks: Mapping[str, Any], confidence: float) -> dict[str, Any]:
+    """``delta_p``, ``delta_tasks`` ({test | local_test: {task: interval}}) and ``local_test`` ({task: interval})."""
+
+    def over(values: Sequence[float | None]) -> dict[str, Any]:
+        return _interval([v for v in values if v is not None and _finite(v)], confidence)
+
+    by_split = {
+        split: {t: over([(r.get("delta_tasks") or {}).get(split, {}).get(t) for r in runs]) for t in tasks}
+        for split in ("test", "local_test")
+    }
+    local = {
+        t: over([r.get("local_test", {}).get(f"{t}/{info['headline']}") for r in runs]) for t, info in tasks.items()
+    }
+    return {"delta_p": over([r.get("delta_p") for r in runs]), "delta_tasks": by_split, "local_test": local}
 
 
 def _interval(values: Sequence[float], confidence: float) -> dict[str, Any]:
