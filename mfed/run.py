@@ -20,6 +20,7 @@ from mfed.aggregation.base import Strategy
 from mfed.federation.backends import ClientSetup
 from mfed.federation.checkpointing import Checkpointer, load_checkpoint
 from mfed.federation.driver import Driver, RunCallback
+from mfed.federation.plateau import Plateau
 from mfed.federation.rundir import (
     DEFAULT_STORAGE,
     RunLock,
@@ -76,6 +77,7 @@ UNFINGERPRINTED = (  # what a resume may change: where and how the run executes,
     "out_dir", "storage", "name", "group", "choices", "resume", "logger", "backend", "sweep", "benchmark",
     "federation.rounds", "federation.eval_every", "federation.eval_fraction", "federation.min_clients",
     "federation.max_retries", "federation.round_timeout_s", "federation.torch_threads", "federation.accelerator",
+    "federation.patience", "federation.min_delta",
 )  # fmt: skip
 
 
@@ -222,6 +224,7 @@ def build(cfg: DictConfig) -> Driver:
         model=p.model, rounds=int(fed.rounds), fraction=float(fed.fraction), eval_every=int(fed.eval_every),
         eval_fraction=float(fed.get("eval_fraction", 1.0)),
         seed=int(cfg.seed), min_clients=float(fed.min_clients), max_retries=int(fed.max_retries),
+        plateau=None if fed.get("patience") is None else Plateau(int(fed.patience), float(fed.min_delta)),
         callbacks=build_callbacks(cfg, fold.strategy),
     )  # fmt: skip
     if cfg.get("resume"):

@@ -20,6 +20,7 @@ from mfed.aggregation.functional import check_same_model
 from mfed.federation.advice import clip_stalls
 from mfed.federation.backends import Backend, ClientSetup
 from mfed.federation.divergence import blame, divergence, nonfinite_metrics
+from mfed.federation.plateau import Plateau
 from mfed.federation.sampling import EVALUATION, in_order, required, sample_clients
 from mfed.federation.summary import EvalTally, TestTally, TrainTally, UpdateTally
 from mfed.federation.validation import ExpectedLayouts, Fault, Screen, nonfinite_scopes
@@ -124,6 +125,8 @@ class Driver:
             (0, 1) of the sampled clients (rounded up). Fewer because clients failed retry the
             round; fewer after the retries, or because updates were rejected, stop the run.
         max_retries: Retries of a round short of ``min_clients`` because clients failed.
+        plateau: Stop before ``rounds`` when validation plateaus (:mod:`mfed.federation.plateau`);
+            the test sets are then scored on that round's model. ``None``: every round.
         callbacks: Watchers of the run.
         settings: The configured values that define the run (``mfed.run.run_settings``): a resume
             must match every one of them (part of the checkpoint's fingerprint).
@@ -149,6 +152,7 @@ class Driver:
     seed: int = 0
     min_clients: float = 1
     max_retries: int = 2
+    plateau: Plateau | None = None
     callbacks: Sequence[RunCallback] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)
     history: list[Row] = field(default_factory=list)
@@ -251,6 +255,8 @@ class Driver:
                 self.history.append(row)
                 for cb in self.callbacks:
                     cb.on_round_end(self, row)
+                if self.meta.get("stopped"):  # the validation plateaued (federation.patience)
+                    break
             reason = divergence(self.history, self.tasks)
             self.status, self.error = ("diverged", reason) if reason else ("completed", None)
         except (KeyboardInterrupt, StopRequested) as err:
@@ -300,9 +306,14 @@ class Driver:
         row = {"round": float(round_idx), **row}
         if round_idx % self.eval_every == 0 or round_idx == self.rounds:
             row.update(self._evaluate(round_idx, "val", EvalTally(self.tasks), faults))
-        if round_idx == self.rounds and self.setup.test_dataset is not None:
+        last = round_idx == self.rounds
+        if not last and self.plateau is not None and self.plateau.reached([*self.history, row], self.tasks):
+            self.meta["stopped"] = {"round": round_idx, "reason": self.plateau.describe()}
+            log.warning("stopping after round %d of %d: %s", round_idx, self.rounds, self.plateau.describe())
+            last = True
+        if last and self.setup.test_dataset is not None:
             row.update(self._evaluate(round_idx, "test", TestTally(), faults))
-        if round_idx == self.rounds and any(s.local_test_indices for s in self.specs):
+        if last and any(s.local_test_indices for s in self.specs):
             row.update(self._evaluate(round_idx, "local_test", TestTally("local_test"), faults))
         privacy = self.fold.privacy
         if privacy is not None:

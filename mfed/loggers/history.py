@@ -63,6 +63,7 @@ def summary(driver: Driver) -> dict[str, Any]:
         "error": driver.error,
         "rounds": len(driver.history),
         "rounds_planned": driver.rounds,
+        "stopped": driver.meta.get("stopped"),
         "tasks": tasks,
         "clients": driver.client_ids,
         "client_tasks": {s.client_id: list(s.tasks) for s in driver.specs},

@@ -34,7 +34,7 @@ PLAIN: dict[str, Spec] = {
         "rounds": "int", "clients_per_task": "int?", "groups": "any", "min_clients": "float", "fraction": "float",
         "local_epochs": "int", "batch_size": "int", "eval_every": "int", "eval_fraction": "float",
         "torch_threads": "int", "accelerator": "str", "max_retries": "int", "round_timeout_s": "float?",
-        "domains": "any",
+        "domains": "any", "patience": "int?", "min_delta": "float",
     },
     "sweep": {"name": "str", "grid": "any", "reference": "str?", "max_concurrent": "int"},
     "benchmark": {
