@@ -23,6 +23,8 @@ def load_config(overrides: Sequence[str] = (), name: str = "config") -> DictConf
     """Compose ``name`` with Hydra command-line style ``overrides``."""
     if not OmegaConf.has_resolver("now"):
         OmegaConf.register_new_resolver("now", lambda fmt: datetime.now().strftime(fmt), use_cache=True)
+    if not OmegaConf.has_resolver("volume"):
+        OmegaConf.register_new_resolver("volume", volume)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         try:
             cfg = compose(config_name=name, overrides=[*overrides, *_search_path()], return_hydra_config=True)
@@ -37,6 +39,14 @@ def load_config(overrides: Sequence[str] = (), name: str = "config") -> DictConf
                 raise
             raise ConfigError(hint) from None
     return _with_choices(cfg)
+
+
+def volume(count: int, *, _root_: DictConfig) -> int:
+    """``${volume:795}``: ``count`` times ``federation.volume`` (at least 1): FMTL-Bench's volumes, scaled."""
+    share = float(_root_.federation.get("volume", 1.0))
+    if not share > 0:
+        raise ValueError(f"federation.volume must be > 0 (a share of the paper's data volumes), got {share}")
+    return max(1, round(int(count) * share))
 
 
 def _search_path() -> list[str]:

@@ -167,23 +167,24 @@ def build_data(cfg: DictConfig, roster: Sequence[ClientSpec]) -> tuple[list[Clie
 
     A cross-domain federation (:mod:`mfed.data.domains`) partitions each domain over its own
     clients and joins the pools and test sets, the run's own first; each client's test span is its
-    domain's part of the joined test set.
+    domain's part of the joined test set. A data set that takes a task list (NYUD-v2,
+    PASCAL-Context) then loads the tasks its domain's clients hold, not every task of the run.
     """
     from mfed.data.domains import Joined, as_domain, domain_configs
 
-    pool = instantiate(cfg.data.pool)
-    test = instantiate(cfg.data.test) if cfg.data.get("test") is not None else None
     domains = domain_configs(cfg)
     if not domains:
+        pool = instantiate(cfg.data.pool)
+        test = instantiate(cfg.data.test) if cfg.data.get("test") is not None else None
         return build_specs(cfg, roster, pool), pool, test
-    pools, tests, specs = [pool], [test], {}
-    for k, name in enumerate(["", *domains]):
+    pools, tests, specs = [], [], {}
+    for name in ["", *domains]:
         members = [s for s in roster if s.domain == name]
         data_cfg = as_domain(cfg, name) if name else cfg
-        if name:
-            pools.append(instantiate(data_cfg.data.pool))
-            tests.append(instantiate(data_cfg.data.test) if data_cfg.data.get("test") is not None else None)
-        specs.update({s.client_id: s for s in build_specs(data_cfg, members, pools[k])} if members else {})
+        held = {t for spec in members for t in spec.tasks}
+        pools.append(load_held(data_cfg.data.pool, [t for t in cfg.tasks if t in held]))
+        tests.append(load_held(data_cfg.data.get("test"), [t for t in cfg.tasks if t in held]))
+        specs.update({s.client_id: s for s in build_specs(data_cfg, members, pools[-1])})
     if any(t is None for t in tests) and any(t is not None for t in tests):
         raise ValueError("every domain needs a test split, or none: data.test and federation.domains.<name>.test")
     joined, joined_test = Joined(pools), None if tests[0] is None else Joined(tests)
@@ -197,6 +198,13 @@ def build_data(cfg: DictConfig, roster: Sequence[ClientSpec]) -> tuple[list[Clie
         span = joined_test.span(k) if joined_test is not None else None
         out.append(replace(with_indices(s, *parts), test_span=span))
     return out, joined, joined_test
+
+
+def load_held(node: DictConfig | None, tasks: Sequence[str]) -> Any:
+    """The dataset of ``node`` (``None`` without one), loading only ``tasks`` where it takes a task list."""
+    if node is None:
+        return None
+    return instantiate(node, **({"tasks": list(tasks)} if "tasks" in node else {}))
 
 
 def with_indices(spec: ClientSpec, train: Any, val: Any, local_test: Any) -> ClientSpec:

@@ -72,7 +72,7 @@ def domain_configs(cfg: DictConfig) -> dict[str, DictConfig]:
 def as_domain(cfg: DictConfig, name: str) -> DictConfig:
     """``cfg`` with ``data`` replaced by the domain ``name``'s data config (the run's partition unless it has one)."""
     other = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    data = OmegaConf.create(OmegaConf.to_container(cfg.federation.domains[name], resolve=False))
+    data = OmegaConf.create(OmegaConf.to_container(cfg.federation.domains[name], resolve=True))  # where it stands
     assert isinstance(other, DictConfig) and isinstance(data, DictConfig)
     with open_dict(other), open_dict(data):
         if data.get("partition") is None:

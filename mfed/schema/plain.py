@@ -34,12 +34,13 @@ PLAIN: dict[str, Spec] = {
         "rounds": "int", "clients_per_task": "int?", "groups": "any", "min_clients": "float", "fraction": "float",
         "local_epochs": "int", "batch_size": "int", "eval_every": "int", "eval_fraction": "float",
         "torch_threads": "int", "accelerator": "str", "max_retries": "int", "round_timeout_s": "float?",
-        "domains": "any", "patience": "int?", "min_delta": "float",
+        "domains": "any", "patience": "int?", "min_delta": "float", "volume": "float",
     },
     "sweep": {"name": "str", "grid": "any", "reference": "str?", "max_concurrent": "int"},
     "benchmark": {
         "name": "str", "strategies": "any", "seeds": "any", "overrides": "any", "settings": "any",
         "reference": "any", "compare": "str?", "confidence": "float", "max_concurrent": "int", "aliases": "any",
+        "tune": "any",
     },
 }
 # fmt: on

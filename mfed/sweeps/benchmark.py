@@ -78,8 +78,41 @@ def benchmark_reference(bench: DictConfig) -> str | dict[str, str] | None:
     return None if reference is None else str(reference)
 
 
-def plan_benchmark(bench: DictConfig, base: Sequence[str]) -> list[Trial]:
-    """Every (setting, strategy, seed) run, in that order; one run of each (setting, strategy) is built to check it."""
+def plan_benchmark(
+    bench: DictConfig, base: Sequence[str], tuned: Mapping[tuple[str, str], Sequence[str]] | None = None
+) -> list[Trial]:
+    """Every (setting, strategy, seed) run, in that order; one run of each (setting, strategy) is built to check it.
+
+    ``tuned``: each (setting, strategy)'s chosen hyperparameters as overrides (:mod:`mfed.sweeps.tuning`).
+    """
+    runs, seeds, settings, grid = benchmark_grid(bench, base)
+    common = [str(o) for o in bench.get("overrides") or []]
+    reference = benchmark_reference(bench)
+    trials = []
+    for setting in settings:
+        setting_name = trial_name(setting) or "default"
+        for label, chosen in runs.items():
+            first = None
+            for seed in seeds:
+                own = list((tuned or {}).get((setting_name, label), []))
+                overrides = merge_overrides(["backend=ray"], common, setting, base, chosen, own, [f"seed={seed}"])
+                name = f"{setting_name}_{label}-s{seed}" if grid else f"{label}-s{seed}"
+                labels = {"strategy": label, "seed": seed, "setting": setting_name}
+                if first is None:  # the seed changes no shape: one build per strategy and setting checks them
+                    is_reference = reference_of(reference, label) == label
+                    first = checked_trial(name, overrides, [], labels=labels, reference=is_reference)
+                    trials.append(first)
+                else:
+                    trials.append(
+                        Trial(name, tuple(overrides), first.clients, first.reference, first.per_actor, labels)
+                    )
+    return trials
+
+
+def benchmark_grid(
+    bench: DictConfig, base: Sequence[str]
+) -> tuple[dict[str, list[str]], list[int], list[tuple[str, ...]], dict[str, Any]]:
+    """The strategies' overrides, the seeds, the settings and their grid, checked against the command line."""
     bad = [o for o in base if override_key(o) in ("aggregation", "seed")]
     if bad:
         raise ValueError(f"{bad[0]}: a benchmark picks the strategies and seeds itself (benchmark.strategies, "
@@ -103,25 +136,7 @@ def plan_benchmark(bench: DictConfig, base: Sequence[str]) -> list[Trial]:
     if varied:
         raise ValueError(f"{varied[0]}: benchmark.settings varies {override_key(varied[0])}; leave it off the "
                          "command line (or set benchmark.settings={})")  # fmt: skip
-    common = [str(o) for o in bench.get("overrides") or []]
-    trials = []
-    for setting in settings:
-        setting_name = trial_name(setting) or "default"
-        for label, chosen in runs.items():
-            first = None
-            for seed in seeds:
-                overrides = merge_overrides(["backend=ray"], common, setting, base, chosen, [f"seed={seed}"])
-                name = f"{setting_name}_{label}-s{seed}" if grid else f"{label}-s{seed}"
-                labels = {"strategy": label, "seed": seed, "setting": setting_name}
-                if first is None:  # the seed changes no shape: one build per strategy and setting checks them
-                    is_reference = reference_of(reference, label) == label
-                    first = checked_trial(name, overrides, [], labels=labels, reference=is_reference)
-                    trials.append(first)
-                else:
-                    trials.append(
-                        Trial(name, tuple(overrides), first.clients, first.reference, first.per_actor, labels)
-                    )
-    return trials
+    return runs, seeds, settings, grid  # type: ignore[return-value]
 
 
 def _curves(history: Sequence[Mapping[str, Any]]) -> dict[str, list[list[float]]]:
@@ -225,7 +240,22 @@ def run_benchmark(bench: DictConfig, base: Sequence[str], out_dir: str | Path) -
     from mfed.sweeps.schedule import run_trials
 
     out_dir = Path(out_dir).resolve()
-    trials = plan_benchmark(bench, base)
+    trials = plan_benchmark(bench, base)  # every run checked before anything runs, tuning included
+    tuning: dict[str, Any] = {}
+    tuned: dict[tuple[str, str], list[str]] = {}
+    if bench.get("tune"):  # each strategy's hyperparameters first, on validation, on the tuning seeds
+        from mfed.sweeps.tuning import tuning_plan, tuning_results
+
+        runs, _, settings, _ = benchmark_grid(bench, base)
+        tune_trials, configs = tuning_plan(bench, base, runs, settings)
+        run_trials(tune_trials, [], out_dir, f"{bench.name}-tune", int(bench.max_concurrent))
+        tuning = tuning_results(tune_trials, configs, out_dir)
+        tuned = {
+            (setting, label): [f"{k}={v}" for k, v in entry["chosen"].items()]
+            for setting, by_label in tuning.items()
+            for label, entry in by_label.items()
+        }
+        trials = plan_benchmark(bench, base, tuned)
     firsts = {t.labels["setting"]: t for t in reversed(trials)}
     sizes = {setting: model_bytes(t.overrides) for setting, t in firsts.items()}
     errors = run_trials(trials, [], out_dir, str(bench.name), int(bench.max_concurrent))
@@ -239,6 +269,7 @@ def run_benchmark(bench: DictConfig, base: Sequence[str], out_dir: str | Path) -
         "reference": reference, "compare": bench.get("compare"), "model_bytes": sizes,
         "aliases": OmegaConf.to_container(bench.aliases) if bench.get("aliases") else {},
         **summarise(records, bench.get("compare"), confidence), "runs": records,
+        **({"tuning": tuning} if tuning else {}),
     }  # fmt: skip
     write_results(results, out_dir)
     return results

@@ -64,6 +64,7 @@ from mfed.sweeps.entries import (
     tasks_of,
 )
 from mfed.sweeps.summary import summarise
+from mfed.sweeps.tuning import tuning_lines
 
 
 def _ci(entry: Mapping[str, Any], digits: int = 2) -> str:
@@ -273,7 +274,7 @@ def markdown(results: Mapping[str, Any], images: bool = True, prefix: str = "") 
     for setting in results["settings"]:
         if len(results["settings"]) > 1:
             lines += ["", f"## {setting}"]
-        lines += ["", *setting_tables(results, setting)]
+        lines += ["", *setting_tables(results, setting), *tuning_lines(results.get("tuning") or {}, setting)]
         if images:
             lines += ["", *[f"![{t}]({prefix}{curve_file(results, setting, t)})" for t in tasks_of(results)]]
     if images:

@@ -1,0 +1,197 @@
+"""``benchmark.tune``: each strategy's hyperparameters chosen on validation with one budget, before the comparison.
+
+A comparison in which every strategy shares one learning rate favours whichever strategy that rate
+suits. With ``benchmark.tune`` each strategy of each setting first runs ``samples`` configurations
+on the tuning seeds (disjoint from the comparison's), and the comparison then runs each strategy
+with the configuration it did best with, on the benchmark's seeds.
+
+- **Space**: ``tune.space`` maps ``all`` (every strategy) and a strategy's label to ``{key:
+  [low, high]}``; each key is drawn log-uniformly in ``[low, high]``. A key's ``i``-th draw is
+  the same for every strategy (common random numbers: strategies are tried at the same learning
+  rates), seeded from the key and ``i``.
+- **Budget**: every strategy gets ``samples`` configurations times the tuning seeds, whatever
+  the size of its space (a strategy with one more key spreads the same runs over more keys).
+- **Choice**: on validation only (never the test sets): per task, the configurations are ranked
+  by the task's headline validation figure after the last round (mean over the tuning seeds); a
+  configuration's score is its mean rank over tasks; the best score wins (ties: the earlier
+  draw). A configuration with a failed or non-finite run ranks last on every task.
+
+The chosen values, every configuration's figures and the budget go into ``results.json``
+(``"tuning"``) and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from mfed.sweeps.plan import Trial, checked_trial, merge_overrides
+
+
+def tune_space(bench: DictConfig, labels: Sequence[str]) -> dict[str, dict[str, tuple[float, float]]]:
+    """``{label: {key: (low, high)}}``: ``all`` and each label's own keys, checked."""
+    tune = bench.tune
+    raw = OmegaConf.to_container(tune.get("space") or {}, resolve=True)
+    assert isinstance(raw, dict)
+    unknown = [str(k) for k in raw if k != "all" and k not in labels]
+    if unknown:
+        raise ValueError(f"benchmark.tune.space.{unknown[0]}: not a strategy of this benchmark; use all or {labels}")
+    spaces: dict[str, dict[str, tuple[float, float]]] = {}
+    for label in labels:
+        keys = {**(raw.get("all") or {}), **(raw.get(label) or {})}
+        space = {}
+        for key, bounds in keys.items():
+            ok = isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, int | float) for b in bounds)
+            if not ok or not 0 < bounds[0] <= bounds[1]:
+                raise ValueError(
+                    f"benchmark.tune.space: {key}={bounds}: give [low, high] with 0 < low <= high (drawn log-uniformly)"
+                )
+            space[str(key)] = (float(bounds[0]), float(bounds[1]))
+        spaces[label] = space
+    if not any(spaces.values()):
+        raise ValueError("benchmark.tune.space is empty: give e.g. {all: {optimizer.lr: [3.0e-4, 3.0e-3]}}")
+    return spaces
+
+
+def draw(key: str, i: int, low: float, high: float) -> float:
+    """The ``i``-th log-uniform draw of ``key`` in ``[low, high]``, the same for every strategy (4 digits)."""
+    rng = np.random.default_rng([zlib.crc32(key.encode()), i])
+    return float(f"{math.exp(rng.uniform(math.log(low), math.log(high))):.4g}")
+
+
+def configurations(space: Mapping[str, tuple[float, float]], samples: int) -> list[dict[str, float]]:
+    """``samples`` configurations of ``space`` (:func:`draw`)."""
+    return [{key: draw(key, i, *bounds) for key, bounds in space.items()} for i in range(samples)]
+
+
+def tuning_plan(
+    bench: DictConfig, base: Sequence[str], runs: Mapping[str, list[str]], settings: Sequence[tuple[str, ...]]
+) -> tuple[list[Trial], dict[tuple[str, str], list[dict[str, float]]]]:
+    """The tuning trials (every setting x strategy x configuration x tuning seed) and each one's configurations."""
+    from mfed.sweeps.plan import trial_name
+
+    tune = bench.tune
+    samples, seeds = int(tune.samples), [int(s) for s in tune.seeds]
+    if samples < 1 or not seeds:
+        raise ValueError(f"benchmark.tune needs samples >= 1 and seeds, got samples={samples}, seeds={seeds}")
+    overlap = sorted(set(seeds) & {int(s) for s in bench.seeds})
+    if overlap:
+        raise ValueError(f"benchmark.tune.seeds {overlap} are among benchmark.seeds: tune on fresh seeds")
+    spaces = tune_space(bench, list(runs))
+    common = [str(o) for o in bench.get("overrides") or []] + [str(o) for o in tune.get("overrides") or []]
+    trials, configs = [], {}
+    for setting in settings:
+        setting_name = trial_name(setting) or "default"
+        for label, chosen in runs.items():
+            configs[setting_name, label] = configurations(spaces[label], samples)
+            for i, values in enumerate(configs[setting_name, label]):
+                first = None
+                for seed in seeds:
+                    drawn = [f"{k}={v}" for k, v in values.items()]
+                    overrides = merge_overrides(["backend=ray"], common, setting, base, chosen, drawn, [f"seed={seed}"])
+                    name = f"tune-{setting_name}_{label}-c{i}-s{seed}"
+                    labels = {"strategy": label, "seed": seed, "setting": setting_name, "config": i}
+                    if first is None:
+                        first = checked_trial(name, overrides, [], labels=labels)
+                        trials.append(first)
+                    else:
+                        trials.append(Trial(name, tuple(overrides), first.clients, False, first.per_actor, labels))
+    return trials, configs
+
+
+def validation(folder: Path) -> dict[str, float] | None:
+    """``{task: headline validation figure}`` after a run's last round, or None where it did not complete."""
+    path = folder / "summary.json"
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    if summary.get("status") != "completed":
+        return None
+    final = summary["final"]
+    return {t: final.get(f"val/{t}/{info['headline']}") for t, info in summary["tasks"].items()}
+
+
+def choose(figures: Sequence[Mapping[str, float] | None], higher: Mapping[str, bool]) -> tuple[int, list[float | None]]:
+    """The best configuration by mean rank over tasks, and each configuration's mean rank (None: no result).
+
+    ``figures``: each configuration's ``{task: validation headline}`` (mean over tuning seeds), or
+    None where a run failed; ``higher``: per task, whether higher is better.
+    """
+    n = len(figures)
+    ranks = np.zeros(n)
+    for task, up in higher.items():
+        values = []
+        for f in figures:
+            v = None if f is None else f.get(task)
+            if v is None or not math.isfinite(v):
+                values.append((1, 0.0))  # failures last
+            else:
+                values.append((0, -v if up else v))
+        order = sorted(range(n), key=lambda i: values[i])
+        for rank, i in enumerate(order):
+            ranks[i] += rank + 1
+    scores = [float(r / len(higher)) for r in ranks]
+    best = min(range(n), key=lambda i: (scores[i], i))
+    return best, [None if f is None else s for f, s in zip(figures, scores, strict=True)]
+
+
+def tuning_results(
+    trials: Sequence[Trial], configs: Mapping[tuple[str, str], list[dict[str, float]]], out_dir: Path
+) -> dict[str, dict[str, Any]]:
+    """``{setting: {strategy: {"chosen", "configs": [{"values", "val", "rank", "runs"}], "budget"}}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for (setting, label), values in configs.items():
+        mine = [t for t in trials if t.labels["setting"] == setting and t.labels["strategy"] == label]
+        figures: list[dict[str, float] | None] = []
+        higher: dict[str, bool] = {}
+        for i in range(len(values)):
+            runs = [validation(out_dir / t.name) for t in mine if t.labels["config"] == i]
+            if any(r is None for r in runs) or not runs:
+                figures.append(None)
+                continue
+            tasks = list(runs[0])  # type: ignore[arg-type]
+            figures.append({task: float(np.mean([r[task] for r in runs])) for task in tasks})  # type: ignore[index]
+            if not higher:
+                summary = json.loads((out_dir / mine[0].name / "summary.json").read_text())
+                higher = {t: info["higher_is_better"][info["headline"]] for t, info in summary["tasks"].items()}
+        if not higher:
+            raise RuntimeError(f"tuning {label} ({setting}): no configuration completed; see {out_dir}/tune-*")
+        best, scores = choose(figures, higher)
+        out.setdefault(setting, {})[label] = {
+            "chosen": values[best],
+            "configs": [{"values": v, "val": f, "rank": s} for v, f, s in zip(values, figures, scores, strict=True)],
+            "budget": len(mine),
+        }
+    return out
+
+
+def tuning_lines(tuning: Mapping[str, Mapping[str, Any]], setting: str) -> list[str]:
+    """The report's lines on one setting's tuning: the budget, each strategy's chosen values."""
+    chosen = tuning.get(setting)
+    if not chosen:
+        return []
+    budgets = {entry["budget"] for entry in chosen.values()}
+    lines = [
+        "",
+        f"**Tuned on validation** ({'/'.join(map(str, sorted(budgets)))} runs per strategy, on seeds apart from the "
+        "comparison's; chosen by mean rank over tasks of the headline validation figure, `mfed/sweeps/tuning.py`):",
+        "",
+        "| strategy | chosen | configurations (mean rank) |",
+        "|---|---|---|",
+    ]
+    for label, entry in chosen.items():
+        values = ", ".join(f"{k}={v:g}" for k, v in entry["chosen"].items())
+        tried = "; ".join(
+            ", ".join(f"{v:g}" for v in c["values"].values())
+            + (f" ({c['rank']:.1f})" if c["rank"] is not None else " (failed)")
+            for c in entry["configs"]
+        )
+        lines.append(f"| {label} | {values} | {tried} |")
+    return lines
