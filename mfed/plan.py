@@ -89,6 +89,7 @@ def plan(cfg: DictConfig) -> Plan:
     fed = cfg.federation
     fraction = float(fed.fraction)
     required(float(fed.min_clients), max(1, round(fraction * len(roster))))  # a count no round can reach
+    fold.strategy.check_round_size(max(1, round(fraction * len(roster))))  # e.g. FedAMP's step size
     for line in fold.defences.check_counts(kinds_per_scope(fold.strategy, roster, fraction)):
         log.warning("an attacker is not bounded in %s", line)
     if fold.privacy is not None:  # denominators, the calibrated noise, the budget: refused before anything starts

@@ -97,6 +97,10 @@ class Strategy(ABC):
         """Server steps of the strategy's own, run before a configured server optimiser."""
         return []
 
+    def check_round_size(self, n: int) -> None:
+        """Refuse rounds of ``n`` clients this strategy cannot take (checked before a run starts); none by default."""
+        return None
+
     def trainer(self, specs: Sequence[ClientSpec], setup: Any, seed: int) -> Any:
         """Where the model trains when not on the clients (the centralised reference's pooled data); ``None``: there."""
         return None

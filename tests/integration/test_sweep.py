@@ -114,3 +114,37 @@ def test_a_stopped_benchmark_continues_in_its_out_dir(ray_cluster, tmp_path):
     again = run_benchmark(bench, base, tmp_path)
     assert {t: (tmp_path / t / "summary.json").stat().st_mtime_ns for t in runs} == kept
     assert json.dumps(again["settings"]) == json.dumps(first["settings"])  # NaN (one seed: no interval) too
+
+
+def test_a_tuned_benchmark_chooses_on_validation_then_compares_with_the_choice(ray_cluster, tmp_path):
+    # Prepare: two strategies, two learning rates each on a tuning seed, then one comparison seed
+    from omegaconf import OmegaConf
+
+    from mfed.sweeps.benchmark import run_benchmark
+    from tests.conftest import TINY
+
+    base = [o for o in TINY if o != "backend=serial"] + ["task_mix=seg_depth", "federation.rounds=1"]
+    bench = load_config(["benchmark=quick"]).benchmark
+    OmegaConf.update(bench, "strategies", ["local", "mfed"], merge=False)
+    OmegaConf.update(bench, "seeds", [0], merge=False)
+    tune = {"samples": 2, "seeds": [100], "space": {"all": {"optimizer.lr": [1e-3, 1e-2]}}}
+    OmegaConf.update(bench, "tune", tune, merge=False, force_add=True)
+    # Execute
+    results = run_benchmark(bench, base, tmp_path)
+    # Assert: 2 tuning runs per strategy, on the tuning seed; the comparison ran with each one's choice
+    tuning = results["tuning"]["default"]
+    assert {s: e["budget"] for s, e in tuning.items()} == {"local": 2, "mfed": 2}
+    for strategy, entry in tuning.items():
+        for i in range(2):
+            config = (tmp_path / f"tune-default_{strategy}-c{i}-s100" / "config.yaml").read_text()
+            assert "seed: 100" in config and f"lr: {entry['configs'][i]['values']['optimizer.lr']}" in config
+        run = next(r for r in results["runs"] if r["strategy"] == strategy)
+        assert f"optimizer.lr={entry['chosen']['optimizer.lr']}" in run["overrides"]
+    # the choice is the better mean rank of the two runs' validation headlines (ties: the first)
+    for strategy, entry in tuning.items():
+        val = [json.loads((tmp_path / f"tune-default_{strategy}-c{i}-s100" / "summary.json").read_text())["final"]
+               for i in range(2)]  # fmt: skip
+        wins = [(v["val/semseg/mIoU"] > w["val/semseg/mIoU"]) + (v["val/depth/rmse"] < w["val/depth/rmse"])
+                for v, w in (val, val[::-1])]  # fmt: skip
+        assert entry["chosen"] == entry["configs"][1 if wins[1] > wins[0] else 0]["values"]
+    assert "**Tuned on validation** (2 runs per strategy" in (tmp_path / "results.md").read_text()

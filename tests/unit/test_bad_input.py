@@ -271,7 +271,7 @@ HINTS = [
     (["privacy=null"], "privacy=null: privacy is a config group, which takes an option, not null: privacy=none turns "
                        "it off (configs/privacy/)"),
     (["defences=null"], "defences=none turns it off"),
-    (["aggregation=null"], "choose one of centralised, centralised_epochs, ditto, fedavg,"),
+    (["aggregation=null"], "choose one of centralised, centralised_epochs, ditto, fedamp, fedavg,"),
     (["seed=0,1"], "seed=0,1: one run takes one value, and mfed takes no --multirun: give one (seed=0), or run each "
                    "as a sweep: mfed sweep sweep=quick ++sweep.grid.seed=[0,1]"),
     (["federation.rounds=1,2"], "configs/sweep/<name>.yaml with grid: {federation.rounds: [1,2]}, then mfed sweep"),

@@ -102,6 +102,10 @@ def test_the_fold_on_stages_gives_what_16ae703_gave(case):
         assert json.loads(json.dumps(rounds)) == recorded["rounds"]
 
 
+ADDED_SINCE = {"fedamp", "feddea", "matfl"}  # no 16ae703 to record them: test_<name>.py checks them by hand
+
+
 def test_the_recorded_cases_cover_every_strategy_config():
     shipped = {p.stem for p in (config_dir() / "aggregation").glob("*.yaml")}
-    assert {case.split("|")[0] for case in RECORDED} == shipped
+    assert {case.split("|")[0] for case in RECORDED} == shipped - ADDED_SINCE
+    assert shipped >= ADDED_SINCE

@@ -129,7 +129,7 @@ def test_real_data_sets_in_two_domains_load_only_the_tasks_their_clients_hold(tm
     assert set(pool[specs[1].train_indices[0]]) == {"image", "normals", "parts"}
 
 
-@pytest.mark.parametrize("name", ["fmtl_quick"])
+@pytest.mark.parametrize("name", ["fmtl_quick", "fmtl"])
 def test_the_fmtl_benchmarks_plan_every_scenario_for_every_strategy(name, fashion_root, monkeypatch):
     from mfed.sweeps.benchmark import plan_benchmark
 
