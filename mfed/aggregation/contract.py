@@ -45,6 +45,7 @@ def bounded(part: str) -> str:
 
 
 ROUTED = frozenset({FOLDS, UPDATES, bounded("encoder"), bounded("decoder")})
+
 """What a strategy that routes each part of an update into one scope gives (the default route)."""
 
 
@@ -118,3 +119,14 @@ def check(declarations: Iterable[Declaration]) -> None:
                     f"{stage.key} cannot go with {lacking.key}: it needs {describe(need)}, and {lacking.key} "
                     f"{reason}; leave {stage.key.split('=')[0]} out: {_drop(stage.key)}"
                 )
+
+
+def whole_updates(name: str, why: str) -> Declaration:
+    """A strategy that combines whole updates by its own rule: it needs each in the clear and voids every mean.
+
+    ``why`` says what it does with them, for the refusals of the stages that need a mean or a bounded part.
+    """
+    return Declaration(
+        f"aggregation={name}", gives=ROUTED, needs=frozenset({UPDATES}),
+        voids={PARTS: why, MEANS: why, bounded("encoder"): why, bounded("decoder"): why},
+    )  # fmt: skip

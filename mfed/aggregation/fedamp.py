@@ -65,9 +65,9 @@ import torch
 from torch import Tensor
 
 from mfed.aggregation.base import Plan, Strategy
-from mfed.aggregation.contract import MEANS, PARTS, ROUTED, UPDATES, Declaration, bounded
+from mfed.aggregation.contract import Declaration, whole_updates
 from mfed.aggregation.functional import RunningMean, encoder_and_decoders
-from mfed.aggregation.stages import Combine, Combiner, Parts, RoundContext, floating_parameters
+from mfed.aggregation.stages import Combine, Combiner, OwnCombine, Parts, RoundContext, floating_parameters
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
 from mfed.types import PARTS as MODEL_PARTS
 from mfed.types import (
@@ -202,28 +202,11 @@ class FedAMP(Strategy):
     def declaration(self) -> Declaration:
         """Needs every update in the clear; its combine is personalised, not a bounded mean."""
         why = "combines whole models into a personalised cloud model per client (attentive message passing)"
-        return Declaration(
-            f"aggregation={self.name}", gives=ROUTED, needs=frozenset({UPDATES}),
-            voids={PARTS: why, MEANS: why, bounded("encoder"): why, bounded("decoder"): why},
-        )  # fmt: skip
+        return whole_updates(self.name, why)
 
     def combine(self) -> Combine:
         """Its own combine: the round's models kept until its result, which needs all of them."""
-        return _Combine(self)
-
-
-class _Combine(Combine):
-    def __init__(self, strategy: FedAMP) -> None:
-        self.strategy = strategy
-
-    def declaration(self) -> Declaration:
-        return self.strategy.declaration()
-
-    def settings(self) -> dict[str, object]:
-        return {"type": "FedAMP"}  # its hyperparameters are the strategy's
-
-    def open(self, ctx: RoundContext) -> Combiner:
-        return _Round(self.strategy, ctx)
+        return OwnCombine(self, _Round)
 
 
 @dataclass

@@ -61,9 +61,9 @@ from torch import Tensor
 
 from mfed.aggregation.base import Strategy
 from mfed.aggregation.conflict import cagrad_coefficients, combine, gram
-from mfed.aggregation.contract import MEANS, PARTS, ROUTED, UPDATES, Declaration, bounded
+from mfed.aggregation.contract import Declaration, whole_updates
 from mfed.aggregation.functional import RunningMean, encoder_and_decoders, merge_scopes
-from mfed.aggregation.stages import Combine, Combiner, Parts, RoundContext, is_statistic
+from mfed.aggregation.stages import Combine, Combiner, OwnCombine, Parts, RoundContext, is_statistic
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel, decoder_prefix
 from mfed.types import (
     ClientUpdate,
@@ -145,28 +145,11 @@ class FedHCA2(Strategy):
     def declaration(self) -> Declaration:
         """Routes into shared scopes; combines whole updates by its own rule into personalised models."""
         why = "combines whole updates into personalised models by its own rule (conflict-averse and cross-attention)"
-        return Declaration(
-            f"aggregation={self.name}", gives=ROUTED, needs=frozenset({UPDATES}),
-            voids={PARTS: why, MEANS: why, bounded("encoder"): why, bounded("decoder"): why},
-        )  # fmt: skip
+        return whole_updates(self.name, why)
 
     def combine(self) -> Combine:
         """Its own combine: the updates kept until the round's result, which needs every one at once."""
-        return _Combine(self)
-
-
-class _Combine(Combine):
-    def __init__(self, strategy: FedHCA2) -> None:
-        self.strategy = strategy
-
-    def declaration(self) -> Declaration:
-        return self.strategy.declaration()
-
-    def settings(self) -> dict[str, object]:
-        return {"type": "FedHCA2"}  # its hyperparameters are the strategy's
-
-    def open(self, ctx: RoundContext) -> Combiner:
-        return _Round(self.strategy, ctx)
+        return OwnCombine(self, _Round)
 
 
 @dataclass(frozen=True)

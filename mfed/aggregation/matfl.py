@@ -46,9 +46,9 @@ from scipy.cluster.hierarchy import linkage
 from torch import Tensor
 
 from mfed.aggregation.base import Strategy
-from mfed.aggregation.contract import MEANS, PARTS, ROUTED, UPDATES, Declaration, bounded
+from mfed.aggregation.contract import Declaration, whole_updates
 from mfed.aggregation.functional import RunningMean, select
-from mfed.aggregation.stages import Combine, Combiner, Parts, RoundContext, floating_parameters
+from mfed.aggregation.stages import Combine, Combiner, OwnCombine, Parts, RoundContext, floating_parameters
 from mfed.models.multitask import ENCODER_PREFIX, MultiTaskModel
 from mfed.types import PARTS as MODEL_PARTS
 from mfed.types import ClientUpdate, LocalStep, ServerState, State, global_scope, personal_scope
@@ -154,28 +154,11 @@ class MaTFL(Strategy):
     def declaration(self) -> Declaration:
         """Needs every encoder in the clear; its combine is a personalised group mean, not a bounded mean."""
         why = "groups whole encoders by clustering them and sends each client its group's mean"
-        return Declaration(
-            f"aggregation={self.name}", gives=ROUTED, needs=frozenset({UPDATES}),
-            voids={PARTS: why, MEANS: why, bounded("encoder"): why, bounded("decoder"): why},
-        )  # fmt: skip
+        return whole_updates(self.name, why)
 
     def combine(self) -> Combine:
         """Its own combine: the round's encoders kept until its result, which clusters all of them."""
-        return _Combine(self)
-
-
-class _Combine(Combine):
-    def __init__(self, strategy: MaTFL) -> None:
-        self.strategy = strategy
-
-    def declaration(self) -> Declaration:
-        return self.strategy.declaration()
-
-    def settings(self) -> dict[str, object]:
-        return {"type": "MaTFL"}  # its hyperparameters are the strategy's
-
-    def open(self, ctx: RoundContext) -> Combiner:
-        return _Round(self.strategy, ctx)
+        return OwnCombine(self, _Round)
 
 
 class _Round(Combiner):

@@ -10,7 +10,7 @@ Each declares what it needs and gives (:meth:`Stage.declaration`, :mod:`mfed.agg
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, is_dataclass
 from typing import Any
 
@@ -123,6 +123,28 @@ class Combine(Stage):
     @abstractmethod
     def open(self, ctx: RoundContext) -> Combiner:
         """A new round's combiner."""
+
+
+class OwnCombine(Combine):
+    """A strategy's own combine of whole updates: its declaration, and each round ``opener(strategy, ctx)``.
+
+    Its hyperparameters are the strategy's, so its settings are its name only.
+    """
+
+    def __init__(self, strategy: Any, opener: Callable[[Any, RoundContext], Combiner]) -> None:
+        self.strategy, self.opener = strategy, opener
+
+    def declaration(self) -> Declaration:
+        """The strategy's."""
+        return self.strategy.declaration()
+
+    def settings(self) -> dict[str, Any]:
+        """Its strategy's name (its hyperparameters are the strategy's)."""
+        return {"type": type(self.strategy).__name__}
+
+    def open(self, ctx: RoundContext) -> Combiner:
+        """The strategy's round."""
+        return self.opener(self.strategy, ctx)
 
 
 class ServerStep(Stage):
