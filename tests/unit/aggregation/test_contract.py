@@ -36,3 +36,34 @@ def test_the_most_basic_need_is_named_first():
     stages = [Declaration("aggregation=local"), Declaration("s=1", needs=frozenset({MEANS, bounded("encoder"), FOLDS}))]
     with pytest.raises(ValueError, match="it needs client updates routed into shared scopes"):
         check(stages)
+
+
+@pytest.mark.parametrize("strategy", ["fedhca2", "fedamp", "matfl"])
+@pytest.mark.parametrize(
+    ("stage", "named"),
+    [
+        ("defences", "defences.clip_norm=1"),
+        ("robust", "defences.robust=median"),
+        ("privacy", "privacy=dp"),
+        ("server_optimizer", "server_optimizer=momentum"),
+        ("secure", "secure_aggregation=secagg_plus"),
+    ],
+)
+def test_strategies_combining_whole_updates_refuse_every_stage_that_needs_a_mean(strategy, stage, named):
+    from mfed.aggregation import FedAMP, FedHCA2, MaTFL, Pipeline
+    from mfed.aggregation.defences import Defences
+    from mfed.aggregation.privacy import DifferentialPrivacy
+    from mfed.aggregation.server_optimizers import Momentum
+    from mfed.secure.rounds import SecureAggregation
+
+    stages = {
+        "defences": {"defences": Defences(clip_norm=1.0)},
+        "robust": {"defences": Defences(robust="median")},
+        "privacy": {"privacy": DifferentialPrivacy(noise_multiplier=1.0, clip_norm=1.0)},
+        "server_optimizer": {"server_optimizer": Momentum()},
+        "secure": {"secure": SecureAggregation()},
+    }[stage]
+    built = {"fedhca2": FedHCA2, "fedamp": FedAMP, "matfl": MaTFL}[strategy]()
+    with pytest.raises(ValueError, match=rf"{named}.*aggregation={strategy}|aggregation={strategy}.*{named}") as err:
+        Pipeline(built, **stages)
+    assert "\n" not in str(err.value)

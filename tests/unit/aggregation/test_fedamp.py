@@ -8,14 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from mfed.aggregation.defences import Defences
 from mfed.aggregation.fedamp import FedAMP, attention, cloud_models
 from mfed.aggregation.fold import Pipeline, aggregate
 from mfed.aggregation.functional import merge_scopes
-from mfed.aggregation.privacy import DifferentialPrivacy
-from mfed.aggregation.server_optimizers import Momentum
 from mfed.models.multitask import MultiTaskModel
-from mfed.secure.rounds import SecureAggregation
 from mfed.types import PARTS, ClientSpec, ClientUpdate, LocalStep, shared_scopes_of
 
 HAND_U = [0.368250, 0.668752, 2.962998]  # alpha = sigma = 1, w = [0, 1, 3] (fmtl_notes 4.4, by hand)
@@ -128,22 +124,6 @@ def test_a_step_that_could_make_a_self_weight_negative_is_refused_before_trainin
     ups = [sent(f"c{i}", ("seg",), 1, enc=0.5, dec=0.0, stat=0.0) for i in range(3)]
     with pytest.raises(ValueError, match="fedamp: client c0's self-weight in global is -1 < 0"):
         aggregate(FedAMP(alpha=1.0, sigma=1.0), state, ups)
-
-
-@pytest.mark.parametrize(
-    ("stages", "named"),
-    [
-        ({"defences": Defences(clip_norm=1.0)}, "defences.clip_norm=1"),
-        ({"defences": Defences(robust="median")}, "defences.robust=median"),
-        ({"privacy": DifferentialPrivacy(noise_multiplier=1.0, clip_norm=1.0)}, "privacy=dp"),
-        ({"server_optimizer": Momentum()}, "server_optimizer=momentum"),
-        ({"secure": SecureAggregation()}, "secure_aggregation=secagg_plus"),
-    ],
-)
-def test_stages_that_need_a_mean_or_bounded_parts_are_refused(stages, named):
-    with pytest.raises(ValueError, match=rf"{named}.*aggregation=fedamp|aggregation=fedamp.*{named}") as err:
-        Pipeline(FedAMP(), **stages)
-    assert "\n" not in str(err.value)
 
 
 def test_settings_are_checked_naming_the_field():

@@ -7,13 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from mfed.aggregation.defences import Defences
 from mfed.aggregation.fold import Pipeline, aggregate
 from mfed.aggregation.matfl import MaTFL, cluster, cosine_distances, group_encoders
-from mfed.aggregation.privacy import DifferentialPrivacy
-from mfed.aggregation.server_optimizers import Momentum
 from mfed.models.multitask import MultiTaskModel
-from mfed.secure.rounds import SecureAggregation
 from mfed.types import PARTS, ClientUpdate, LocalStep
 
 HAND = [[1.0, 0.0], [1.1, 0.0], [0.0, 1.0], [0.0, 1.2]]  # fmtl_notes 4.9: groups {0, 1} and {2, 3}
@@ -145,22 +141,6 @@ def test_clients_send_the_encoder_and_keep_their_decoders():
     assert MaTFL().targets(("seg", "depth")) == [("global", ("encoder.",))]
     with pytest.raises(ValueError, match="aggregation.clusters must be an integer >= 1, got 0"):
         MaTFL(clusters=0)
-
-
-@pytest.mark.parametrize(
-    ("stages", "named"),
-    [
-        ({"defences": Defences(clip_norm=1.0)}, "defences.clip_norm=1"),
-        ({"defences": Defences(robust="median")}, "defences.robust=median"),
-        ({"privacy": DifferentialPrivacy(noise_multiplier=1.0, clip_norm=1.0)}, "privacy=dp"),
-        ({"server_optimizer": Momentum()}, "server_optimizer=momentum"),
-        ({"secure": SecureAggregation()}, "secure_aggregation=secagg_plus"),
-    ],
-)
-def test_stages_that_need_a_mean_or_bounded_parts_are_refused(stages, named):
-    with pytest.raises(ValueError, match=rf"{named}.*aggregation=matfl|aggregation=matfl.*{named}") as err:
-        Pipeline(MaTFL(), **stages)
-    assert "\n" not in str(err.value)
 
 
 def test_a_round_on_the_serial_backend_groups_the_encoders_and_scores_the_personalised_model(tiny_cfg):
