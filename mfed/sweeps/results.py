@@ -120,8 +120,13 @@ def reference_lines(reference: Any) -> list[str]:
 
 
 def setting_tables(results: Mapping[str, Any], setting: str) -> list[str]:
-    """The markdown of one setting: the strategies' table, the paired comparisons, communication."""
-    tasks, section = tasks_of(results), results["settings"][setting]
+    """The markdown of one setting: the strategies' table, the paired comparisons, communication.
+
+    Its columns are the tasks some run of the setting holds (FMTL-Bench's scenarios differ in them).
+    """
+    section = results["settings"][setting]
+    held = {t for r in results["runs"] if r["setting"] == setting for t in r.get("task_order", [])}
+    tasks = {t: info for t, info in tasks_of(results).items() if t in held or not held}
     level = f"{results['confidence']:.0%}"
     reference = reference_name(results.get("reference"))
     head = [f"{t} {info['headline']} {arrow(info['higher_is_better'])}" for t, info in tasks.items()]

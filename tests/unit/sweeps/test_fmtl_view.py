@@ -81,3 +81,10 @@ def test_a_benchmark_reports_fmtl_benchs_view_when_clients_hold_their_own_test_d
         in text
     )
     assert "| other | a acc ↑ | b rmse ↓ | Δm ↑ | ΔP ↑ |" in text
+    # a setting whose clients hold task a only (another scenario) shows a's columns only
+    only_a = [{**r, "setting": "only_a", "task_order": ["a"]} for r in records]
+    both = records + only_a
+    results = summarise(both, "mfed", 0.95)
+    text = markdown({"benchmark": "fab", "overrides": [], "strategies": ["local", "mfed"], "seeds": [0, 1],
+                     "reference": "local", "model_bytes": {}, **results, "runs": both}, images=False)  # fmt: skip
+    assert text.count("| strategy | ΔG a | ΔG b | **ΔG** |") == 1 and text.count("| strategy | ΔG a | **ΔG** |") == 1
