@@ -246,6 +246,7 @@ class Driver:
         if not self.history:
             self.state = self.strategy.init_state(self.model)
         self.status, self.error = "running", None
+        self.meta.pop("stopped", None)  # a resumed run that had plateaued decides again from its history
         try:
             for cb in self.callbacks:
                 cb.on_start(self)

@@ -59,3 +59,17 @@ def test_a_run_that_plateaus_stops_scores_its_test_sets_and_says_why(tiny_cfg):
     # without the rule every round runs
     full = build(tiny_cfg("federation.rounds=3", "data.pool.length=80"))
     assert len(full.run()) == 3 and "stopped" not in full.meta
+
+
+def test_a_resumed_run_that_had_plateaued_decides_again_from_its_history(tiny_cfg):
+    from mfed.federation.checkpointing import load_checkpoint
+
+    cfg = tiny_cfg("federation.rounds=5", "federation.patience=1", "federation.min_delta=100", "data.pool.length=80")
+    first = build(cfg)
+    first.run()
+    assert first.meta["stopped"]["round"] == 2
+    again = build(tiny_cfg("federation.rounds=5", "data.pool.length=80", f"resume={cfg.out_dir}"))
+    assert again.meta["stopped"]["round"] == 2  # restored from the checkpoint
+    history = again.run()  # without the rule it runs the rounds left: the old stop does not end it
+    assert len(history) == 5 and "stopped" not in again.meta
+    assert load_checkpoint(f"{cfg.out_dir}/checkpoint.pt")["round"] == 5
