@@ -12,9 +12,10 @@ with the configuration it did best with, on the benchmark's seeds.
 - **Budget**: every strategy gets ``samples`` configurations times the tuning seeds, whatever
   the size of its space (a strategy with one more key spreads the same runs over more keys).
 - **Choice**: on validation only (never the test sets): per task, the configurations are ranked
-  by the task's headline validation figure after the last round (mean over the tuning seeds); a
-  configuration's score is its mean rank over tasks; the best score wins (ties: the earlier
-  draw). A configuration with a failed or non-finite run ranks last on every task.
+  by the task's headline validation figure after the last round (mean over the tuning seeds;
+  equal figures share their ranks' mean); a configuration's score is its mean rank over tasks;
+  the best score wins (ties: the earlier draw). A configuration with a failed or non-finite run
+  ranks last on every task.
 
 The chosen values, every configuration's figures and the budget go into ``results.json``
 (``"tuning"``) and the report.
@@ -124,19 +125,17 @@ def choose(figures: Sequence[Mapping[str, float] | None], higher: Mapping[str, b
     ``figures``: each configuration's ``{task: validation headline}`` (mean over tuning seeds), or
     None where a run failed; ``higher``: per task, whether higher is better.
     """
+    from scipy.stats import rankdata
+
     n = len(figures)
     ranks = np.zeros(n)
     for task, up in higher.items():
-        values = []
-        for f in figures:
+        values = np.full(n, np.inf)  # failures last (tied among themselves)
+        for i, f in enumerate(figures):
             v = None if f is None else f.get(task)
-            if v is None or not math.isfinite(v):
-                values.append((1, 0.0))  # failures last
-            else:
-                values.append((0, -v if up else v))
-        order = sorted(range(n), key=lambda i: values[i])
-        for rank, i in enumerate(order):
-            ranks[i] += rank + 1
+            if v is not None and math.isfinite(v):
+                values[i] = -v if up else v
+        ranks += rankdata(values, method="average")  # equal figures share their ranks' mean
     scores = [float(r / len(higher)) for r in ranks]
     best = min(range(n), key=lambda i: (scores[i], i))
     return best, [None if f is None else s for f, s in zip(figures, scores, strict=True)]

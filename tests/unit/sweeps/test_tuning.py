@@ -85,3 +85,9 @@ def test_tuning_results_read_validation_only_and_the_comparison_uses_the_choice(
     assert all(f"optimizer.lr={lr}" in t.overrides for t in main)  # every strategy drew the same lr at config 1
     text = "\n".join(tuning_lines(tuning, "default"))
     assert "| fedprox | optimizer.lr=" in text and "(4 runs per strategy" in text
+
+
+def test_equal_figures_share_their_rank():
+    # a: a tie between configs 0 and 1 (ranks 1.5 each), config 2 last; b (lower): config 1 best, then 2, then 0
+    best, scores = choose([{"a": 0.5, "b": 3.0}, {"a": 0.5, "b": 1.0}, {"a": 0.1, "b": 2.0}], {"a": True, "b": False})
+    assert (best, scores) == (1, [2.25, 1.25, 2.5])
