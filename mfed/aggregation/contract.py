@@ -63,7 +63,7 @@ def _drop(key: str) -> str:
     a group); the strategy cannot be left out, only replaced; a plain key is set to null.
     """
     name = key.split("=")[0]
-    if name in ("privacy", "defences", "server_optimizer"):
+    if name in ("privacy", "defences", "server_optimizer", "secure_aggregation"):
         return f"{name}=none"
     if name.split(".")[0] == "aggregation":
         return "choose another aggregation=<option>"

@@ -67,3 +67,13 @@ def test_strategies_combining_whole_updates_refuse_every_stage_that_needs_a_mean
     with pytest.raises(ValueError, match=rf"{named}.*aggregation={strategy}|aggregation={strategy}.*{named}") as err:
         Pipeline(built, **stages)
     assert "\n" not in str(err.value)
+
+
+def test_the_advice_to_leave_secure_aggregation_out_names_its_none_option():
+    from mfed.aggregation import Pipeline
+    from mfed.aggregation.fedamp import FedAMP
+    from mfed.secure.rounds import SecureAggregation
+
+    with pytest.raises(ValueError, match="secure_aggregation=none") as err:
+        Pipeline(FedAMP(), secure=SecureAggregation())
+    assert "secure_aggregation=null" not in str(err.value)
