@@ -41,9 +41,13 @@ def tune_space(bench: DictConfig, labels: Sequence[str]) -> dict[str, dict[str, 
     tune = bench.tune
     raw = OmegaConf.to_container(tune.get("space") or {}, resolve=True)
     assert isinstance(raw, dict)
-    unknown = [str(k) for k in raw if k != "all" and k not in labels]
+    from mfed.config_dir import group_options
+
+    # a space for a strategy left out of this benchmark (benchmark.strategies=[...] on the command line)
+    # is unused; one naming no strategy at all is a mistake
+    unknown = [str(k) for k in raw if k != "all" and k not in labels and k not in group_options("aggregation")]
     if unknown:
-        raise ValueError(f"benchmark.tune.space.{unknown[0]}: not a strategy of this benchmark; use all or {labels}")
+        raise ValueError(f"benchmark.tune.space.{unknown[0]}: not a strategy; use all or one of {labels}")
     spaces: dict[str, dict[str, tuple[float, float]]] = {}
     for label in labels:
         keys = {**(raw.get("all") or {}), **(raw.get(label) or {})}

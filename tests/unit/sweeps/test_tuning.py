@@ -46,8 +46,13 @@ def test_every_strategy_gets_the_same_budget_on_fresh_seeds():
         f"aggregation.mu={configs['default', 'fedprox'][0]['aggregation.mu']}", "seed=100"}  # fmt: skip
     with pytest.raises(ValueError, match=r"benchmark.tune.seeds \[1\] are among benchmark.seeds"):
         tuning_plan(bench(**{"tune.seeds": [1, 100]}), BASE, runs, settings)
-    with pytest.raises(ValueError, match="benchmark.tune.space.ditto: not a strategy of this benchmark"):
-        tuning_plan(bench(**{"tune.space": {"ditto": {"aggregation.lam": [0.1, 1.0]}}}), BASE, runs, settings)
+    with pytest.raises(ValueError, match="benchmark.tune.space.dito: not a strategy; use all or one of"):
+        tuning_plan(bench(**{"tune.space": {"dito": {"aggregation.lam": [0.1, 1.0]}}}), BASE, runs, settings)
+    # a strategy's space is unused when the strategy is left out of this benchmark
+    space = {"all": {"optimizer.lr": [1e-4, 1e-2]}, "fedprox": {"aggregation.mu": [1e-3, 1e-1]},
+             "ditto": {"aggregation.lam": [0.1, 1.0]}}  # fmt: skip
+    unused = bench(**{"tune.space": space})
+    assert len(tuning_plan(unused, BASE, runs, settings)[0]) == len(trials)
     with pytest.raises(ValueError, match=r"optimizer.lr=\[0, 1\]: give \[low, high\] with 0 < low <= high"):
         tuning_plan(bench(**{"tune.space": {"all": {"optimizer.lr": [0, 1]}}}), BASE, runs, settings)
 
