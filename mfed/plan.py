@@ -23,7 +23,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from mfed.aggregation.base import Strategy
 from mfed.aggregation.fold import Pipeline
 from mfed.aggregation.stages import is_statistic
-from mfed.data.domains import check_domains
+from mfed.data.domains import domain_tasks
 from mfed.federation.backends import Backend
 from mfed.federation.client import ClientConfig
 from mfed.federation.sampling import required
@@ -85,7 +85,7 @@ def plan(cfg: DictConfig) -> Plan:
     held: dict[str, set[str]] = {}
     for spec in roster:
         held.setdefault(spec.domain, set()).update(spec.tasks)
-    check_domains(cfg, tasks, {d: sorted(t) for d, t in held.items()}, instantiate)
+    tasks = domain_tasks(cfg, tasks, {d: sorted(t) for d, t in held.items()}, instantiate)
     fed = cfg.federation
     fraction = float(fed.fraction)
     required(float(fed.min_clients), max(1, round(fraction * len(roster))))  # a count no round can reach

@@ -11,9 +11,10 @@ own ``val_fraction`` and ``local_test_fraction``. The pools (and the test sets) 
 in order, the run's own first (:class:`Joined`), so a client's indices point into one dataset
 and every backend ships and shards it as before.
 
-A domain must give images with the run's channels (one encoder reads them all), and a task held
-in two domains must be built alike from both data configs (the same classes, the same depth
-offset): the decoder and the metric are one. A task whose label space differs between data sets
+A domain must give images with the run's channels (one encoder reads them all). A task held by
+one other domain only is built from that domain's data config (its classes, its depth offset); a
+task held in two domains must be built alike from both data configs: the decoder and the metric
+are one. A task whose label space differs between data sets
 (NYUD-v2's 40 classes against PASCAL-Context's 21) cannot be one task.
 """
 
@@ -81,19 +82,27 @@ def as_domain(cfg: DictConfig, name: str) -> DictConfig:
     return other
 
 
-def check_domains(
+def domain_tasks(
     cfg: DictConfig, tasks: Mapping[str, Any], held: Mapping[str, Sequence[str]], build: Callable[[Any], Any]
-) -> None:
-    """Refuse domains that cannot share the run's encoder and tasks (``held``: each domain's tasks).
+) -> dict[str, Any]:
+    """The run's tasks, each built from the data set of the domain holding it; refuse domains that cannot share.
 
-    ``build`` instantiates a task's config (:func:`mfed.plan.instantiate`).
+    ``tasks`` were built from ``data``; a task held in one other domain only is built again from
+    that domain's data config (its classes, its depth offset), and one held in several must build
+    alike from each. ``held``: each domain's tasks (``""``: the run's own); ``build`` instantiates
+    a task's config (:func:`mfed.plan.instantiate`).
 
     Raises:
-        ValueError: A domain draws the same examples as another (the same pool config), its
-            channels differ from ``data.channels``, or a task it holds builds differently from its
-            config (naming both values and the fix).
+        ValueError: A domain draws the same examples as another (the same pool config but its
+            length), its channels differ from ``data.channels``, or a task held in two domains
+            builds differently from their configs (naming both values and the fix).
 
     """
+    holders: dict[str, list[str]] = {}
+    for name, names in held.items():
+        for task in names:
+            holders.setdefault(task, []).append(name)
+    out = dict(tasks)
 
     def source(pool: Any) -> Any:  # what a pool draws from: its config but its length (the first n of one source)
         plain = OmegaConf.to_container(pool, resolve=True)
@@ -118,12 +127,18 @@ def check_domains(
                 "one encoder reads every domain's images; pick data sets with the same channels"
             )
         for task_name in names:
-            ours, theirs = vars(tasks[task_name]), vars(build(other.tasks[task_name]))
+            built = build(other.tasks[task_name])
+            if holders[task_name] == [name]:  # its domain's alone: built from that data set
+                out[task_name] = built
+                continue
+            first = holders[task_name][0]
+            ours, theirs = vars(out[task_name]), vars(built)
             differ = sorted(k for k in ours if k != "decoder" and ours[k] != theirs.get(k))
             if differ:
-                key = differ[0]
+                key, where = differ[0], f"federation.domains.{first}" if first else "data"
                 raise ValueError(
-                    f"tasks.{task_name}.{key} is {ours[key]} with data but {theirs.get(key)} with "
+                    f"tasks.{task_name}.{key} is {ours[key]} with {where} but {theirs.get(key)} with "
                     f"federation.domains.{name}: a task held in two domains is one decoder and one metric; set "
                     f"tasks.{task_name}.{key} explicitly if they agree, or hold the task in one domain only"
                 )
+    return out

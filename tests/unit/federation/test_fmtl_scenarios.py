@@ -94,7 +94,10 @@ def test_a_domains_clients_draw_and_score_only_their_own_data_set(tmp_path, fash
     [
         (["federation.groups.5.data=elsewhere"], r"federation.groups\[5\].data=elsewhere: not a domain of this run"),
         (["federation.domains.second.channels=3"], r"federation.domains.second.channels=3 but data.channels=1"),
-        (["federation.domains.second.num_parts=5"], r"tasks.parts.num_classes is 3 with data but 5 with federation"),
+        (
+            ["federation.groups.5.tasks=[normals,depth]", "federation.domains.second.depth_offset=3.0"],
+            r"tasks.depth.offset is 8.0 with data but 3.0 with federation.domains.second: a task held in two domains",
+        ),
         (
             ["federation.groups=[{tasks: [semseg, normals, edges, depth, parts], count: 2}]"],
             r"federation.domains.second is held by no group",
@@ -140,3 +143,10 @@ def test_the_fmtl_benchmarks_plan_every_scenario_for_every_strategy(name, fashio
     assert scenarios == {f"federation-{s}" for s in PAPER}
     assert len(trials) == len(PAPER) * len(bench.strategies) * len(bench.seeds)
     assert {t.clients for t in trials if t.labels["setting"] == "federation-fmtl_niid7_ubcdst"} == {6}
+
+
+def test_a_task_held_in_one_other_domain_is_built_from_that_data_set():
+    # parts is held by the second domain only: its classes are that data set's, not the run's own
+    p = plan(scenario("fmtl_niid7_ubcdst", "federation.domains.second.num_parts=5"))
+    assert p.tasks["parts"].num_classes == 5 and p.tasks["semseg"].num_classes == 11
+    assert p.model.state_dict()["decoders.parts.head.weight"].shape[0] == 5
