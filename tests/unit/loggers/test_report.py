@@ -165,3 +165,19 @@ def test_a_panel_ticks_whole_rounds_and_its_legend_covers_no_curve_when_crowded(
     legend, area = ax.get_legend().get_window_extent(), ax.get_window_extent()
     assert (legend.y1 <= area.y0) == (lines > LEGEND_INSIDE)
     plt.close(fig)
+
+
+def test_the_report_of_a_run_whose_clients_hold_their_own_test_data_lists_both_tests(tmp_path, tiny_cfg):
+    from mfed.loggers.console import results_table
+    from mfed.run import build, start
+
+    out = tmp_path / "run"
+    cfg = tiny_cfg("task_mix=seg_depth", "data.pool.length=80", "data.local_test_fraction=0.2", f"out_dir={out}")
+    driver = start(build(cfg), cfg)
+    history = driver.run()
+    text = write_report(out).read_text()
+    assert "| clients' own test data (P-FL) (after the last round) | value |" in text
+    assert "| local_test/depth/rmse ↓ |" in text and "| test/depth/rmse ↓ |" in text
+    assert "| semseg client | mIoU ↑ | test_mIoU ↑ | local_test_mIoU ↑ | update_norm |" in text
+    table = results_table(driver.tasks, history)
+    assert [c.header for c in table.columns][-2:] == ["test", "local test"]
