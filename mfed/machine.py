@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -65,3 +66,13 @@ def describe(info: dict[str, Any]) -> str:
     threads = info.get("torch_threads")
     per_client = f"; {threads} thread{'s' if threads != 1 else ''} per client" if threads else ""
     return f"{info.get('cpu', 'unknown CPU')} ({info.get('cores')} cores), {libraries}{per_client}"
+
+
+def machines_line(runs: Sequence[Mapping[str, Any]]) -> str:
+    """A report's line on where its runs were made: one machine, several, or not recorded."""
+    seen = list(dict.fromkeys(describe(r["machine"]) for r in runs if r.get("machine")))
+    if not seen:
+        return "Machine: not recorded (runs made before summary.json recorded it)."
+    if len(seen) == 1:
+        return f"Machine: {seen[0]}."
+    return f"Machines ({len(seen)}; runs on different machines are not bit-for-bit comparable): {'; '.join(seen)}."

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from mfed.aggregation.base import Strategy
 from mfed.aggregation.fold import Pipeline
 from mfed.aggregation.stages import is_statistic
-from mfed.data.domains import domain_tasks
+from mfed.data.domains import domain_tasks, held_tasks
 from mfed.federation.backends import Backend
 from mfed.federation.client import ClientConfig
 from mfed.federation.sampling import required
@@ -82,14 +82,12 @@ def plan(cfg: DictConfig) -> Plan:
     tasks = build_tasks(cfg)
     fold = build_fold(cfg)
     roster = build_roster(cfg, tasks)
-    held: dict[str, set[str]] = {}
-    for spec in roster:
-        held.setdefault(spec.domain, set()).update(spec.tasks)
-    tasks = domain_tasks(cfg, tasks, {d: sorted(t) for d, t in held.items()}, instantiate)
+    tasks = domain_tasks(cfg, tasks, held_tasks(roster, list(tasks)), instantiate)
     fed = cfg.federation
     fraction = float(fed.fraction)
-    required(float(fed.min_clients), max(1, round(fraction * len(roster))))  # a count no round can reach
-    fold.strategy.check_round_size(max(1, round(fraction * len(roster))))  # e.g. FedAMP's step size
+    per_round = max(1, round(fraction * len(roster)))
+    required(float(fed.min_clients), per_round)  # a count no round can reach
+    fold.strategy.check_round_size(per_round)  # e.g. FedAMP's step size
     for line in fold.defences.check_counts(kinds_per_scope(fold.strategy, roster, fraction)):
         log.warning("an attacker is not bounded in %s", line)
     if fold.privacy is not None:  # denominators, the calibrated noise, the budget: refused before anything starts

@@ -170,7 +170,7 @@ def build_data(cfg: DictConfig, roster: Sequence[ClientSpec]) -> tuple[list[Clie
     domain's part of the joined test set. A data set that takes a task list (NYUD-v2,
     PASCAL-Context) then loads the tasks its domain's clients hold, not every task of the run.
     """
-    from mfed.data.domains import Joined, as_domain, domain_configs
+    from mfed.data.domains import Joined, as_domain, domain_configs, held_tasks
 
     domains = domain_configs(cfg)
     if not domains:
@@ -178,12 +178,12 @@ def build_data(cfg: DictConfig, roster: Sequence[ClientSpec]) -> tuple[list[Clie
         test = instantiate(cfg.data.test) if cfg.data.get("test") is not None else None
         return build_specs(cfg, roster, pool), pool, test
     pools, tests, specs = [], [], {}
+    held = held_tasks(roster, list(cfg.tasks))
     for name in ["", *domains]:
         members = [s for s in roster if s.domain == name]
         data_cfg = as_domain(cfg, name) if name else cfg
-        held = {t for spec in members for t in spec.tasks}
-        pools.append(load_held(data_cfg.data.pool, [t for t in cfg.tasks if t in held]))
-        tests.append(load_held(data_cfg.data.get("test"), [t for t in cfg.tasks if t in held]))
+        pools.append(load_held(data_cfg.data.pool, held.get(name, [])))
+        tests.append(load_held(data_cfg.data.get("test"), held.get(name, [])))
         specs.update({s.client_id: s for s in build_specs(data_cfg, members, pools[-1])})
     if any(t is None for t in tests) and any(t is not None for t in tests):
         raise ValueError("every domain needs a test split, or none: data.test and federation.domains.<name>.test")

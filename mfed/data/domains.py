@@ -82,6 +82,14 @@ def as_domain(cfg: DictConfig, name: str) -> DictConfig:
     return other
 
 
+def held_tasks(roster: Sequence[Any], order: Sequence[str]) -> dict[str, list[str]]:
+    """Each domain's tasks (``""``: the run's own), in ``order``: the tasks its clients hold."""
+    held: dict[str, set[str]] = {}
+    for spec in roster:
+        held.setdefault(spec.domain, set()).update(spec.tasks)
+    return {domain: [t for t in order if t in names] for domain, names in held.items()}
+
+
 def domain_tasks(
     cfg: DictConfig, tasks: Mapping[str, Any], held: Mapping[str, Sequence[str]], build: Callable[[Any], Any]
 ) -> dict[str, Any]:
@@ -89,8 +97,8 @@ def domain_tasks(
 
     ``tasks`` were built from ``data``; a task held in one other domain only is built again from
     that domain's data config (its classes, its depth offset), and one held in several must build
-    alike from each. ``held``: each domain's tasks (``""``: the run's own); ``build`` instantiates
-    a task's config (:func:`mfed.plan.instantiate`).
+    alike from each. ``held``: each domain's tasks (:func:`held_tasks`); ``build`` instantiates a
+    task's config (:func:`mfed.plan.instantiate`).
 
     Raises:
         ValueError: A domain draws the same examples as another (the same pool config but its

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mfed.loggers.report import series
+from mfed.loggers.report import TEST_SPLITS, series
 from mfed.tasks.base import Task
 from mfed.types import ClientSpec
 
@@ -40,7 +40,7 @@ def results_table(tasks: Mapping[str, Task], history: Sequence[Mapping[str, floa
             better = (b > a) == higher and b != a
             arrow = "↑" if higher else "↓"
             change = f"[{'green' if better else 'red'}]{b - a:+.3f}[/]"
-            tests = [history[-1].get(f"{split}/{task.name}/{metric}") for split in ("test", "local_test")[: 1 + local]]
+            tests = [history[-1].get(f"{split}/{task.name}/{metric}") for split in TEST_SPLITS[: 1 + local]]
             table.add_row(
                 task.name, f"{metric} {arrow}", f"{a:.3f} (r{rounds[0]:.0f})",
                 f"{b:.3f} (r{rounds[-1]:.0f})", change, *("-" if t is None else f"{t:.3f}" for t in tests),

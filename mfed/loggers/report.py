@@ -29,6 +29,10 @@ _VAL = re.compile(r"^val/(?P<task>[^/]+)/(?P<metric>[^/]+)$")
 _NORM = re.compile(r"^diag/(?P<kind>[^/]+)/update_norm$")
 
 
+TEST_SPLITS = ("test", "local_test")
+"""The test splits scored after the last round: the global test set (G-FL) and each client's own (P-FL)."""
+
+
 def task_metrics(history: Rows) -> dict[str, list[str]]:
     """``{task: [metric, ...]}`` found in the history's ``val/<task>/<metric>`` keys, in order."""
     found: dict[str, list[str]] = {}
@@ -172,7 +176,7 @@ def client_lines(history: Rows, directions: Mapping[str, Mapping[str, bool]]) ->
     """
     lines = []
     for task, metrics in task_metrics(history).items():
-        columns = [*metrics, *(f"{s}_{m}" for s in ("test", "local_test") for m in metrics), "update_norm"]
+        columns = [*metrics, *(f"{s}_{m}" for s in TEST_SPLITS for m in metrics), "update_norm"]
         keys = {c: c if c == "update_norm" else f"{task}/{c}" for c in columns}
         last = {
             cid: {c: series(history, f"client/{cid}/{keys[c]}")[1][-1:] for c in columns}

@@ -20,9 +20,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mfed.aggregation.functional import select
+from mfed.loggers.report import TEST_SPLITS
 from mfed.models.multitask import ENCODER_PREFIX, decoder_prefix
 from mfed.sweeps.entries import reference_of
-from mfed.sweeps.plan import Trial, checked_trial, expand_grid, merge_overrides, override_key, trial_name
+from mfed.sweeps.plan import Trial, expand_grid, merge_overrides, override_key, seeded_trials, trial_name
 from mfed.sweeps.report import client_delta, client_tasks
 from mfed.sweeps.results import write_results
 from mfed.sweeps.summary import summarise
@@ -92,20 +93,11 @@ def plan_benchmark(
     for setting in settings:
         setting_name = trial_name(setting) or "default"
         for label, chosen in runs.items():
-            first = None
-            for seed in seeds:
-                own = list((tuned or {}).get((setting_name, label), []))
-                overrides = merge_overrides(["backend=ray"], common, setting, base, chosen, own, [f"seed={seed}"])
-                name = f"{setting_name}_{label}-s{seed}" if grid else f"{label}-s{seed}"
-                labels = {"strategy": label, "seed": seed, "setting": setting_name}
-                if first is None:  # the seed changes no shape: one build per strategy and setting checks them
-                    is_reference = reference_of(reference, label) == label
-                    first = checked_trial(name, overrides, [], labels=labels, reference=is_reference)
-                    trials.append(first)
-                else:
-                    trials.append(
-                        Trial(name, tuple(overrides), first.clients, first.reference, first.per_actor, labels)
-                    )
+            own = list((tuned or {}).get((setting_name, label), []))
+            overrides = merge_overrides(["backend=ray"], common, setting, base, chosen, own)
+            name = f"{setting_name}_{label}" if grid else label
+            labels = {"strategy": label, "setting": setting_name}
+            trials += seeded_trials(name, overrides, seeds, labels, reference=reference_of(reference, label) == label)
     return trials
 
 
@@ -181,7 +173,7 @@ def collect_runs(
         history = json.loads((folder / "history.json").read_text())
         final = summary["final"]
         record["status"] = "completed"
-        for split in ("val", "test", "local_test"):
+        for split in ("val", *TEST_SPLITS):
             record[split] = {k[len(split) + 1 :]: v for k, v in final.items() if k.startswith(f"{split}/")}
         record["clients"] = {
             k[len("client/") :]: v
@@ -209,13 +201,9 @@ def collect_runs(
         if r.get("local_test"):  # FMTL-Bench's view: per task, on the global test set (ΔG) and clients' own (ΔP)
             r["delta_p"] = client_delta(ours, theirs, "local_test")
             r["delta_tasks"] = {
-                split: {t: client_delta(ours, theirs, split, t) for t in r["task_order"]} for split in SPLITS
+                split: {t: client_delta(ours, theirs, split, t) for t in r["task_order"]} for split in TEST_SPLITS
             }
     return records
-
-
-SPLITS = ("test", "local_test")
-"""FMTL-Bench's two evaluations: the global test set (G-FL, ΔG) and each client's own test data (P-FL, ΔP)."""
 
 
 def model_bytes(overrides: Sequence[str]) -> dict[str, Any]:

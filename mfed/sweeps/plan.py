@@ -93,6 +93,26 @@ def checked_trial(name: str, overrides: Sequence[str], base: Sequence[str], **fi
     return Trial(name, tuple(overrides), len(driver.specs), per_actor=per_actor, **fields)
 
 
+def seeded_trials(
+    name: str, overrides: Sequence[str], seeds: Sequence[int], labels: Mapping[str, Any], reference: bool = False
+) -> list[Trial]:
+    """One trial of ``overrides`` per seed, ``<name>-s<seed>`` labelled ``labels`` and its seed.
+
+    The first is built to check them all: a seed changes no shape.
+    """
+    trials: list[Trial] = []
+    for seed in seeds:
+        full, labels_of_seed = merge_overrides(overrides, [f"seed={seed}"]), {**labels, "seed": seed}
+        if not trials:
+            trials.append(checked_trial(f"{name}-s{seed}", full, [], labels=labels_of_seed, reference=reference))
+        else:
+            first = trials[0]
+            trials.append(
+                Trial(f"{name}-s{seed}", tuple(full), first.clients, first.reference, first.per_actor, labels_of_seed)
+            )
+    return trials
+
+
 def trial_name(overrides: Sequence[str]) -> str:
     """A folder-safe name from overrides: ``aggregation=mfed, seed=1`` -> ``aggregation-mfed_seed-1``."""
     return "_".join(o.replace("=", "-").replace("/", "-") for o in overrides)

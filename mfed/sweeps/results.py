@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from mfed.atomic import write_json
-from mfed.machine import describe
+from mfed.machine import machines_line
 from mfed.sweeps.entries import (
     arrow,
     interval_of,
@@ -360,16 +360,6 @@ def write_results(results: Mapping[str, Any], out_dir: Path, stem: str = "result
 
         for name, data in figures(clean, prefix).items():
             draw(data, out_dir / name)
-
-
-def machines_line(runs: Sequence[Mapping[str, Any]]) -> str:
-    """Where the runs were made (:mod:`mfed.machine`): one machine, several, or not recorded."""
-    seen = list(dict.fromkeys(describe(r["machine"]) for r in runs if r.get("machine")))
-    if not seen:
-        return "Machine: not recorded (runs made before summary.json recorded it)."
-    if len(seen) == 1:
-        return f"Machine: {seen[0]}."
-    return f"Machines ({len(seen)}; runs on different machines are not bit-for-bit comparable): {'; '.join(seen)}."
 
 
 def read_results(path: str | Path) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
+from mfed.loggers.report import TEST_SPLITS
 from mfed.sweeps.stats import POWER, Power, holm, mean_ci, paired, power_analysis
 
 
@@ -42,6 +43,7 @@ def summarise(records: Sequence[Mapping[str, Any]], compare: str | None, confide
         }
         table: dict[str, Any] = {}
         personal = any("delta_p" in r for r in mine)
+        overall = ("delta_m", "delta_p") if personal else ("delta_m",)
         for s in strategies:
             ended = [r["status"] for r in mine if r["strategy"] == s]
             entry: dict[str, Any] = {
@@ -75,12 +77,11 @@ def summarise(records: Sequence[Mapping[str, Any]], compare: str | None, confide
                     pairs = _kept([(done[compare][k]["test"].get(key), done[s][k]["test"].get(key)) for k in seeds])
                     entry[task] = _paired(pairs, confidence)
                     differences[s, task] = [a - b for a, b in pairs]
-                for key in ("delta_m", "delta_p") if personal else ("delta_m",):
+                for key in overall:
                     pairs = _kept([(done[compare][k].get(key), done[s][k].get(key)) for k in seeds])
                     entry[key] = _paired(pairs, confidence)
                     differences[s, key] = [a - b for a, b in pairs]
                 comparisons[s] = entry
-        overall = ("delta_m", "delta_p") if personal else ("delta_m",)
         family = [(s, key) for s, entry in comparisons.items() for key in [*tasks, *overall]]
         adjusted = holm([comparisons[s][key]["p"] for s, key in family])
         for (s, key), p in zip(family, adjusted, strict=True):
@@ -102,7 +103,7 @@ def _personal(runs: Sequence[Mapping[str, Any]], tasks: Mapping[str, Any], confi
 
     by_split = {
         split: {t: over([(r.get("delta_tasks") or {}).get(split, {}).get(t) for r in runs]) for t in tasks}
-        for split in ("test", "local_test")
+        for split in TEST_SPLITS
     }
     local = {
         t: over([r.get("local_test", {}).get(f"{t}/{info['headline']}") for r in runs]) for t, info in tasks.items()

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from mfed.sweeps.plan import Trial, checked_trial, merge_overrides
+from mfed.sweeps.plan import Trial, merge_overrides, seeded_trials
 
 
 def tune_space(bench: DictConfig, labels: Sequence[str]) -> dict[str, dict[str, tuple[float, float]]]:
@@ -97,22 +97,15 @@ def tuning_plan(
         for label, chosen in runs.items():
             configs[setting_name, label] = configurations(spaces[label], samples)
             for i, values in enumerate(configs[setting_name, label]):
-                first = None
-                for seed in seeds:
-                    drawn = [f"{k}={v}" for k, v in values.items()]
-                    overrides = merge_overrides(["backend=ray"], common, setting, base, chosen, drawn, [f"seed={seed}"])
-                    name = f"tune-{setting_name}_{label}-c{i}-s{seed}"
-                    labels = {"strategy": label, "seed": seed, "setting": setting_name, "config": i}
-                    if first is None:
-                        first = checked_trial(name, overrides, [], labels=labels)
-                        trials.append(first)
-                    else:
-                        trials.append(Trial(name, tuple(overrides), first.clients, False, first.per_actor, labels))
+                drawn = [f"{k}={v}" for k, v in values.items()]
+                overrides = merge_overrides(["backend=ray"], common, setting, base, chosen, drawn)
+                labels = {"strategy": label, "setting": setting_name, "config": i}
+                trials += seeded_trials(f"tune-{setting_name}_{label}-c{i}", overrides, seeds, labels)
     return trials, configs
 
 
-def validation(folder: Path) -> dict[str, float] | None:
-    """``{task: headline validation figure}`` after a run's last round, or None where it did not complete."""
+def validation(folder: Path) -> dict[str, tuple[float | None, bool]] | None:
+    """``{task: (headline validation figure, higher is better)}`` after a run's last round; None unless it completed."""
     path = folder / "summary.json"
     if not path.exists():
         return None
@@ -120,7 +113,10 @@ def validation(folder: Path) -> dict[str, float] | None:
     if summary.get("status") != "completed":
         return None
     final = summary["final"]
-    return {t: final.get(f"val/{t}/{info['headline']}") for t, info in summary["tasks"].items()}
+    return {
+        t: (final.get(f"val/{t}/{info['headline']}"), info["higher_is_better"][info["headline"]])
+        for t, info in summary["tasks"].items()
+    }
 
 
 def choose(figures: Sequence[Mapping[str, float] | None], higher: Mapping[str, bool]) -> tuple[int, list[float | None]]:
@@ -156,14 +152,12 @@ def tuning_results(
         higher: dict[str, bool] = {}
         for i in range(len(values)):
             runs = [validation(out_dir / t.name) for t in mine if t.labels["config"] == i]
-            if any(r is None for r in runs) or not runs:
+            done = [r for r in runs if r is not None]
+            if not runs or len(done) < len(runs):
                 figures.append(None)
                 continue
-            tasks = list(runs[0])  # type: ignore[arg-type]
-            figures.append({task: float(np.mean([r[task] for r in runs])) for task in tasks})  # type: ignore[index]
-            if not higher:
-                summary = json.loads((out_dir / mine[0].name / "summary.json").read_text())
-                higher = {t: info["higher_is_better"][info["headline"]] for t, info in summary["tasks"].items()}
+            higher = {task: up for task, (_, up) in done[0].items()}
+            figures.append({task: float(np.mean([r[task][0] for r in done])) for task in higher})
         if not higher:
             raise RuntimeError(f"tuning {label} ({setting}): no configuration completed; see {out_dir}/tune-*")
         best, scores = choose(figures, higher)

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy
 import torch
 
-from mfed.machine import cpu_model, describe, machine
-from mfed.sweeps.results import machines_line
+from mfed.machine import cpu_model, describe, machine, machines_line
 
 
 def test_the_record_names_the_cpu_the_libraries_and_the_clients_threads():
