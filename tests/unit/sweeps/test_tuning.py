@@ -96,3 +96,17 @@ def test_equal_figures_share_their_rank():
     # a: a tie between configs 0 and 1 (ranks 1.5 each), config 2 last; b (lower): config 1 best, then 2, then 0
     best, scores = choose([{"a": 0.5, "b": 3.0}, {"a": 0.5, "b": 1.0}, {"a": 0.1, "b": 2.0}], {"a": True, "b": False})
     assert (best, scores) == (1, [2.25, 1.25, 2.5])
+
+
+def test_a_failed_first_draw_ranks_last_and_the_others_still_decide(tmp_path):
+    cfg = bench(**{"tune.samples": 2, "tune.seeds": [100]})
+    runs, _, settings, _ = benchmark_grid(cfg, BASE)
+    trials, configs = tuning_plan(cfg, BASE, runs, settings)
+    tasks = {"semseg": {"headline": "mIoU", "higher_is_better": {"mIoU": True}}}
+    for t in trials:
+        if t.labels["config"] == 1:  # config 0 left no folder (its run failed before writing one)
+            (tmp_path / t.name).mkdir()
+            summary = {"status": "completed", "final": {"val/semseg/mIoU": 30.0}, "tasks": tasks}
+            (tmp_path / t.name / "summary.json").write_text(json.dumps(summary))
+    for entry in tuning_results(trials, configs, tmp_path)["default"].values():
+        assert entry["chosen"] == entry["configs"][1]["values"] and entry["configs"][0]["rank"] is None
